@@ -1,0 +1,68 @@
+// The history store (gorgone_history, gorgone_synchistory, gorgone_identity,
+// gorgone_target_fingerprint) as the host offers it to itself and to modules.
+// Thread-safety: thread-safe (implementations serialise access internally).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gorgone/result.hpp"
+
+namespace gorgone {
+
+struct HistoryRow {
+  std::int64_t id = 0;                // local id (ignored on insert)
+  std::optional<std::string> token;   // NULL when absent
+  int code = 0;
+  std::int64_t etime = 0;             // event time (epoch s); 0 on insert = now
+  double ctime = 0;                   // insertion time; 0 on insert = now (microseconds)
+  int instant = 0;
+  std::string data;                   // JSON text
+};
+
+struct GetlogFilter {
+  std::optional<std::int64_t> id;      // id > ?
+  std::optional<std::string> token;    // token = ?
+  std::optional<double> ctime;         // ctime > ?
+  std::optional<std::int64_t> etime;   // etime > ?
+  std::optional<int> code;             // code = ?
+  std::optional<std::int64_t> limit;   // highest ids, then numeric order
+  bool empty() const { return !id && !token && !ctime && !etime && !code; }
+};
+
+struct IdentityRow {
+  std::string identity;  // hex of the routing id
+  std::string key, iv, oldkey, oldiv;  // hex
+  std::int64_t ctime = 0, mtime = 0;
+};
+
+class History {
+ public:
+  virtual ~History() = default;
+
+  // Inserts one row. Returns its id.
+  virtual Result<std::int64_t> add(const HistoryRow& row) = 0;
+  // Rows matching the filter, in ascending numeric id order.
+  virtual Result<std::vector<HistoryRow>> getlog(const GetlogFilter& filter) = 0;
+
+  // Log sync: the largest node-side ctime stored for a node (0 when none).
+  virtual Result<double> sync_position(const std::string& node_id) = 0;
+  // Stores rows synced from a node and moves its position to new_position, in one
+  // transaction; rows get a fresh local ctime and keep token/code/etime/instant/data.
+  // Nothing is stored when it fails.
+  virtual Status store_synced(const std::string& node_id, const std::vector<HistoryRow>& rows,
+                              double new_position) = 0;
+
+  // Server-side sessions of the external router.
+  virtual Status save_identity(const IdentityRow& row) = 0;
+  virtual Status touch_identity(const std::string& identity_hex, std::int64_t mtime) = 0;
+  virtual Result<std::vector<IdentityRow>> load_identities() = 0;
+
+  // Server fingerprints seen by clients (fingerprint manager). nullopt: no row.
+  virtual Result<std::optional<std::string>> target_fingerprint(const std::string& target) = 0;
+  virtual Status add_target_fingerprint(const std::string& target, const std::string& fingerprint) = 0;
+};
+
+}  // namespace gorgone

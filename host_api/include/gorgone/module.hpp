@@ -1,0 +1,158 @@
+// The contract between a Gorgone-compatible core (the host) and a module (a shared object).
+//
+// A module exports, with Boost.DLL aliases, one ABI function and eight hooks -- the same
+// eight functions the Perl core requires of a package -- plus optional named hooks that the
+// core looks up on the proxy. Use GORGONE_MODULE_ABI() and GORGONE_EXPORT_HOOK() below.
+//
+// Boundary rules:
+//  * Every hook is noexcept: it catches everything and reports failure as a Status whose
+//    message the host logs. No exception crosses the boundary.
+//  * Hooks are called on the host's loop thread, one at a time, and must not block it:
+//    network, disk and database work belongs on the module's own threads.
+//  * The host keeps the library loaded until kill()/kill_internal() returned and the
+//    module said (through check()) that none of its threads run any more.
+//  * ABI: the host accepts a module whose major equals the host's and whose minor is at
+//    most the host's. Additive changes bump the minor.
+#pragma once
+
+#include <boost/dll/alias.hpp>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+#include <yaml-cpp/yaml.h>
+#include <zmq.hpp>
+
+#include "gorgone/history.hpp"
+#include "gorgone/protocol/frame.hpp"
+#include "gorgone/result.hpp"
+
+namespace gorgone {
+
+inline constexpr unsigned kAbiMajor = 1;
+inline constexpr unsigned kAbiMinor = 0;
+
+struct AbiVersion {
+  unsigned major;
+  unsigned minor;
+};
+
+constexpr bool abi_compatible(AbiVersion host, AbiVersion module) {
+  return host.major == module.major && host.minor >= module.minor;
+}
+
+enum class Severity { kDebug = 0, kInfo = 1, kNotice = 2, kWarning = 3, kError = 4 };
+
+// One event a module handles. With `uri` and `method`, the host also serves
+// <METHOD> /api/<namespace>/<name><uri> (and under /api/nodes/<id>/).
+struct EventDecl {
+  std::string event;
+  std::string uri;
+  std::string method;
+};
+
+struct Registration {
+  bool loaded = false;
+  std::string ns;    // e.g. "core"
+  std::string name;  // e.g. "proxy"
+  std::vector<EventDecl> events;
+};
+
+// What a module may know of the core.
+struct CoreInfo {
+  std::string id;                 // gorgonecore.id; empty until known (SETCOREID)
+  std::string hostname;
+  std::string privkey_path;       // the core's RSA key pair
+  std::string pubkey_path;
+  std::string internal_endpoint;  // module threads connect DEALERs here (inproc)
+  std::string fingerprint_mode;   // always | first | strict
+};
+
+// Where a frame came from.
+struct RouteContext {
+  std::string router_type;  // "internal" or "external"
+  std::string identity;     // routing id of the sender (raw bytes)
+};
+
+struct CheckResult {
+  int count = 0;           // live threads/workers of the module
+  bool keepalive = true;   // false with count 0: the host unloads the module
+};
+
+// Services the host offers to a module. The host outlives every module.
+class Host {
+ public:
+  virtual ~Host() = default;
+
+  // --- thread-safe: any module thread may call these.
+  virtual void log(Severity severity, std::string_view message) = 0;
+  virtual History& history() = 0;
+  // The context the internal router lives in (inproc endpoints need it).
+  virtual zmq::context_t& zmq_context() = 0;
+  virtual CoreInfo core_info() const = 0;
+  virtual bool stopping() const = 0;
+  // Writes a history row now (ctime = now) and notifies listeners.
+  virtual void add_history(const std::string* token, int code, std::string_view data_json,
+                           int instant = 0) = 0;
+
+  // --- loop thread only (from hooks).
+  // Sends a frame to a module thread's DEALER on the internal router.
+  virtual void send_internal(std::string_view identity, const protocol::Frame& frame) = 0;
+  // Sends a frame, encrypted with the session key, to a peer of the external router
+  // (pull nodes). Fails when the peer has no session.
+  virtual Status send_external(const std::string& routing_id, const protocol::Frame& frame) = 0;
+  // Runs a frame through the core's dispatch as if a module had sent it (no reply).
+  virtual void dispatch(const protocol::Frame& frame) = 0;
+  // Sends a frame to every peer that pinged this core within 30 min (SYNCLOGS to parents).
+  virtual void send_to_parents(const protocol::Frame& frame) = 0;
+};
+
+// ---- hook signatures (the exported symbols)
+using AbiHook = AbiVersion() noexcept;
+using RegisterHook = Status(const YAML::Node& module_config, const YAML::Node& core_config,
+                            Host& host, Registration& out) noexcept;
+using InitHook = Status(const std::string& core_id) noexcept;
+using RoutingHook = Status(const protocol::Frame& frame, const RouteContext& context) noexcept;
+using CheckHook = Status(CheckResult& out) noexcept;
+using BroadcastHook = Status(const protocol::Frame& frame) noexcept;
+using GentlyHook = Status() noexcept;
+using KillHook = Status() noexcept;
+using KillInternalHook = Status() noexcept;
+
+// ---- optional hooks the core asks the proxy for
+using IsAllProxyReadyHook = int() noexcept;                       // percent of ready workers
+using GetConstatusHook = Status(std::string& json_out) noexcept;  // constatus object
+using SynclogHook = Status() noexcept;                            // full log sync now
+using SetCoreIdHook = Status(const std::string& core_id) noexcept;
+using AddParentPingHook = Status(const std::string& router_type, const std::string& identity) noexcept;
+
+// Exported names.
+namespace hook_name {
+inline constexpr const char* kAbi = "gorgone_abi";
+inline constexpr const char* kRegister = "gorgone_register";
+inline constexpr const char* kInit = "gorgone_init";
+inline constexpr const char* kRouting = "gorgone_routing";
+inline constexpr const char* kCheck = "gorgone_check";
+inline constexpr const char* kBroadcast = "gorgone_broadcast";
+inline constexpr const char* kGently = "gorgone_gently";
+inline constexpr const char* kKill = "gorgone_kill";
+inline constexpr const char* kKillInternal = "gorgone_kill_internal";
+inline constexpr const char* kIsAllProxyReady = "gorgone_is_all_proxy_ready";
+inline constexpr const char* kGetConstatus = "gorgone_get_constatus_result";
+inline constexpr const char* kSynclog = "gorgone_synclog";
+inline constexpr const char* kSetCoreId = "gorgone_setcoreid";
+inline constexpr const char* kAddParentPing = "gorgone_add_parent_ping";
+}  // namespace hook_name
+
+}  // namespace gorgone
+
+// In a module: GORGONE_MODULE_ABI(); then GORGONE_EXPORT_HOOK(my_register, gorgone_register); ...
+#define GORGONE_MODULE_ABI()                                                     \
+  namespace {                                                                     \
+  ::gorgone::AbiVersion gorgone_module_abi_() noexcept {                          \
+    return ::gorgone::AbiVersion{::gorgone::kAbiMajor, ::gorgone::kAbiMinor};     \
+  }                                                                               \
+  }                                                                               \
+  BOOST_DLL_ALIAS(gorgone_module_abi_, gorgone_abi)
+
+#define GORGONE_EXPORT_HOOK(function, exported_name) BOOST_DLL_ALIAS(function, exported_name)

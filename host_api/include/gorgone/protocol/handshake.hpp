@@ -1,0 +1,142 @@
+// Gorgone's external handshake (GETPUBKEY / PUBKEY / HELO / KEY) and the AES sessions that
+// follow it, as pure state machines: no sockets, no clock, no database. The owner feeds
+// received messages in and sends what they return, so a handshake never blocks a thread.
+// Thread-safety: thread-compatible (one owner thread per object).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gorgone/protocol/crypto.hpp"
+#include "gorgone/result.hpp"
+
+namespace gorgone::protocol {
+
+// The JSON carried by "[KEY] {...}" (handshake answer and rotations).
+struct KeyMessage {
+  std::string hostname;
+  std::string cipher = "AES";
+  std::string padding = "1";  // Gorgone sends the number 1; kept as text
+  std::string key;            // raw bytes (hex on the wire)
+  std::string iv;             // raw bytes (hex on the wire)
+};
+// "[KEY] {json}" -> KeyMessage. Strict: hostname present, key/iv valid hex of a usable size,
+// cipher "AES", padding 1. Error texts say which field is wrong.
+Result<KeyMessage> parse_key_message(std::string_view plaintext);
+std::string build_key_message(const KeyMessage& m);
+
+// Client side (proxy worker towards a push_zmq node; pull module towards a central).
+class HandshakeClient {
+ public:
+  enum class State { kIdle, kWaitPubkey, kWaitKey, kEstablished, kFailed };
+
+  struct Step {
+    enum class Kind {
+      kSend,         // send `text` to the server
+      kEstablished,  // KEY accepted: the session is usable (nothing to send)
+      kMessage,      // `text` is a decrypted frame from the server
+      kRotated,      // the server rotated the key; nothing to do
+      kFailed,       // handshake or decrypt failure: `text` says why (Gorgone's wording)
+      kIgnored,      // message dropped (e.g. received while failed)
+    };
+    Kind kind;
+    std::string text;
+  };
+
+  // Called with the server key received in [PUBKEY]; a failure refuses the server
+  // (fingerprint manager, pinned server_pubkey). May be empty (always accept).
+  using ServerKeyCheck = std::function<Status(const RsaKey& server_key)>;
+
+  // handshake_identity: the name written in HELO, without the random suffix
+  // (e.g. "gorgone-proxy-1-4"). client_key must hold a private key.
+  HandshakeClient(std::string handshake_identity, RsaKey client_key, ServerKeyCheck check = {});
+
+  State state() const { return state_; }
+  // Begins a (new) handshake: returns "[GETPUBKEY]". Any previous session is forgotten.
+  std::string start();
+  // Feeds one message received from the server.
+  Step on_message(std::string_view wire);
+  // REQUIRES: state() == kEstablished. Encrypts a frame for the wire.
+  std::string encrypt(std::string_view plaintext) const;
+  // Marks the session failed (e.g. timeout); the next start() redoes everything.
+  void fail() { state_ = State::kFailed; }
+  const std::optional<RsaKey>& server_key() const { return server_key_; }
+
+ private:
+  std::string identity_;
+  RsaKey client_key_;
+  ServerKeyCheck check_;
+  State state_ = State::kIdle;
+  std::optional<RsaKey> server_key_;
+  std::optional<SymmetricCipher> cipher_;
+};
+
+// Server side (the external ROUTER of a poller, remote, or central in pull mode).
+class HandshakeServer {
+ public:
+  struct Config {
+    RsaKey server_key;                            // private
+    std::vector<std::string> authorized_clients;  // JWK thumbprints
+    std::string hostname;
+    std::size_t keysize = 32;                     // AES key bytes
+  };
+
+  struct Session {
+    std::string key, iv;        // raw bytes
+    std::string oldkey, oldiv;  // raw bytes, empty when none
+    std::int64_t ctime = 0;     // key creation (rotation clock)
+    std::int64_t mtime = 0;     // last valid message
+  };
+
+  struct Outcome {
+    enum class Kind {
+      kReply,       // send `reply` (plaintext PUBKEY or handshake-issue ACK) to the peer
+      kNewSession,  // send `reply` (RSA-encrypted KEY); persist session(identity)
+      kMessage,     // `plaintext` is a decrypted frame to dispatch; session mtime updated
+    };
+    Kind kind;
+    std::string reply;
+    std::string plaintext;
+    std::string log;  // what happened, for the log (never contains key material)
+  };
+
+  explicit HandshakeServer(Config config);
+
+  // identity: the peer's routing id (raw bytes). now: epoch seconds.
+  Outcome on_message(const std::string& identity, std::string_view wire, std::int64_t now);
+  // Encrypts a frame for an established peer; nullopt when there is no session.
+  std::optional<std::string> encrypt_for(const std::string& identity, std::string_view plaintext) const;
+
+  struct Rotation {
+    std::string identity;
+    std::string wire;  // "[KEY] ..." encrypted with the previous key
+  };
+  // Forgets sessions idle for more than idle_seconds; rotates keys older than
+  // rotation_seconds. Returns the [KEY] messages to send.
+  std::vector<Rotation> rotate(std::int64_t now, std::int64_t rotation_seconds,
+                               std::int64_t idle_seconds = 86400);
+
+  void restore(const std::string& identity, Session session);
+  const Session* session(const std::string& identity) const;
+  void forget(const std::string& identity);
+  const std::map<std::string, Session>& sessions() const { return sessions_; }
+  // "[PUBKEY] [base64(wire pem)]"
+  const std::string& pubkey_reply() const { return pubkey_reply_; }
+  std::string thumbprint() const { return config_.server_key.jwk_thumbprint(); }
+
+ private:
+  Config config_;
+  std::string pubkey_reply_;
+  std::map<std::string, Session> sessions_;
+};
+
+// Plaintext handshake refusal, as the Perl core sends it.
+inline constexpr std::string_view kHandshakeIssueReply =
+    R"([ACK] [] {"code":1,"data":{"message":"handshake issue"}})";
+
+}  // namespace gorgone::protocol
