@@ -1,1 +1,629 @@
-// placeholder
+#include "history_pg.hpp"
+
+#include <libpq-fe.h>
+#include <sys/time.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <string_view>
+#include <utility>
+
+namespace gorgone {
+
+namespace {
+
+// pg_advisory_xact_lock key serialising schema creation between processes: CREATE
+// TABLE IF NOT EXISTS alone can still fail on a race (duplicate pg_type row).
+constexpr const char* kSchemaSql = R"sql(
+SELECT pg_advisory_xact_lock(4766020231023);
+CREATE TABLE IF NOT EXISTS gorgone_history (
+  id BIGSERIAL PRIMARY KEY,
+  token TEXT,
+  code INTEGER,
+  etime BIGINT,
+  ctime DOUBLE PRECISION,
+  instant INTEGER DEFAULT 0,
+  data TEXT);
+CREATE INDEX IF NOT EXISTS idx_gorgone_history_token ON gorgone_history (token);
+CREATE INDEX IF NOT EXISTS idx_gorgone_history_etime ON gorgone_history (etime);
+CREATE INDEX IF NOT EXISTS idx_gorgone_history_code ON gorgone_history (code);
+CREATE INDEX IF NOT EXISTS idx_gorgone_history_ctime ON gorgone_history (ctime);
+CREATE INDEX IF NOT EXISTS idx_gorgone_history_instant ON gorgone_history (instant);
+CREATE TABLE IF NOT EXISTS gorgone_synchistory (
+  id TEXT PRIMARY KEY,
+  ctime DOUBLE PRECISION,
+  last_id BIGINT);
+CREATE TABLE IF NOT EXISTS gorgone_identity (
+  id BIGSERIAL PRIMARY KEY,
+  ctime BIGINT,
+  mtime BIGINT,
+  identity TEXT,
+  key TEXT,
+  oldkey TEXT,
+  iv TEXT,
+  oldiv TEXT,
+  parent INTEGER DEFAULT 0);
+CREATE INDEX IF NOT EXISTS idx_gorgone_identity_identity ON gorgone_identity (identity);
+CREATE TABLE IF NOT EXISTS gorgone_target_fingerprint (
+  id BIGSERIAL PRIMARY KEY,
+  target TEXT,
+  fingerprint TEXT);
+CREATE TABLE IF NOT EXISTS gorgone_information (
+  key TEXT,
+  value TEXT);
+INSERT INTO gorgone_information (key, value)
+  SELECT 'version', '23.10.0'
+  WHERE NOT EXISTS (SELECT 1 FROM gorgone_information WHERE key = 'version');
+)sql";
+
+constexpr const char* kHistoryColumns = "id, token, code, etime, ctime, instant, data";
+
+// COPY buffers are handed to libpq in chunks of about this size.
+constexpr std::size_t kCopyChunk = 1 << 20;
+
+struct ResultDeleter {
+  void operator()(PGresult* r) const { PQclear(r); }
+};
+using PgResult = std::unique_ptr<PGresult, ResultDeleter>;
+
+// libpq messages span lines and are indented with tabs: make them one line.
+std::string OneLine(const char* message) {
+  std::string out;
+  for (const char* p = message != nullptr ? message : ""; *p != '\0'; ++p) {
+    bool space = *p == ' ' || *p == '\t' || *p == '\n' || *p == '\r';
+    if (!space) {
+      out += *p;
+    } else if (!out.empty() && out.back() != ' ') {
+      out += ' ';
+    }
+  }
+  if (!out.empty() && out.back() == ' ') out.pop_back();
+  return out.empty() ? "unknown error" : out;
+}
+
+// The server's message, its detail and context (for COPY: the line), without the
+// severity prefix and the query excerpt of the full text.
+std::string ServerMessage(const PGresult* r) {
+  const char* primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+  if (primary == nullptr) return std::string();
+  std::string out = primary;
+  for (int field : {PG_DIAG_MESSAGE_DETAIL, PG_DIAG_CONTEXT}) {
+    const char* extra = PQresultErrorField(r, field);
+    if (extra != nullptr) out += std::string("; ") + extra;
+  }
+  return OneLine(out.c_str());
+}
+
+std::string FormatDouble(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.17g", v);  // 17 digits: exact round trip
+  return buf;
+}
+
+bool HasNul(std::string_view v) { return v.find('\0') != std::string_view::npos; }
+
+// Text parameters for PQexecParams; nullopt binds SQL NULL.
+class Params {
+ public:
+  Params& text(std::string v) {
+    values_.emplace_back(std::move(v));
+    return *this;
+  }
+  Params& optional(const std::optional<std::string>& v) {
+    values_.push_back(v);
+    return *this;
+  }
+  // Empty means "absent" for the hex fields of gorgone_identity.
+  Params& text_or_null(const std::string& v) {
+    if (v.empty()) {
+      values_.emplace_back(std::nullopt);
+    } else {
+      values_.emplace_back(v);
+    }
+    return *this;
+  }
+  Params& integer(std::int64_t v) { return text(std::to_string(v)); }
+  Params& real(double v) { return text(FormatDouble(v)); }
+
+  int size() const { return static_cast<int>(values_.size()); }
+  // libpq takes C strings: a NUL would silently cut the value, so refuse it.
+  bool has_nul() const {
+    for (const auto& v : values_) {
+      if (v && HasNul(*v)) return true;
+    }
+    return false;
+  }
+  // Valid while *this is alive and unchanged.
+  std::vector<const char*> pointers() const {
+    std::vector<const char*> out;
+    out.reserve(values_.size());
+    for (const auto& v : values_) out.push_back(v ? v->c_str() : nullptr);
+    return out;
+  }
+
+ private:
+  std::vector<std::optional<std::string>> values_;
+};
+
+bool IsNull(const PGresult* r, int row, int col) { return PQgetisnull(r, row, col) != 0; }
+
+std::int64_t GetInt(const PGresult* r, int row, int col) {
+  return IsNull(r, row, col) ? 0 : std::strtoll(PQgetvalue(r, row, col), nullptr, 10);
+}
+
+double GetDouble(const PGresult* r, int row, int col) {
+  return IsNull(r, row, col) ? 0 : std::strtod(PQgetvalue(r, row, col), nullptr);
+}
+
+std::string GetText(const PGresult* r, int row, int col) {
+  return std::string(PQgetvalue(r, row, col), PQgetlength(r, row, col));
+}
+
+HistoryRow ToHistoryRow(const PGresult* r, int row) {
+  HistoryRow out;
+  out.id = GetInt(r, row, 0);
+  if (!IsNull(r, row, 1)) out.token = GetText(r, row, 1);
+  out.code = static_cast<int>(GetInt(r, row, 2));
+  out.etime = GetInt(r, row, 3);
+  out.ctime = GetDouble(r, row, 4);
+  out.instant = static_cast<int>(GetInt(r, row, 5));
+  out.data = GetText(r, row, 6);
+  return out;
+}
+
+// COPY text format: backslash escapes for the delimiter, line ends and backslash.
+void AppendCopyText(std::string& out, std::string_view v) {
+  for (char c : v) {
+    switch (c) {
+      case '\\': out += "\\\\"; break;
+      case '\t': out += "\\t"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      default: out += c;
+    }
+  }
+}
+
+// Notices ("relation already exists, skipping") and the FATAL a backend sends
+// before closing an idle connection would go to stderr by default.
+void IgnoreNotice(void*, const char*) {}
+
+Error Failure(const std::string& what, const std::string& detail) {
+  return make_error("history: " + what + " failed (" + detail + ")");
+}
+
+}  // namespace
+
+// The connection and the statement helpers. Callers hold PgHistory::mu_.
+class PgHistory::Conn {
+ public:
+  explicit Conn(PGconn* conn) : conn_(conn) {}
+  ~Conn() { PQfinish(conn_); }
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+
+  // kAlone: a statement of its own; the connection is checked first and, if found
+  // lost, reset and the statement run once more. kInTransaction: neither, since a
+  // lost connection has rolled the transaction back.
+  enum class Mode { kAlone, kInTransaction };
+
+  // Runs one statement with bound parameters.
+  Result<PgResult> exec(const std::string& what, const char* sql, const Params& params,
+                        Mode mode = Mode::kAlone) {
+    if (params.has_nul()) return Failure(what, "a value contains a NUL byte");
+    std::vector<const char*> values = params.pointers();
+    return run(what, mode, [&] {
+      return PQexecParams(conn_, sql, params.size(), nullptr, values.data(), nullptr,
+                          nullptr, 0);
+    });
+  }
+
+  // Runs several statements without parameters, in one implicit transaction.
+  Status exec_script(const std::string& what, const char* sql) {
+    auto r = run(what, Mode::kAlone, [&] { return PQexec(conn_, sql); });
+    return r.ok() ? Status::success() : Status::failure(r.error());
+  }
+
+  // Starts a transaction; the connection is reset first if it was lost.
+  Status begin(const std::string& what) { return exec_script(what + " (BEGIN)", "BEGIN"); }
+
+  Status commit(const std::string& what) {
+    auto r = exec(what + " (COMMIT)", "COMMIT", Params(), Mode::kInTransaction);
+    if (!r.ok()) return Status::failure(r.error());
+    // COMMIT of an aborted transaction "succeeds" with the tag ROLLBACK.
+    if (std::strcmp(PQcmdStatus(r->get()), "COMMIT") != 0) {
+      return Failure(what, "transaction rolled back");
+    }
+    return Status::success();
+  }
+
+  // Best effort: the server rolls back by itself if the connection is gone.
+  void rollback() {
+    if (PQstatus(conn_) != CONNECTION_OK) return;
+    if (PQtransactionStatus(conn_) == PQTRANS_IDLE) return;
+    PgResult r(PQexec(conn_, "ROLLBACK"));
+  }
+
+  // COPY ... FROM STDIN, inside the caller's transaction.
+  Status copy_start(const std::string& what, const char* sql) {
+    PgResult r(PQexec(conn_, sql));
+    if (!r || PQresultStatus(r.get()) != PGRES_COPY_IN) return Failure(what, message(r.get()));
+    return Status::success();
+  }
+  Status copy_put(const std::string& what, const std::string& buf) {
+    if (PQputCopyData(conn_, buf.data(), static_cast<int>(buf.size())) != 1) {
+      return Failure(what, message(nullptr));
+    }
+    return Status::success();
+  }
+  // abort_reason non-null: make the server fail the COPY with that message.
+  Status copy_end(const std::string& what, const char* abort_reason) {
+    Status st;
+    if (PQputCopyEnd(conn_, abort_reason) != 1) st = Failure(what, message(nullptr));
+    // Drain every result so the connection is usable again.
+    while (PGresult* raw = PQgetResult(conn_)) {
+      PgResult r(raw);
+      if (st.ok() && PQresultStatus(raw) != PGRES_COMMAND_OK) st = Failure(what, message(raw));
+    }
+    return st;
+  }
+
+ private:
+  template <typename F>
+  Result<PgResult> run(const std::string& what, Mode mode, F&& send) {
+    Status st;
+    if (mode == Mode::kAlone) st = ensure(what);
+    if (!st.ok()) return make_error(st.message());
+    for (int attempt = 0;; ++attempt) {
+      PgResult r(send());
+      ExecStatusType s = r ? PQresultStatus(r.get()) : PGRES_FATAL_ERROR;
+      if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) return r;
+      if (attempt == 0 && mode == Mode::kAlone && PQstatus(conn_) == CONNECTION_BAD) {
+        st = reset(what);
+        if (st.ok()) continue;
+        return make_error(st.message());
+      }
+      return Failure(what, message(r.get()));
+    }
+  }
+
+  // Makes sure the connection is usable before a new operation.
+  Status ensure(const std::string& what) {
+    if (PQstatus(conn_) == CONNECTION_OK) {
+      // A server restart closes idle connections; reading what is pending lets
+      // libpq notice it now rather than in the middle of our statement.
+      PQconsumeInput(conn_);
+    }
+    if (PQstatus(conn_) != CONNECTION_OK) return reset(what);
+    if (PQtransactionStatus(conn_) != PQTRANS_IDLE) rollback();  // leftover, never expected
+    return Status::success();
+  }
+
+  Status reset(const std::string& what) {
+    PQreset(conn_);
+    if (PQstatus(conn_) == CONNECTION_OK) return Status::success();
+    return make_error("history: " + what +
+                      ": connection to PostgreSQL lost and reconnecting failed (" +
+                      OneLine(PQerrorMessage(conn_)) + ")");
+  }
+
+  std::string message(const PGresult* r) const {
+    std::string m = r != nullptr ? ServerMessage(r) : std::string();
+    return m.empty() ? OneLine(PQerrorMessage(conn_)) : m;
+  }
+
+  PGconn* conn_;
+};
+
+PgHistory::PgHistory(std::unique_ptr<Conn> conn) : conn_(std::move(conn)) {}
+
+PgHistory::~PgHistory() = default;
+
+Result<std::unique_ptr<PgHistory>> PgHistory::open(const std::string& conninfo) {
+  // Parse first: libpq's parse errors quote pieces of the string, which may hold
+  // a password, so they are not passed on.
+  char* parse_error = nullptr;
+  PQconninfoOption* parsed = PQconninfoParse(conninfo.c_str(), &parse_error);
+  if (parse_error != nullptr) PQfreemem(parse_error);
+  if (parsed == nullptr) {
+    return make_error("history: invalid PostgreSQL connection string (syntax error)");
+  }
+  PQconninfoFree(parsed);
+
+  // Later keywords override the expanded conninfo: force UTF8 so that bytes pass
+  // through unchanged; it also survives PQreset.
+  const char* keys[] = {"dbname", "client_encoding", "fallback_application_name", nullptr};
+  const char* values[] = {conninfo.c_str(), "UTF8", "gorgone", nullptr};
+  PGconn* raw = PQconnectdbParams(keys, values, 1);
+  if (raw == nullptr) return make_error("history: cannot connect to PostgreSQL (out of memory)");
+  auto conn = std::make_unique<Conn>(raw);
+  if (PQstatus(raw) != CONNECTION_OK) {
+    return make_error("history: cannot connect to PostgreSQL (" + OneLine(PQerrorMessage(raw)) +
+                      ")");
+  }
+  PQsetNoticeProcessor(raw, IgnoreNotice, nullptr);
+  Status st = conn->exec_script("creating the schema", kSchemaSql);
+  if (!st.ok()) return make_error(st.message());
+  return std::unique_ptr<PgHistory>(new PgHistory(std::move(conn)));
+}
+
+double PgHistory::next_ctime() {
+  struct timeval tv;
+  gettimeofday(&tv, nullptr);
+  std::int64_t us = static_cast<std::int64_t>(tv.tv_sec) * 1000000 + tv.tv_usec;
+  if (us <= last_ctime_us_) us = last_ctime_us_ + 1;
+  last_ctime_us_ = us;
+  // us / 1e6 is the double nearest to the decimal value, which is also what the
+  // server stores when given that decimal: it round-trips exactly.
+  return static_cast<double>(us) / 1e6;
+}
+
+Result<std::int64_t> PgHistory::add(const HistoryRow& row) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Params p;
+  p.optional(row.token)
+      .integer(row.code)
+      .integer(row.etime != 0 ? row.etime : static_cast<std::int64_t>(std::time(nullptr)))
+      .real(row.ctime != 0 ? row.ctime : next_ctime())
+      .integer(row.instant)
+      .text(row.data);
+  auto r = conn_->exec("add",
+                       "INSERT INTO gorgone_history (token, code, etime, ctime, instant, data) "
+                       "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                       p);
+  if (!r.ok()) return make_error(r.error());
+  return GetInt(r->get(), 0, 0);
+}
+
+Result<std::vector<HistoryRow>> PgHistory::getlog(const GetlogFilter& filter) {
+  if (filter.limit && *filter.limit < 0) {
+    return make_error("history: getlog: limit must not be negative");
+  }
+  // Only placeholders are pasted into the SQL text; every value is bound.
+  Params p;
+  std::string where;
+  // Called right after binding the condition's value: $n is the last parameter.
+  auto add_condition = [&](const char* condition) {
+    where += where.empty() ? " WHERE " : " AND ";
+    where += condition;
+    where += std::to_string(p.size());
+  };
+  if (filter.id) {
+    p.integer(*filter.id);
+    add_condition("id > $");
+  }
+  if (filter.token) {
+    p.text(*filter.token);
+    add_condition("token = $");
+  }
+  if (filter.ctime) {
+    p.real(*filter.ctime);
+    add_condition("ctime > $");
+  }
+  if (filter.etime) {
+    p.integer(*filter.etime);
+    add_condition("etime > $");
+  }
+  if (filter.code) {
+    p.integer(*filter.code);
+    add_condition("code = $");
+  }
+
+  std::string sql;
+  if (filter.limit) {
+    p.integer(*filter.limit);
+    // The highest ids, given back in ascending order.
+    sql = std::string("SELECT * FROM (SELECT ") + kHistoryColumns + " FROM gorgone_history" +
+          where + " ORDER BY id DESC LIMIT $" + std::to_string(p.size()) +
+          ") AS newest ORDER BY id";
+  } else {
+    sql = std::string("SELECT ") + kHistoryColumns + " FROM gorgone_history" + where +
+          " ORDER BY id";
+  }
+
+  std::lock_guard<std::mutex> lock(mu_);
+  auto r = conn_->exec("getlog", sql.c_str(), p);
+  if (!r.ok()) return make_error(r.error());
+  std::vector<HistoryRow> rows;
+  int n = PQntuples(r->get());
+  rows.reserve(n);
+  for (int i = 0; i < n; ++i) rows.push_back(ToHistoryRow(r->get(), i));
+  return rows;
+}
+
+Result<double> PgHistory::sync_position(const std::string& node_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto r = conn_->exec("sync_position", "SELECT ctime FROM gorgone_synchistory WHERE id = $1",
+                       Params().text(node_id));
+  if (!r.ok()) return make_error(r.error());
+  if (PQntuples(r->get()) == 0) return 0.0;
+  return GetDouble(r->get(), 0, 0);
+}
+
+Status PgHistory::copy_rows(const std::vector<HistoryRow>& rows) {
+  const std::string what = "store_synced (COPY)";
+  std::string buf;
+  buf.reserve(kCopyChunk + 4096);
+  const std::int64_t now = std::time(nullptr);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const HistoryRow& row = rows[i];
+    if ((row.token && HasNul(*row.token)) || HasNul(row.data)) {
+      // Text columns cannot hold NUL; abort so the server discards what it got.
+      std::string reason = "row " + std::to_string(i) + " contains a NUL byte";
+      conn_->copy_end(what, reason.c_str());
+      return Failure(what, reason);
+    }
+    if (row.token) {
+      AppendCopyText(buf, *row.token);
+    } else {
+      buf += "\\N";
+    }
+    buf += '\t';
+    buf += std::to_string(row.code);
+    buf += '\t';
+    buf += std::to_string(row.etime != 0 ? row.etime : now);
+    buf += '\t';
+    buf += FormatDouble(next_ctime());
+    buf += '\t';
+    buf += std::to_string(row.instant);
+    buf += '\t';
+    AppendCopyText(buf, row.data);
+    buf += '\n';
+    if (buf.size() >= kCopyChunk) {
+      Status st = conn_->copy_put(what, buf);
+      if (!st.ok()) {
+        conn_->copy_end(what, "client error");
+        return st;
+      }
+      buf.clear();
+    }
+  }
+  if (!buf.empty()) {
+    Status st = conn_->copy_put(what, buf);
+    if (!st.ok()) {
+      conn_->copy_end(what, "client error");
+      return st;
+    }
+  }
+  return conn_->copy_end(what, nullptr);
+}
+
+Status PgHistory::store_synced(const std::string& node_id, const std::vector<HistoryRow>& rows,
+                               double new_position) {
+  if (rows.empty() && new_position == 0) return Status::success();
+  if (HasNul(node_id)) return Failure("store_synced", "node id contains a NUL byte");
+
+  std::lock_guard<std::mutex> lock(mu_);
+  // Only BEGIN may be retried after a reconnection: once rows are sent, a lost
+  // connection means the server rolled everything back and the caller asks again.
+  Status st = conn_->begin("store_synced");
+  if (!st.ok()) return st;
+  if (!rows.empty()) {
+    st = conn_->copy_start(
+        "store_synced (COPY)",
+        "COPY gorgone_history (token, code, etime, ctime, instant, data) FROM STDIN");
+    if (st.ok()) st = copy_rows(rows);
+  }
+  if (st.ok() && new_position != 0) {
+    auto r = conn_->exec("store_synced (position)",
+                         "INSERT INTO gorgone_synchistory (id, ctime) VALUES ($1, $2) "
+                         "ON CONFLICT (id) DO UPDATE SET ctime = EXCLUDED.ctime",
+                         Params().text(node_id).real(new_position), Conn::Mode::kInTransaction);
+    if (!r.ok()) st = Status::failure(r.error());
+  }
+  if (st.ok()) st = conn_->commit("store_synced");
+  if (!st.ok()) conn_->rollback();
+  return st;
+}
+
+Status PgHistory::save_identity(const IdentityRow& row) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Params p;
+  p.integer(row.ctime)
+      .integer(row.mtime)
+      .text(row.identity)
+      .text_or_null(row.key)
+      .text_or_null(row.oldkey)
+      .text_or_null(row.iv)
+      .text_or_null(row.oldiv);
+  auto r = conn_->exec("save_identity",
+                       "INSERT INTO gorgone_identity (ctime, mtime, identity, key, oldkey, iv, "
+                       "oldiv) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                       p);
+  return r.ok() ? Status::success() : Status::failure(r.error());
+}
+
+Status PgHistory::touch_identity(const std::string& identity_hex, std::int64_t mtime) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto r = conn_->exec("touch_identity",
+                       "UPDATE gorgone_identity SET mtime = $2 WHERE id = "
+                       "(SELECT max(id) FROM gorgone_identity WHERE identity = $1)",
+                       Params().text(identity_hex).integer(mtime));
+  return r.ok() ? Status::success() : Status::failure(r.error());
+}
+
+Result<std::vector<IdentityRow>> PgHistory::load_identities() {
+  std::lock_guard<std::mutex> lock(mu_);
+  // Newest usable row per identity: rows without a key or mtime are skipped.
+  auto r = conn_->exec(
+      "load_identities",
+      "SELECT DISTINCT ON (identity) identity, key, iv, oldkey, oldiv, ctime, mtime "
+      "FROM gorgone_identity "
+      "WHERE identity IS NOT NULL AND key IS NOT NULL AND key <> '' AND mtime IS NOT NULL "
+      "ORDER BY identity, id DESC",
+      Params());
+  if (!r.ok()) return make_error(r.error());
+  const PGresult* res = r->get();
+  std::vector<IdentityRow> rows;
+  for (int i = 0; i < PQntuples(res); ++i) {
+    IdentityRow row;
+    row.identity = GetText(res, i, 0);
+    row.key = GetText(res, i, 1);
+    row.iv = GetText(res, i, 2);
+    row.oldkey = GetText(res, i, 3);
+    row.oldiv = GetText(res, i, 4);
+    row.ctime = GetInt(res, i, 5);
+    row.mtime = GetInt(res, i, 6);
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+Status PgHistory::update_identity_keys(const IdentityRow& row) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Params p;
+  p.text(row.identity)
+      .text_or_null(row.key)
+      .text_or_null(row.iv)
+      .text_or_null(row.oldkey)
+      .text_or_null(row.oldiv)
+      .integer(row.ctime);
+  auto r = conn_->exec("update_identity_keys",
+                       "UPDATE gorgone_identity SET key = $2, iv = $3, oldkey = $4, oldiv = $5, "
+                       "ctime = $6 WHERE id = "
+                       "(SELECT max(id) FROM gorgone_identity WHERE identity = $1)",
+                       p);
+  if (!r.ok()) return Status::failure(r.error());
+  if (std::strcmp(PQcmdTuples(r->get()), "0") == 0) {
+    return Failure("update_identity_keys", "no row for identity " + row.identity);
+  }
+  return Status::success();
+}
+
+Result<std::optional<std::string>> PgHistory::target_fingerprint(const std::string& target) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto r = conn_->exec("target_fingerprint",
+                       "SELECT fingerprint FROM gorgone_target_fingerprint WHERE target = $1 "
+                       "ORDER BY id LIMIT 1",
+                       Params().text(target));
+  if (!r.ok()) return make_error(r.error());
+  if (PQntuples(r->get()) == 0) return std::optional<std::string>();
+  return std::optional<std::string>(GetText(r->get(), 0, 0));
+}
+
+Status PgHistory::add_target_fingerprint(const std::string& target,
+                                         const std::string& fingerprint) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto r = conn_->exec("add_target_fingerprint",
+                       "INSERT INTO gorgone_target_fingerprint (target, fingerprint) "
+                       "VALUES ($1, $2)",
+                       Params().text(target).text(fingerprint));
+  return r.ok() ? Status::success() : Status::failure(r.error());
+}
+
+Status PgHistory::purge(double now, std::int64_t history_seconds, std::int64_t session_seconds) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto r = conn_->exec("purge (identities)", "DELETE FROM gorgone_identity WHERE mtime < $1",
+                       Params().integer(static_cast<std::int64_t>(now) - session_seconds));
+  if (!r.ok()) return Status::failure(r.error());
+  // Transient rows live one day whatever the retention.
+  r = conn_->exec("purge (history)",
+                  "DELETE FROM gorgone_history "
+                  "WHERE (instant = 1 AND ctime < $1) OR ctime < $2",
+                  Params().real(now - 86400).real(now - static_cast<double>(history_seconds)));
+  return r.ok() ? Status::success() : Status::failure(r.error());
+}
+
+}  // namespace gorgone

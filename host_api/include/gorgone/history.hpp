@@ -59,10 +59,23 @@ class History {
   virtual Status save_identity(const IdentityRow& row) = 0;
   virtual Status touch_identity(const std::string& identity_hex, std::int64_t mtime) = 0;
   virtual Result<std::vector<IdentityRow>> load_identities() = 0;
+  // Key rotation: sets key, iv, oldkey, oldiv and ctime of the newest row for
+  // row.identity (mtime is left alone).
+  virtual Status update_identity_keys(const IdentityRow& row) {
+    (void)row;
+    return Status::failure("history: update_identity_keys not supported");
+  }
 
   // Server fingerprints seen by clients (fingerprint manager). nullopt: no row.
   virtual Result<std::optional<std::string>> target_fingerprint(const std::string& target) = 0;
   virtual Status add_target_fingerprint(const std::string& target, const std::string& fingerprint) = 0;
+
+  // dbcleaner: deletes history rows with ctime < now - history_seconds, instant rows
+  // with ctime < now - 86400, and identity rows with mtime < now - session_seconds.
+  virtual Status purge(double now, std::int64_t history_seconds, std::int64_t session_seconds) {
+    (void)now, (void)history_seconds, (void)session_seconds;
+    return Status::failure("history: purge not supported");
+  }
 };
 
 }  // namespace gorgone

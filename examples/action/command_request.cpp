@@ -1,0 +1,343 @@
+#include "command_request.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
+#include <ctime>
+
+#include "gorgone/json.hpp"
+#include "gorgone/status_codes.hpp"
+
+namespace gorgone::action {
+namespace {
+
+using json::Value;
+using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+
+// std::regex matches recursively: a very long subject can exhaust the stack, so longer
+// commands are refused when the whitelist is on.
+constexpr std::size_t kMaxWhitelistedCommand = 8192;
+
+// Gorgone's backtick() answer when it kills a command at the timeout.
+constexpr const char* kTimeoutText = "Command too long to execute (timeout)...";
+
+// ---- settings
+
+Result<double> parse_timeout(const YAML::Node& node) {
+  if (!node || node.IsNull()) return 30.0;
+  std::string text = node.IsScalar() ? node.Scalar() : std::string();
+  char* end = nullptr;
+  double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || !std::isfinite(v) || v <= 0)
+    return make_error("command_timeout must be a positive number of seconds, got '" + text + "'");
+  return v;
+}
+
+// Gorgone tests the value with /true|1/i.
+bool parse_flag(const YAML::Node& node) {
+  if (!node || !node.IsScalar()) return false;
+  std::string v = node.Scalar();
+  std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
+  return v.find("true") != std::string::npos || v.find('1') != std::string::npos;
+}
+
+// ---- request decoding
+
+const Value* member(const Value& obj, const char* name) {
+  if (!obj.IsObject()) return nullptr;
+  auto it = obj.FindMember(name);
+  return it == obj.MemberEnd() ? nullptr : &it->value;
+}
+
+// Perl's ref() of the decoded value, for Gorgone's "expected array, found '...'" text.
+const char* perl_ref(const Value* v) {
+  if (v && v->IsObject()) return "HASH";
+  if (v && v->IsArray()) return "ARRAY";
+  return "";
+}
+
+// Finds the list of commands in any accepted shape; builds a one-element list in `holder`
+// when the request names a single command. Returns null (and sets `why`) otherwise.
+const Value* find_content(json::Document& doc, Value& holder, std::string& why) {
+  const Value* candidate = &doc;
+  if (doc.IsObject() && doc.HasMember("content")) candidate = &doc["content"];
+  if (candidate->IsArray()) return candidate;
+  if (candidate->IsObject() && candidate->HasMember("command")) {
+    holder.SetArray();
+    holder.PushBack(Value(*candidate, doc.GetAllocator()), doc.GetAllocator());
+    return &holder;
+  }
+  why = std::string("expected array, found '") + perl_ref(doc.IsObject() ? member(doc, "content") : &doc) + "'";
+  return nullptr;
+}
+
+// Perl numification for `continue_on_error == 0`: false, 0 and non-numeric text are 0.
+bool perl_zero(const Value& v) {
+  if (v.IsBool()) return !v.GetBool();
+  if (v.IsNumber()) return v.GetDouble() == 0;
+  if (v.IsString()) return std::strtod(v.GetString(), nullptr) == 0;
+  return false;  // null: not defined in Perl terms
+}
+
+int instant_flag(const json::Document& doc) {
+  const Value* v = member(doc, "instant");
+  if (!v) return 0;
+  if (v->IsBool()) return v->GetBool() ? 1 : 0;
+  auto n = json::as_number(*v);
+  return n && *n != 0 ? 1 : 0;
+}
+
+// A command's own timeout when it is a positive number, else the module's default.
+// (Perl's alarm() would treat 0 or garbage as "no timeout"; we never run unbounded.)
+std::chrono::milliseconds command_timeout(const Value& entry, const ActionSettings& settings) {
+  double seconds = settings.command_timeout;
+  if (const Value* t = member(entry, "timeout")) {
+    auto n = json::as_number(*t);
+    if (n && std::isfinite(*n) && *n > 0) seconds = *n;
+  }
+  return std::chrono::milliseconds(static_cast<long long>(std::min(seconds, 1e9) * 1000));
+}
+
+// ---- history rows
+
+struct Metrics {
+  std::time_t start = 0;
+  std::time_t end = 0;
+};
+
+void write_null_or(Writer& w, const Value* v) {
+  if (v)
+    v->Accept(w);
+  else
+    w.Null();
+}
+
+std::string command_started_row(const Value& entry) {
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartObject();
+  w.Key("message");
+  w.String("command has started");
+  w.Key("command");
+  write_null_or(w, member(entry, "command"));
+  w.Key("metadata");
+  write_null_or(w, member(entry, "metadata"));
+  w.EndObject();
+  return std::string(sb.GetString(), sb.GetSize());
+}
+
+std::string command_result_row(const char* message, const Value& entry, int exit_code, const std::string& stdout_text,
+                               const Metrics& m) {
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartObject();
+  w.Key("message");
+  w.String(message);
+  w.Key("command");
+  write_null_or(w, member(entry, "command"));
+  w.Key("metadata");
+  write_null_or(w, member(entry, "metadata"));
+  w.Key("result");
+  w.StartObject();
+  w.Key("exit_code");
+  w.Int(exit_code);
+  w.Key("stdout");
+  w.String(stdout_text.data(), static_cast<rapidjson::SizeType>(stdout_text.size()));
+  w.EndObject();
+  w.Key("metrics");
+  w.StartObject();
+  w.Key("start");
+  w.Int64(m.start);
+  w.Key("end");
+  w.Int64(m.end);
+  w.Key("duration");
+  w.Int64(m.end - m.start);
+  w.EndObject();
+  w.EndObject();
+  return std::string(sb.GetString(), sb.GetSize());
+}
+
+std::string processing_started_row(const Value& content) {
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartObject();
+  w.Key("message");
+  w.String("commands processing has started");
+  w.Key("request_content");
+  content.Accept(w);
+  w.EndObject();
+  return std::string(sb.GetString(), sb.GetSize());
+}
+
+// Gorgone joins chomped lines with "\n": the output loses exactly one final newline.
+std::string stdout_text(std::string output) {
+  if (!output.empty() && output.back() == '\n') output.pop_back();
+  return sanitize_utf8(output);
+}
+
+// ---- running
+
+// Checks every entry before anything runs, as Gorgone does. Returns false after writing
+// the KO row.
+bool validate(const Value& content, const ActionSettings& settings, const Output& out) {
+  for (rapidjson::SizeType i = 0; i < content.Size(); ++i) {
+    const std::string index = std::to_string(i);
+    const Value* cmd = member(content[i], "command");
+    auto text = cmd ? json::as_text(*cmd) : std::nullopt;
+    if (!text || text->empty()) {
+      out.row(code::kActionFinishKo, json::message("need command argument at array index '" + index + "'"));
+      return false;
+    }
+    if (!command_allowed(settings, *text)) {
+      out.write_log(Severity::kInfo, "[action] command not allowed (whitelist): " + *text);
+      out.row(code::kActionFinishKo, json::message("command not allowed (whitelist) at array index '" + index + "'"));
+      return false;
+    }
+  }
+  return true;
+}
+
+enum class Step { kOk, kError, kStop };
+
+// Runs one entry and writes its rows.
+Step run_one(const Value& entry, const ActionSettings& settings, const Output& out, int instant,
+             const std::atomic<bool>* abort) {
+  const std::string command = *json::as_text(entry["command"]);
+  out.row(code::kActionBegin, command_started_row(entry));
+
+  CommandOptions options;
+  options.timeout = command_timeout(entry, settings);
+  options.output_cap = settings.output_cap;
+  options.abort = abort;
+  Metrics m;
+  m.start = std::time(nullptr);
+  CommandResult r = run_shell_command(command, options);
+  m.end = std::time(nullptr);
+  if (r.truncated)
+    out.write_log(Severity::kWarning, "[action] output of '" + command + "' truncated to " +
+                                          std::to_string(settings.output_cap) + " bytes");
+
+  // Like Gorgone, a non-zero exit status is still a finished command (code 100): only a
+  // command that could not run to its end is an error.
+  if (r.completed()) {
+    out.row(code::kCommandResult,
+            command_result_row("command has finished successfully", entry, r.exit_code, stdout_text(r.output), m),
+            instant);
+    return Step::kOk;
+  }
+  std::string why = r.outcome == CommandResult::Outcome::kTimedOut ? kTimeoutText
+                    : r.outcome == CommandResult::Outcome::kAborted
+                        ? "Command aborted (the action module is stopping)"
+                        : r.error;
+  out.write_log(Severity::kError, "[action] command '" + command + "': " + why);
+  out.row(code::kActionFinishKo, command_result_row("command execution issue", entry, -1, sanitize_utf8(why), m));
+  return r.outcome == CommandResult::Outcome::kAborted ? Step::kStop : Step::kError;
+}
+
+}  // namespace
+
+Result<ActionSettings> parse_settings(const YAML::Node& config) {
+  ActionSettings s;
+  if (!config || !config.IsMap()) return s;
+  auto timeout = parse_timeout(config["command_timeout"]);
+  if (!timeout) return make_error(timeout.error());
+  s.command_timeout = *timeout;
+  s.whitelist_cmds = parse_flag(config["whitelist_cmds"]);
+
+  const YAML::Node allowed = config["allowed_cmds"];
+  if (allowed && !allowed.IsNull() && !allowed.IsSequence()) return make_error("allowed_cmds must be a list of regular expressions");
+  if (allowed && allowed.IsSequence()) {
+    for (const auto& item : allowed) {
+      if (!item.IsScalar()) return make_error("allowed_cmds entries must be strings");
+      try {
+        s.allowed_cmds.emplace_back(item.Scalar(), std::regex::ECMAScript);
+      } catch (const std::regex_error& e) {
+        return make_error("allowed_cmds: invalid regular expression '" + item.Scalar() + "': " + e.what());
+      }
+      s.allowed_patterns.push_back(item.Scalar());
+    }
+  }
+  return s;
+}
+
+bool command_allowed(const ActionSettings& settings, const std::string& command) {
+  if (!settings.whitelist_cmds) return true;
+  if (command.size() > kMaxWhitelistedCommand) return false;
+  for (const auto& re : settings.allowed_cmds) {
+    try {
+      if (std::regex_search(command, re)) return true;
+    } catch (const std::regex_error&) {
+      // complexity or stack limits: treat as no match
+    }
+  }
+  return false;
+}
+
+void run_command_request(std::string_view data, const ActionSettings& settings, const Output& out,
+                         const std::atomic<bool>* abort) {
+  json::Document doc;
+  std::string parse_error;
+  if (!json::parse(doc, data, &parse_error)) {
+    out.write_log(Severity::kError, "[action] cannot decode json: " + parse_error);
+    out.row(code::kActionFinishKo, json::message("cannot decode json"));
+    return;
+  }
+  Value holder;
+  std::string why;
+  const Value* content = find_content(doc, holder, why);
+  if (!content) {
+    out.row(code::kActionFinishKo, json::message(why));
+    return;
+  }
+  if (!validate(*content, settings, out)) return;
+
+  out.row(code::kActionBegin, processing_started_row(*content));
+  const int instant = instant_flag(doc);
+  bool errors = false;
+  for (const auto& entry : content->GetArray()) {
+    Step step = run_one(entry, settings, out, instant, abort);
+    if (step == Step::kOk) continue;
+    const Value* coe = member(entry, "continue_on_error");
+    if (step == Step::kStop || (coe && perl_zero(*coe))) {
+      out.row(code::kActionFinishKo, json::message("commands processing has been interrupted because of error"));
+      return;
+    }
+    errors = true;
+  }
+  if (errors)
+    out.row(code::kActionFinishKo, json::message("commands processing has finished with errors"));
+  else
+    out.row(code::kActionFinishOk, json::message("commands processing has finished successfully"));
+}
+
+std::string sanitize_utf8(std::string_view in) {
+  static const char kReplacement[] = "\xEF\xBF\xBD";
+  std::string out;
+  out.reserve(in.size());
+  std::size_t i = 0;
+  while (i < in.size()) {
+    unsigned char c = static_cast<unsigned char>(in[i]);
+    std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    bool ok = len > 0 && i + len <= in.size();
+    std::uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
+    for (std::size_t k = 1; ok && k < len; ++k) {
+      unsigned char cc = static_cast<unsigned char>(in[i + k]);
+      ok = (cc & 0xC0) == 0x80;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    // Overlong forms, surrogates and values past U+10FFFF are invalid too.
+    static const std::uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (ok && (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))) ok = false;
+    if (ok) {
+      out.append(in.data() + i, len);
+      i += len;
+    } else {
+      out.append(kReplacement, 3);
+      ++i;
+    }
+  }
+  return out;
+}
+
+}  // namespace gorgone::action

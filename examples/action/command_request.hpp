@@ -1,0 +1,51 @@
+// The COMMAND event of the action module: runs the requested shell commands one after
+// the other and writes the same history rows as Gorgone's action module
+// (modules/core/action/class.pm::action_command).
+//
+// Accepted request shapes (frame data):
+//   {"content":[{"command":"...","timeout":10,"metadata":{...},"continue_on_error":0}, ...], ...}
+//   {"content":{"command":"..."}}     (one command)
+//   [{"command":"..."}, ...]          (the content list alone)
+//   {"command":"..."}                 (one command alone)
+// Thread-safety: run_command_request is reentrant; call it from a worker thread (it blocks
+// for as long as the commands run).
+#pragma once
+
+#include <atomic>
+#include <regex>
+#include <string>
+#include <string_view>
+#include <vector>
+#include <yaml-cpp/yaml.h>
+
+#include "command_runner.hpp"
+#include "gorgone/result.hpp"
+#include "output.hpp"
+
+namespace gorgone::action {
+
+struct ActionSettings {
+  double command_timeout = 30;  // seconds, when a command gives none
+  bool whitelist_cmds = false;
+  std::vector<std::string> allowed_patterns;  // as configured, for log messages
+  std::vector<std::regex> allowed_cmds;       // ECMAScript, searched (not anchored) like Perl's =~
+  std::size_t output_cap = kDefaultOutputCap;
+};
+
+// Reads the module's directives: command_timeout, whitelist_cmds, allowed_cmds.
+// paranoid_plugins and unknown keys are ignored.
+Result<ActionSettings> parse_settings(const YAML::Node& module_config);
+
+// True when whitelisting is off or the command matches one of allowed_cmds.
+bool command_allowed(const ActionSettings& settings, const std::string& command);
+
+// Runs one COMMAND request. `abort` (may be null) kills the running command and stops the
+// request when it becomes true.
+void run_command_request(std::string_view data, const ActionSettings& settings, const Output& out,
+                         const std::atomic<bool>* abort);
+
+// Returns `text` with every invalid UTF-8 sequence replaced by U+FFFD, so that command
+// output can be stored as JSON text.
+std::string sanitize_utf8(std::string_view text);
+
+}  // namespace gorgone::action

@@ -1,0 +1,51 @@
+// The PROCESSCOPY event of the action module: receives a file or a tar.gz archive sent in
+// base64 chunks by a parent's proxy (REMOTECOPY), then installs it.
+//
+// Message content (frame data {"content":{...}}):
+//   inprogress: {"status":"inprogress","cache_dir":..,"chunk":{"data":"<base64>","size":n},...}
+//     -> appends the chunk to <cache_dir>/copy_<token>; row 101 "process copy inprogress".
+//   end: {"status":"end","type":"regular"|"archive","md5":"<hex>","destination":..,
+//         "owner":..,"group":..,"mode":"0640"}
+//     -> checks the MD5, then copies (regular) or extracts (archive) to destination;
+//        row 2 "process copy finished successfully".
+// Errors write one row with code 1 and a message (Gorgone's texts where it has one).
+//
+// Differences from Gorgone, on purpose: the token must be safe for a file name; cache_dir
+// and destination must be absolute without '..'; an end without md5 or a chunk without
+// data is an error instead of a silent success; archive entries may not escape the
+// destination (absolute names, '..', symlinks pointing outside, hard links outside).
+//
+// Thread-safety: not thread-safe; one instance is used by the module's worker thread,
+// which also keeps the chunks of one transfer in order.
+#pragma once
+
+#include <set>
+#include <string>
+#include <string_view>
+
+#include "gorgone/json.hpp"
+#include "gorgone/result.hpp"
+#include "output.hpp"
+
+namespace gorgone::action {
+
+class ProcessCopy {
+ public:
+  void handle(const std::string& token, std::string_view data, const Output& out);
+
+ private:
+  void write_chunk(const json::Value& content, const std::string& cache_file, const Output& out);
+  void finish(const json::Value& content, const std::string& cache_file, const Output& out);
+  Status install(const json::Value& content, const std::string& cache_file, const Output& out);
+
+  // Cache files whose open failure was already reported: one row per file, not per chunk.
+  std::set<std::string> open_failed_;
+};
+
+// Decodes base64, ignoring whitespace (the sender wraps lines). False on bad input.
+bool decode_base64(std::string_view in, std::string& out);
+
+// Absolute, no ".." component, no NUL: safe to hand to the file system as given.
+bool is_confined_path(const std::string& path);
+
+}  // namespace gorgone::action

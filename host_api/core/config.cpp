@@ -1,0 +1,185 @@
+#include "config.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <unistd.h>
+
+namespace gorgone {
+namespace {
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+std::string scalar(const YAML::Node& n, const std::string& fallback = "") {
+  if (!n || n.IsNull()) return fallback;
+  if (!n.IsScalar()) return fallback;
+  return n.Scalar();
+}
+
+Error bad(const std::string& file, const std::string& key, const std::string& why) {
+  return make_error(file + ": gorgone." + key + ": " + why);
+}
+
+Result<long long> integer(const YAML::Node& n, const std::string& file, const std::string& key,
+                          long long fallback, long long min, long long max) {
+  if (!n || n.IsNull()) return fallback;
+  if (!n.IsScalar()) return bad(file, key, "must be a number");
+  const std::string& s = n.Scalar();
+  if (s.empty() || s.size() > 18 ||
+      !std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); }))
+    return bad(file, key, "must be a non-negative integer, got '" + s + "'");
+  long long v = std::stoll(s);
+  if (v < min || v > max)
+    return bad(file, key, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+  return v;
+}
+
+// Module packages the host implements itself instead of loading a shared object.
+bool builtin_package(const std::string& name, const std::string& package, const std::string& what) {
+  return name == what || package == "gorgone::modules::core::" + what + "::hooks";
+}
+
+}  // namespace
+
+bool yaml_true(const YAML::Node& node, bool fallback) {
+  if (!node || node.IsNull() || !node.IsScalar()) return fallback;
+  std::string v = lower(node.Scalar());
+  if (v == "true" || v == "1" || v == "yes" || v == "on") return true;
+  if (v == "false" || v == "0" || v == "no" || v == "off" || v.empty()) return false;
+  return fallback;
+}
+
+Result<CoreConfig> parse_core_config(const YAML::Node& root, const std::string& file) {
+  CoreConfig c;
+  c.source_file = file;
+  if (!root || !root.IsMap()) return make_error(file + ": the document must be a map");
+  YAML::Node gorgone;
+  if (root["configuration"] && root["configuration"].IsMap() && root["configuration"]["gorgone"])
+    gorgone = root["configuration"]["gorgone"];
+  else if (root["gorgone"])
+    gorgone = root["gorgone"];
+  if (!gorgone || !gorgone.IsMap())
+    return make_error(file + ": no 'gorgone' section (expected configuration.gorgone or gorgone)");
+  c.gorgone = gorgone;
+
+  YAML::Node core = gorgone["gorgonecore"];
+  if (!core || !core.IsMap()) return make_error(file + ": gorgone.gorgonecore is missing or not a map");
+
+  c.id = scalar(core["id"]);
+  if (!c.id.empty() && c.id.find("~~") != std::string::npos)
+    return bad(file, "gorgonecore.id", "must not contain '~~'");
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  c.hostname = scalar(core["hostname"], host);
+  c.privkey = scalar(core["privkey"], c.privkey);
+  c.pubkey = scalar(core["pubkey"], c.pubkey);
+  c.external_com_type = scalar(core["external_com_type"]);
+  c.external_com_path = scalar(core["external_com_path"]);
+  if (!c.external_com_type.empty() && c.external_com_type != "tcp" && c.external_com_type != "ipc")
+    return bad(file, "gorgonecore.external_com_type", "ZMQ type '" + c.external_com_type + "' not managed (use tcp or ipc)");
+  if (!c.external_com_type.empty() && c.external_com_path.empty())
+    return bad(file, "gorgonecore.external_com_path", "is required with external_com_type");
+
+  auto rotation = integer(core["external_com_rotation"], file, "gorgonecore.external_com_rotation", 1440, 1, 10000000);
+  if (!rotation) return Error{rotation.error()};
+  c.external_com_rotation = *rotation * 60;
+  auto keysize = integer(core["external_com_keysize"], file, "gorgonecore.external_com_keysize", 32, 16, 32);
+  if (!keysize) return Error{keysize.error()};
+  if (*keysize != 16 && *keysize != 24 && *keysize != 32)
+    return bad(file, "gorgonecore.external_com_keysize", "must be 16, 24 or 32");
+  c.external_com_keysize = static_cast<std::size_t>(*keysize);
+  auto timeout = integer(core["timeout"], file, "gorgonecore.timeout", 50, 1, 3600);
+  if (!timeout) return Error{timeout.error()};
+  c.timeout = static_cast<int>(*timeout);
+  auto maxframe = integer(core["max_frame_size"], file, "gorgonecore.max_frame_size", 64 << 20, 1024, 1LL << 31);
+  if (!maxframe) return Error{maxframe.error()};
+  c.max_frame_size = *maxframe;
+
+  if (YAML::Node ac = core["authorized_clients"]) {
+    if (!ac.IsSequence()) return bad(file, "gorgonecore.authorized_clients", "must be a list of {key: <thumbprint>}");
+    for (const auto& e : ac) {
+      std::string key = e.IsMap() ? scalar(e["key"]) : scalar(e);
+      if (key.empty()) return bad(file, "gorgonecore.authorized_clients", "an entry has no 'key'");
+      c.authorized_clients.push_back(key);
+    }
+  }
+
+  c.db_type = scalar(core["gorgone_db_type"], "Pg");
+  if (lower(c.db_type) != "pg" && lower(c.db_type) != "postgresql")
+    return bad(file, "gorgonecore.gorgone_db_type",
+               "'" + c.db_type + "' is not supported: write 'gorgone_db_type: Pg' and put a libpq "
+               "connection string in gorgone_db_name (e.g. 'host=/run/postgresql dbname=gorgone')");
+  c.db_name = scalar(core["gorgone_db_name"]);
+  // Gorgone's optional separate fields, folded into the conninfo.
+  for (const char* k : {"host", "port", "user", "password"}) {
+    std::string v = scalar(core[std::string("gorgone_db_") + k]);
+    if (!v.empty()) c.db_name += std::string(c.db_name.empty() ? "" : " ") + k + "=" + v;
+  }
+
+  std::string mode = lower(scalar(core["fingerprint_mode"], "first"));
+  while (!mode.empty() && std::isspace(static_cast<unsigned char>(mode.front()))) mode.erase(0, 1);
+  if (mode.rfind("always", 0) == 0) c.fingerprint_mode = "always";
+  else if (mode.rfind("strict", 0) == 0) c.fingerprint_mode = "strict";
+  else c.fingerprint_mode = "first";
+
+  c.proxy_name = scalar(core["proxy_name"], "proxy");
+  c.internal_com_crypt = yaml_true(core["internal_com_crypt"], false);
+  if (YAML::Node mp = core["modules_path"]) {
+    if (mp.IsSequence())
+      for (const auto& e : mp) c.modules_path.push_back(scalar(e));
+    else
+      c.modules_path.push_back(scalar(mp));
+  }
+
+  YAML::Node modules = gorgone["modules"];
+  if (modules && !modules.IsSequence()) return bad(file, "modules", "must be a list");
+  if (modules) {
+    for (std::size_t i = 0; i < modules.size(); ++i) {
+      const YAML::Node& m = modules[i];
+      std::string where = "modules[" + std::to_string(i) + "]";
+      if (!m.IsMap()) return bad(file, where, "must be a map");
+      ModuleEntry e{scalar(m["name"]), scalar(m["package"]), m};
+      if (e.name.empty()) return bad(file, where + ".name", "is required");
+      if (e.package.empty()) return bad(file, where + ".package", "is required (module '" + e.name + "')");
+      // Gorgone loads a module only when `enable` is present and not the string false.
+      if (!m["enable"] || !yaml_true(m["enable"], true)) continue;
+      if (builtin_package(e.name, e.package, "httpserver")) {
+        HttpConfig& h = c.http;
+        h.enabled = true;
+        h.address = scalar(m["address"], "0.0.0.0");
+        auto port = integer(m["port"], file, where + ".port", 8080, 1, 65535);
+        if (!port) return Error{port.error()};
+        h.port = static_cast<int>(*port);
+        h.ssl = yaml_true(m["ssl"], false);
+        h.ssl_cert_file = scalar(m["ssl_cert_file"]);
+        h.ssl_key_file = scalar(m["ssl_key_file"]);
+        if (h.ssl && (h.ssl_cert_file.empty() || h.ssl_key_file.empty()))
+          return bad(file, where, "ssl needs ssl_cert_file and ssl_key_file");
+        if (YAML::Node a = m["auth"]) {
+          h.auth_enabled = yaml_true(a["enabled"], false);
+          h.auth_user = scalar(a["user"]);
+          h.auth_password = scalar(a["password"]);
+          if (h.auth_enabled && (h.auth_user.empty() || h.auth_password.empty()))
+            return bad(file, where + ".auth", "enabled auth needs user and password");
+        }
+        if (YAML::Node a = m["allowed_hosts"]) {
+          h.allowed_hosts_enabled = yaml_true(a["enabled"], false);
+          if (YAML::Node s = a["subnets"])
+            for (const auto& sn : s) h.allowed_subnets.push_back(scalar(sn));
+        }
+        continue;
+      }
+      if (builtin_package(e.name, e.package, "register")) {
+        c.register_config_file = scalar(m["config_file"]);
+        continue;
+      }
+      if (builtin_package(e.name, e.package, "dbcleaner")) continue;  // purging: built into the host
+      c.modules.push_back(std::move(e));
+    }
+  }
+  return c;
+}
+
+}  // namespace gorgone

@@ -1,0 +1,65 @@
+// The host's view of a Gorgone configuration: gorgone.gorgonecore and gorgone.modules.
+// Parsing only; files are read by yaml_loader (with !include).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+#include <yaml-cpp/yaml.h>
+
+#include "gorgone/result.hpp"
+
+namespace gorgone {
+
+struct ModuleEntry {
+  std::string name;
+  std::string package;
+  YAML::Node node;  // the whole module block (directives)
+};
+
+struct HttpConfig {
+  bool enabled = false;
+  std::string address = "0.0.0.0";
+  int port = 8080;
+  bool ssl = false;
+  std::string ssl_cert_file, ssl_key_file;
+  bool auth_enabled = false;
+  std::string auth_user, auth_password;
+  bool allowed_hosts_enabled = false;
+  std::vector<std::string> allowed_subnets;
+};
+
+struct CoreConfig {
+  std::string source_file;
+  std::string id;  // empty when unset
+  std::string hostname;
+  std::string privkey = "/var/lib/centreon-gorgone/.keys/rsakey.priv.pem";
+  std::string pubkey = "/var/lib/centreon-gorgone/.keys/rsakey.pub.pem";
+  std::string external_com_type;  // empty: no external router
+  std::string external_com_path;
+  std::int64_t external_com_rotation = 1440 * 60;  // seconds (configured in minutes)
+  std::size_t external_com_keysize = 32;
+  std::vector<std::string> authorized_clients;  // thumbprints
+  std::string db_type = "Pg";
+  std::string db_name;  // libpq conninfo
+  std::string fingerprint_mode = "first";
+  std::string proxy_name = "proxy";
+  std::vector<std::string> modules_path;  // folders searched for module .so files
+  bool internal_com_crypt = false;
+  int timeout = 50;  // seconds to wait for modules when stopping
+  std::int64_t max_frame_size = 64 << 20;
+
+  std::vector<ModuleEntry> modules;  // enabled, non built-in modules
+  HttpConfig http;
+  std::string register_config_file;  // register module's nodes file ("" when none)
+  YAML::Node gorgone;                // the whole "gorgone" tree, handed to modules
+};
+
+// root: the document loaded from --config. Accepts `configuration: {gorgone: ...}` (packaged
+// layout) and `gorgone: ...` at the top. Errors name the file and the key.
+Result<CoreConfig> parse_core_config(const YAML::Node& root, const std::string& file);
+
+// Gorgone's boolean strings: true/1/yes/on (case-insensitive) are true.
+bool yaml_true(const YAML::Node& node, bool fallback);
+
+}  // namespace gorgone

@@ -1,0 +1,729 @@
+#include "core.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "gorgone/json.hpp"
+#include "gorgone/status_codes.hpp"
+#include "logger.hpp"
+#include "rest_server.hpp"
+#include "yaml_loader.hpp"
+
+namespace gorgone {
+namespace fs = std::filesystem;
+using protocol::Frame;
+
+namespace {
+
+std::int64_t now_s() { return static_cast<std::int64_t>(::time(nullptr)); }
+
+const char* const kInternalActions[] = {"ADDLISTENER", "PUTLOG",       "GETLOG",     "KILL",
+                                        "PING",        "CONSTATUS",    "SETCOREID",  "SETMODULEKEY",
+                                        "SYNCLOGS",    "LOADMODULE",   "UNLOADMODULE", "INFORMATION",
+                                        "GETTHUMBPRINT"};
+
+bool is_internal_action(const std::string& a) {
+  if (a.rfind("BCAST", 0) == 0) return true;
+  return std::find(std::begin(kInternalActions), std::end(kInternalActions), a) != std::end(kInternalActions);
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+// YAML scalars become JSON strings, as Gorgone's register module sends them.
+void yaml_to_json(const YAML::Node& n, json::Writer& w) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map:
+      w.StartObject();
+      for (const auto& kv : n) {
+        w.Key(kv.first.Scalar().c_str());
+        yaml_to_json(kv.second, w);
+      }
+      w.EndObject();
+      break;
+    case YAML::NodeType::Sequence:
+      w.StartArray();
+      for (const auto& e : n) yaml_to_json(e, w);
+      w.EndArray();
+      break;
+    case YAML::NodeType::Scalar:
+      w.String(n.Scalar().c_str(), static_cast<rapidjson::SizeType>(n.Scalar().size()));
+      break;
+    default:
+      w.Null();
+  }
+}
+
+std::string hex_identity(const std::string& id) { return protocol::to_hex(id); }
+
+}  // namespace
+
+Core::Core(CoreConfig config, std::unique_ptr<History> history)
+    : config_(std::move(config)), history_(std::move(history)) {}
+
+Core::~Core() {
+  if (rest_) rest_->stop();
+  rest_.reset();
+  // Modules were stopped by run(); make sure anything left is killed before unloading.
+  for (auto& m : modules_) {
+    Status s = m->hooks.kill();
+    (void)s;
+  }
+  internal_.reset();
+  external_.reset();
+  while (!modules_.empty()) modules_.pop_back();  // reverse order of loading
+}
+
+Result<std::unique_ptr<Core>> Core::create(CoreConfig config, std::unique_ptr<History> history) {
+  std::unique_ptr<Core> core(new Core(std::move(config), std::move(history)));
+  Status s = core->setup();
+  if (!s) return make_error(s.message());
+  return core;
+}
+
+void Core::log(Severity severity, std::string_view message) { Logger::instance().log(severity, message); }
+
+CoreInfo Core::core_info() const {
+  CoreInfo i;
+  {
+    std::lock_guard<std::mutex> lock(id_mu_);
+    i.id = config_.id;
+  }
+  i.hostname = config_.hostname;
+  i.privkey_path = config_.privkey;
+  i.pubkey_path = config_.pubkey;
+  i.internal_endpoint = kInternalEndpoint;
+  i.fingerprint_mode = config_.fingerprint_mode;
+  return i;
+}
+
+void Core::add_history(const std::string* token, int code, std::string_view data_json, int instant) {
+  HistoryRow row;
+  if (token) row.token = *token;
+  row.code = code;
+  row.instant = instant;
+  row.data = std::string(data_json);
+  auto r = history_->add(row);
+  if (!r) log_error("[core] cannot write history: " + r.error());
+}
+
+Status Core::load_keys() {
+  std::error_code ec;
+  bool has_priv = fs::exists(config_.privkey, ec), has_pub = fs::exists(config_.pubkey, ec);
+  if (!has_priv && !has_pub) {
+    log_info("[core] no key pair at '" + config_.privkey + "': generating one");
+    Status s = protocol::generate_key_files(config_.privkey, config_.pubkey);
+    if (!s) return Status::failure("cannot generate the key pair: " + s.message());
+  }
+  auto priv = protocol::RsaKey::load_private_file(config_.privkey);
+  if (!priv) return Status::failure(config_.source_file + ": gorgone.gorgonecore.privkey: " + priv.error());
+  auto pub = protocol::RsaKey::load_public_file(config_.pubkey);
+  if (!pub) return Status::failure(config_.source_file + ": gorgone.gorgonecore.pubkey: " + pub.error());
+  server_key_ = std::move(priv.value());
+  return Status::success();
+}
+
+Status Core::setup() {
+  Status s = load_keys();
+  if (!s) return s;
+  add_history(nullptr, code::kStarted, json::message("gorgoned is starting..."));
+
+  internal_.emplace(context_, zmq::socket_type::router);
+  internal_->set(zmq::sockopt::routing_id, "router-internal");
+  internal_->set(zmq::sockopt::linger, 0);
+  internal_->set(zmq::sockopt::router_handover, 1);
+  internal_->bind(kInternalEndpoint);
+
+  if (!config_.external_com_type.empty()) {
+    protocol::HandshakeServer::Config hc{*server_key_, config_.authorized_clients, config_.hostname,
+                                         config_.external_com_keysize};
+    handshake_.emplace(std::move(hc));
+    auto ids = history_->load_identities();
+    if (ids) {
+      for (const auto& row : *ids) {
+        auto id = protocol::from_hex(row.identity), key = protocol::from_hex(row.key), iv = protocol::from_hex(row.iv);
+        if (!id || !key || !iv) continue;
+        protocol::HandshakeServer::Session session;
+        session.key = *key;
+        session.iv = *iv;
+        if (auto ok = protocol::from_hex(row.oldkey)) session.oldkey = *ok;
+        if (auto oi = protocol::from_hex(row.oldiv)) session.oldiv = *oi;
+        session.ctime = row.ctime;
+        session.mtime = row.mtime;
+        handshake_->restore(*id, session);
+      }
+    }
+    external_.emplace(context_, zmq::socket_type::router);
+    external_->set(zmq::sockopt::routing_id, "router-external");
+    external_->set(zmq::sockopt::linger, 0);
+    external_->set(zmq::sockopt::router_handover, 1);
+    external_->set(zmq::sockopt::maxmsgsize, config_.max_frame_size);
+    if (config_.external_com_type == "tcp") external_->set(zmq::sockopt::tcp_keepalive, 1);
+    std::string endpoint = config_.external_com_type + "://" + config_.external_com_path;
+    try {
+      external_->bind(endpoint);
+    } catch (const zmq::error_t& e) {
+      return Status::failure("cannot bind the external router on '" + endpoint + "': " + e.what());
+    }
+    log_info("[core] external router listening on " + endpoint);
+  }
+  load_modules();
+  return Status::success();
+}
+
+void Core::load_modules() {
+  std::vector<std::string> path = config_.modules_path;
+  if (const char* env = std::getenv("GORGONE_MODULE_PATH")) {
+    std::string all = env;
+    std::size_t start = 0;
+    while (start <= all.size()) {
+      std::size_t end = all.find(':', start);
+      if (end == std::string::npos) end = all.size();
+      if (end > start) path.push_back(all.substr(start, end - start));
+      start = end + 1;
+    }
+  }
+#ifdef GORGONE_MODULE_DIR
+  path.push_back(GORGONE_MODULE_DIR);
+#endif
+  for (const auto& entry : config_.modules) {
+    auto file = resolve_package(entry.package, path);
+    if (!file) {
+      log_error("[core] module '" + entry.name + "' not loaded: " + file.error());
+      continue;
+    }
+    auto loaded = load_module(entry.name, *file);
+    if (!loaded) {
+      log_error("[core] " + loaded.error() + "; module skipped");
+      continue;
+    }
+    std::unique_ptr<LoadedModule> mod = std::move(loaded.value());
+    Status s = mod->hooks.register_(entry.node, config_.gorgone, *this, mod->registration);
+    if (!s || !mod->registration.loaded) {
+      log_error("[core] module '" + entry.name + "' cannot be loaded" + (s ? std::string() : ": " + s.message()));
+      continue;
+    }
+    for (const auto& ev : mod->registration.events) {
+      events_[ev.event] = mod.get();
+      if (!ev.uri.empty()) {
+        std::string method = ev.method.empty() ? "GET" : ev.method;
+        api_endpoints_[method + "_/" + mod->registration.ns + "/" + mod->registration.name + ev.uri] = ev.event;
+      }
+    }
+    log_info("[core] module '" + entry.name + "' is loaded from " + mod->path);
+    modules_.push_back(std::move(mod));
+  }
+  api_endpoints_["GET_/internal/constatus"] = "CONSTATUS";
+  api_endpoints_["GET_/internal/thumbprint"] = "GETTHUMBPRINT";
+  api_endpoints_["GET_/internal/information"] = "INFORMATION";
+  api_endpoints_["POST_/internal/logger"] = "BCASTLOGGER";
+}
+
+LoadedModule* Core::proxy() const {
+  for (const auto& m : modules_)
+    if (m->registration.name == config_.proxy_name) return m.get();
+  return nullptr;
+}
+
+void Core::register_static_nodes() {
+  if (config_.register_config_file.empty()) return;
+  auto doc = load_yaml_with_includes(config_.register_config_file);
+  if (!doc) {
+    log_error("[register] cannot read nodes file: " + doc.error());
+    return;
+  }
+  YAML::Node nodes = (*doc)["nodes"];
+  if (!nodes || !nodes.IsSequence()) {
+    log_error("[register] " + config_.register_config_file + ": 'nodes' must be a list");
+    return;
+  }
+  rapidjson::StringBuffer sb;
+  json::Writer w(sb);
+  w.StartObject();
+  w.Key("nodes");
+  yaml_to_json(nodes, w);
+  w.EndObject();
+  dispatch(Frame{"REGISTERNODES", protocol::generate_token(), "", std::string(sb.GetString(), sb.GetSize())});
+  log_info("[register] " + std::to_string(nodes.size()) + " node(s) registered from " + config_.register_config_file);
+}
+
+int Core::run() {
+  std::string id = core_info().id;
+  for (auto& m : modules_) {
+    Status s = m->hooks.init(id);
+    if (!s) log_error("[core] module '" + m->name + "' init failed: " + s.message());
+  }
+  register_static_nodes();
+  if (config_.http.enabled) {
+    rest_ = std::make_unique<RestServer>(*this, config_.http);
+    Status s = rest_->start();
+    if (!s) {
+      log_error("[core] " + s.message());
+      rest_.reset();
+    }
+  }
+  log_info("[core] gorgone core " + (id.empty() ? std::string("(no id)") : "id " + id) + " is running");
+
+  while (true) {
+    zmq::pollitem_t items[2] = {{static_cast<void*>(*internal_), 0, ZMQ_POLLIN, 0},
+                                {external_ ? static_cast<void*>(*external_) : nullptr, 0, ZMQ_POLLIN, 0}};
+    int n = external_ ? 2 : 1;
+    try {
+      zmq::poll(items, n, std::chrono::milliseconds(200));
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) log_error(std::string("[core] poll: ") + e.what());
+    }
+    if (items[0].revents & ZMQ_POLLIN) read_internal();
+    if (n == 2 && (items[1].revents & ZMQ_POLLIN)) read_external();
+    tick();
+    if (stopping_) {
+      int total = 0;
+      for (auto& m : modules_) {
+        CheckResult r;
+        if (m->hooks.check(r)) total += r.count;
+      }
+      auto elapsed = std::chrono::steady_clock::now() - stop_started_;
+      if (total == 0) break;
+      if (elapsed > std::chrono::seconds(config_.timeout)) {
+        log_error("[core] modules did not stop in time: killing them");
+        for (auto& m : modules_) (void)m->hooks.kill_internal();
+        break;
+      }
+      if (std::chrono::steady_clock::now() - last_gently_ > std::chrono::seconds(10)) {
+        for (auto& m : modules_) (void)m->hooks.gently();
+        last_gently_ = std::chrono::steady_clock::now();
+      }
+    }
+  }
+  if (rest_) rest_->stop();
+  log_info("[core] gorgone core stopped");
+  return 0;
+}
+
+void Core::tick() {
+  if (stop_requested_ && !stopping_) {
+    stopping_ = true;
+    stop_started_ = std::chrono::steady_clock::now();
+    last_gently_ = stop_started_;
+    log_info("[core] stop requested: stopping modules");
+    for (auto& m : modules_) (void)m->hooks.gently();
+  }
+  std::int64_t now = now_s();
+  if (!stopping_ && now != last_check_) {
+    last_check_ = now;
+    for (auto& m : modules_) {
+      CheckResult r;
+      Status s = m->hooks.check(r);
+      if (!s) log_error("[core] module '" + m->name + "' check failed: " + s.message());
+    }
+    for (auto it = parents_.begin(); it != parents_.end();)
+      it = (now - it->second.last_time > 1800) ? parents_.erase(it) : std::next(it);
+  }
+  if (handshake_ && now - last_rotation_check_ >= 5) {
+    last_rotation_check_ = now;
+    for (const auto& rot : handshake_->rotate(now, config_.external_com_rotation)) {
+      send_router(*external_, rot.identity, rot.wire);
+      if (const auto* s = handshake_->session(rot.identity)) {
+        IdentityRow row{hex_identity(rot.identity), protocol::to_hex(s->key), protocol::to_hex(s->iv),
+                        protocol::to_hex(s->oldkey), protocol::to_hex(s->oldiv), s->ctime, s->mtime};
+        (void)history_->save_identity(row);
+      }
+      log_info("[core] key rotated for " + hex_identity(rot.identity));
+    }
+  }
+}
+
+void Core::send_router(zmq::socket_t& router, const std::string& identity, std::string_view body) {
+  try {
+    router.send(zmq::buffer(identity), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    router.send(zmq::buffer(body.data(), body.size()), zmq::send_flags::dontwait);
+  } catch (const zmq::error_t& e) {
+    log_error("[core] cannot send to '" + identity + "': " + e.what());
+  }
+}
+
+void Core::read_internal() {
+  for (int batch = 0; batch < 1000; ++batch) {
+    zmq::message_t id, body;
+    if (!internal_->recv(id, zmq::recv_flags::dontwait)) return;
+    if (id.more()) (void)internal_->recv(body, zmq::recv_flags::none);
+    // A module never sends multipart messages: drop any extra part.
+    while (body.more()) {
+      zmq::message_t extra;
+      (void)internal_->recv(extra, zmq::recv_flags::none);
+    }
+    std::string identity = id.to_string();
+    if (identity.rfind("gorgone-", 0) != 0) {
+      log_error("[core] unknown identity: " + identity);
+      continue;
+    }
+    message_run("internal", identity, body.to_string_view());
+  }
+}
+
+void Core::read_external() {
+  for (int batch = 0; batch < 1000; ++batch) {
+    zmq::message_t id, body;
+    auto r = external_->recv(id, zmq::recv_flags::dontwait);
+    if (!r) return;
+    if (id.more()) (void)external_->recv(body, zmq::recv_flags::none);
+    while (body.more()) {
+      zmq::message_t extra;
+      (void)external_->recv(extra, zmq::recv_flags::none);
+    }
+    std::string identity = id.to_string();
+    if (identity.rfind("gorgone-", 0) != 0) {
+      log_error("[core] unknown identity: " + hex_identity(identity));
+      continue;
+    }
+    std::int64_t now = now_s();
+    auto out = handshake_->on_message(identity, body.to_string_view(), now);
+    using Kind = protocol::HandshakeServer::Outcome::Kind;
+    switch (out.kind) {
+      case Kind::kReply:
+        if (!out.log.empty()) log_info("[core] " + out.log);
+        send_router(*external_, identity, out.reply);
+        break;
+      case Kind::kNewSession: {
+        log_info("[core] " + (out.log.empty() ? "new session for " + hex_identity(identity) : out.log));
+        if (const auto* s = handshake_->session(identity)) {
+          IdentityRow row{hex_identity(identity), protocol::to_hex(s->key), protocol::to_hex(s->iv), "", "",
+                          s->ctime, s->mtime};
+          Status st = history_->save_identity(row);
+          if (!st) log_error("[core] cannot store session of " + hex_identity(identity) + ": " + st.message());
+        }
+        send_router(*external_, identity, out.reply);
+        break;
+      }
+      case Kind::kMessage:
+        (void)history_->touch_identity(hex_identity(identity), now);
+        message_run("external", identity, out.plaintext);
+        break;
+    }
+  }
+}
+
+void Core::count(const std::string& router, const std::string& action, bool proxied) {
+  std::string a = lower(action);
+  ++counters_total_;
+  if (!router.empty()) {
+    ++counters_[router]["total"];
+    ++counters_[router][a];
+  }
+  if (proxied) {
+    ++counters_["proxy"]["total"];
+    ++counters_["proxy"][a];
+  }
+}
+
+void Core::reply(const std::string& router, const std::string& identity, std::string_view type,
+                 std::string_view token, int code, std::string_view data_json) {
+  if (router.empty()) return;
+  std::string text = protocol::build_response(type, token, code, data_json.empty() ? "null" : data_json);
+  if (router == "internal") {
+    send_router(*internal_, identity, text);
+  } else if (handshake_) {
+    auto wire = handshake_->encrypt_for(identity, text);
+    if (wire) send_router(*external_, identity, *wire);
+  }
+}
+
+void Core::dispatch(const Frame& frame) { message_run("", "", protocol::build_frame(frame)); }
+
+void Core::message_run(const std::string& router, const std::string& identity, std::string_view text) {
+  auto parsed = protocol::parse_frame(text);
+  if (!parsed) {
+    reply(router, identity, "ACK", "", code::kActionFinishKo, json::message("request not well formatted"));
+    return;
+  }
+  Frame frame = std::move(*parsed);
+  if (frame.token.empty()) frame.token = protocol::generate_token();
+  std::string id = core_info().id;
+  bool has_target = !frame.target.empty() && frame.target != id;
+  count(router, frame.action, has_target);
+
+  if (stopping_) {
+    std::string msg = json::message("gorgone is stopping/restarting. Cannot proceed request.");
+    add_history(&frame.token, code::kActionFinishKo, msg);
+    reply(router, identity, "ACK", frame.token, code::kActionFinishKo, msg);
+    return;
+  }
+  RouteContext ctx{router, identity};
+  if (has_target) {
+    LoadedModule* p = proxy();
+    if (!p) {
+      std::string msg = R"({"error":"no_proxy","message":"no proxy configured. cannot manage target."})";
+      add_history(&frame.token, code::kActionFinishKo, msg);
+      reply(router, identity, "ACK", frame.token, code::kActionFinishKo, msg);
+      return;
+    }
+    reply(router, identity, "ACK", frame.token, code::kActionBegin, "null");
+    Status s = p->hooks.routing(frame, ctx);
+    if (!s) log_error("[core] proxy routing of " + frame.action + " failed: " + s.message());
+    return;
+  }
+  frame.target.clear();
+  if (is_internal_action(frame.action)) {
+    run_internal_action(router, identity, frame);
+    return;
+  }
+  auto ev = events_.find(frame.action);
+  if (ev == events_.end()) {
+    std::string msg = R"({"error":"unknown_action","message":"action ')" + frame.action + R"(' is unknown"})";
+    // Gorgone answers an unknown action with an empty token.
+    add_history(&frame.token, code::kActionFinishKo, msg);
+    reply(router, identity, "ACK", "", code::kActionFinishKo, msg);
+    return;
+  }
+  reply(router, identity, "ACK", frame.token, code::kActionBegin, "null");
+  Status s = ev->second->hooks.routing(frame, ctx);
+  if (!s) log_error("[core] module '" + ev->second->name + "' routing of " + frame.action + " failed: " + s.message());
+}
+
+std::string Core::constatus_json() {
+  LoadedModule* p = proxy();
+  if (!p || !p->hooks.get_constatus_result) return "";
+  std::string out;
+  Status s = p->hooks.get_constatus_result(out);
+  if (!s) return "";
+  return out;
+}
+
+std::string Core::getlog_reply(const std::string& data, int& code) {
+  json::Document doc;
+  GetlogFilter f;
+  code = code::kActionFinishKo;
+  if (!json::parse(doc, data) || !doc.IsObject()) return json::message("request not well formatted");
+  auto text = [&](const char* k) -> std::optional<std::string> {
+    auto v = json::member_text(doc, k);
+    if (v && v->empty()) return std::nullopt;
+    return v;
+  };
+  try {
+    if (auto v = text("id")) f.id = std::stoll(*v);
+    if (auto v = text("token")) f.token = *v;
+    if (auto v = text("ctime")) f.ctime = std::stod(*v);
+    if (auto v = text("etime")) f.etime = std::stoll(*v);
+    if (auto v = text("code")) f.code = std::stoi(*v);
+    if (auto v = text("limit")) {
+      f.limit = std::stoll(*v);
+      if (*f.limit < 0) return json::message("limit must be a positive integer");
+    }
+  } catch (const std::exception&) {
+    return json::message("request not well formatted");
+  }
+  if (f.empty()) return json::message("need at least one filter");
+  auto rows = history_->getlog(f);
+  if (!rows) {
+    log_error("[core] getlog: " + rows.error());
+    return json::message("database issue");
+  }
+  rapidjson::StringBuffer sb;
+  json::Writer w(sb);
+  w.StartObject();
+  w.Key("action");
+  w.String("getlog");
+  w.Key("result");
+  w.StartArray();
+  for (const auto& r : *rows) {
+    w.StartObject();
+    w.Key("id");
+    w.String(std::to_string(r.id).c_str());
+    w.Key("token");
+    if (r.token) w.String(r.token->c_str(), static_cast<rapidjson::SizeType>(r.token->size()));
+    else w.Null();
+    w.Key("code");
+    w.Int(r.code);
+    w.Key("etime");
+    w.Int64(r.etime);
+    w.Key("ctime");
+    w.Double(r.ctime);
+    w.Key("instant");
+    w.Int(r.instant);
+    w.Key("data");
+    w.String(r.data.c_str(), static_cast<rapidjson::SizeType>(r.data.size()));
+    w.EndObject();
+  }
+  w.EndArray();
+  w.Key("id");
+  std::string id = core_info().id;
+  w.String(id.c_str());
+  w.EndObject();
+  code = code::kActionBegin;
+  return std::string(sb.GetString(), sb.GetSize());
+}
+
+void Core::run_internal_action(const std::string& router, const std::string& identity, Frame& frame) {
+  const std::string& a = frame.action;
+  const std::string* token = &frame.token;
+  std::string id = core_info().id;
+  LoadedModule* p = proxy();
+  if (a == "PING") {
+    std::string status = constatus_json();
+    rapidjson::StringBuffer sb;
+    json::Writer w(sb);
+    w.StartObject();
+    w.Key("action"); w.String("ping");
+    w.Key("message"); w.String("ping ok");
+    w.Key("id"); w.String(id.c_str());
+    w.Key("hostname"); w.String(config_.hostname.c_str());
+    w.Key("data");
+    w.RawValue(status.empty() ? "{}" : status.c_str(), status.empty() ? 2 : status.size(), rapidjson::kObjectType);
+    w.EndObject();
+    if (!router.empty()) {
+      parents_[identity] = Parent{now_s(), router};
+      if (p && p->hooks.add_parent_ping) (void)p->hooks.add_parent_ping(router, identity);
+    }
+    reply(router, identity, "PONG", frame.token, code::kActionBegin, std::string(sb.GetString(), sb.GetSize()));
+  } else if (a == "CONSTATUS") {
+    std::string status = constatus_json();
+    std::string data;
+    int c;
+    if (status.empty()) {
+      data = R"({"action":"constatus","message":"cannot get value"})";
+      c = code::kActionFinishKo;
+    } else {
+      data = R"({"action":"constatus","message":"ok","data":)" + status + "}";
+      c = code::kActionFinishOk;
+    }
+    add_history(token, c, data);
+    reply(router, identity, "CONSTATUS", frame.token, c, data);
+  } else if (a == "GETLOG") {
+    int c;
+    std::string data = getlog_reply(frame.data, c);
+    reply(router, identity, "ACK", frame.token, c, data);
+  } else if (a == "PUTLOG") {
+    json::Document doc;
+    if (!json::parse(doc, frame.data) || !doc.IsObject() || !doc.HasMember("code") || !doc.HasMember("data")) {
+      reply(router, identity, "ACK", frame.token, code::kActionFinishKo, json::message("request not well formatted"));
+      return;
+    }
+    HistoryRow row;
+    row.token = json::member_text(doc, "token");
+    row.code = static_cast<int>(json::as_number(doc["code"]).value_or(0));
+    if (doc.HasMember("etime")) row.etime = static_cast<std::int64_t>(json::as_number(doc["etime"]).value_or(0));
+    if (doc.HasMember("instant")) row.instant = static_cast<int>(json::as_number(doc["instant"]).value_or(0));
+    row.data = json::dump(doc["data"]);
+    auto r = history_->add(row);
+    if (r) reply(router, identity, "ACK", frame.token, code::kActionBegin, json::message("message inserted"));
+    else reply(router, identity, "ACK", frame.token, code::kActionFinishKo, json::message("database issue"));
+  } else if (a == "SYNCLOGS") {
+    if (p && p->hooks.synclog) (void)p->hooks.synclog();
+    reply(router, identity, "ACK", frame.token, code::kActionBegin,
+          R"({"action":"synclog","message":"synclog launched"})");
+  } else if (a == "SETCOREID") {
+    json::Document doc;
+    std::optional<std::string> newid;
+    if (json::parse(doc, frame.data)) newid = json::member_text(doc, "id");
+    if (!newid || newid->empty()) {
+      reply(router, identity, "ACK", frame.token, code::kActionFinishKo, json::message("request not well formatted"));
+      return;
+    }
+    if (id.empty()) {
+      {
+        std::lock_guard<std::mutex> lock(id_mu_);
+        config_.id = *newid;
+      }
+      if (p && p->hooks.setcoreid) (void)p->hooks.setcoreid(*newid);
+      log_info("[core] core id set to " + *newid);
+    }
+    reply(router, identity, "ACK", frame.token, code::kActionFinishOk,
+          R"({"action":"setcoreid","message":"setcoreid changed"})");
+  } else if (a == "GETTHUMBPRINT") {
+    std::string data = R"({"action":"getthumbprint","message":"ok","data":{"thumbprint":")" +
+                       server_key_->jwk_thumbprint() + "\"}}";
+    add_history(token, code::kActionFinishOk, data);
+    reply(router, identity, "GETTHUMBPRINT", frame.token, code::kActionFinishOk, data);
+  } else if (a == "INFORMATION") {
+    rapidjson::StringBuffer sb;
+    json::Writer w(sb);
+    w.StartObject();
+    w.Key("action"); w.String("information");
+    w.Key("message"); w.String("ok");
+    w.Key("data");
+    w.StartObject();
+    w.Key("counters");
+    w.StartObject();
+    w.Key("total"); w.Int64(counters_total_);
+    for (const auto& [type, map] : counters_) {
+      w.Key(type.c_str());
+      w.StartObject();
+      for (const auto& [k, v] : map) {
+        w.Key(k.c_str());
+        w.Int64(v);
+      }
+      w.EndObject();
+    }
+    w.EndObject();
+    w.Key("modules");
+    w.StartObject();
+    for (const auto& m : modules_) {
+      w.Key(m->name.c_str());
+      w.String(m->path.c_str());
+    }
+    w.EndObject();
+    w.Key("api_endpoints");
+    w.StartObject();
+    for (const auto& [k, v] : api_endpoints_) {
+      w.Key(k.c_str());
+      w.String(v.c_str());
+    }
+    w.EndObject();
+    w.EndObject();
+    w.EndObject();
+    std::string data(sb.GetString(), sb.GetSize());
+    add_history(token, code::kActionFinishOk, data);
+    reply(router, identity, "INFORMATION", frame.token, code::kActionFinishOk, data);
+  } else if (a == "BCASTLOGGER" || a == "BCASTCOREKEY") {
+    if (a == "BCASTLOGGER") {
+      json::Document doc;
+      if (json::parse(doc, frame.data) && doc.IsObject() && doc.HasMember("content") && doc["content"].IsObject()) {
+        auto sev = json::member_text(doc["content"], "severity");
+        Severity s;
+        if (sev && Logger::parse_severity(*sev, s)) Logger::instance().set_severity(s);
+      }
+    }
+    for (auto& m : modules_) (void)m->hooks.broadcast(frame);
+    reply(router, identity, "ACK", frame.token, code::kActionBegin, "null");
+  } else if (a.rfind("BCAST", 0) == 0) {
+    std::string msg = R"({"error":"unknown_action","message":"action ')" + a + R"(' is unknown"})";
+    reply(router, identity, "ACK", "", code::kActionFinishKo, msg);
+  } else {
+    // ADDLISTENER, KILL, SETMODULEKEY, LOADMODULE, UNLOADMODULE: not offered by this host.
+    std::string msg = R"({"message":"action ')" + a + R"(' is not supported by this core"})";
+    add_history(token, code::kActionFinishKo, msg);
+    reply(router, identity, "ACK", frame.token, code::kActionFinishKo, msg);
+  }
+}
+
+void Core::send_internal(std::string_view identity, const Frame& frame) {
+  send_router(*internal_, std::string(identity), protocol::build_frame(frame));
+}
+
+Status Core::send_external(const std::string& routing_id, const Frame& frame) {
+  if (!handshake_) return Status::failure("no external router");
+  auto wire = handshake_->encrypt_for(routing_id, protocol::build_frame(frame));
+  if (!wire) return Status::failure("no session for " + hex_identity(routing_id));
+  send_router(*external_, routing_id, *wire);
+  return Status::success();
+}
+
+void Core::send_to_parents(const Frame& frame) {
+  std::string text = protocol::build_frame(frame);
+  for (const auto& [identity, parent] : parents_) {
+    if (parent.router_type == "external") {
+      if (!handshake_) continue;
+      auto wire = handshake_->encrypt_for(identity, text);
+      if (wire) send_router(*external_, identity, *wire);
+    } else {
+      send_router(*internal_, identity, text);
+    }
+  }
+}
+
+}  // namespace gorgone

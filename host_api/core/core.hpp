@@ -1,0 +1,105 @@
+// The reference host: Gorgone's core. Owns the routers, the modules, the history store and
+// the REST server; dispatches every frame like Gorgone's message_run.
+//
+// Thread model: one loop thread (run()) owns both routers and calls every hook. Module
+// threads talk to it through DEALER sockets on the inproc internal router; the REST server
+// threads do the same. Thread-safety of the Host services is documented in module.hpp.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+#include <zmq.hpp>
+
+#include "config.hpp"
+#include "gorgone/history.hpp"
+#include "gorgone/module.hpp"
+#include "gorgone/protocol/crypto.hpp"
+#include "gorgone/protocol/handshake.hpp"
+#include "module_loader.hpp"
+
+namespace gorgone {
+
+class RestServer;
+
+class Core final : public Host {
+ public:
+  // Loads keys (generating a missing pair), opens the history, loads modules.
+  // `module_path`: folders searched for module shared objects.
+  static Result<std::unique_ptr<Core>> create(CoreConfig config, std::unique_ptr<History> history);
+  ~Core() override;
+
+  // Runs the loop until a stop was requested and the modules stopped. Returns the exit code.
+  int run();
+  // Async-signal-safe.
+  void request_stop() { stop_requested_.store(true); }
+
+  // Host
+  void log(Severity severity, std::string_view message) override;
+  History& history() override { return *history_; }
+  zmq::context_t& zmq_context() override { return context_; }
+  CoreInfo core_info() const override;
+  bool stopping() const override { return stopping_.load(); }
+  void add_history(const std::string* token, int code, std::string_view data_json, int instant = 0) override;
+  void send_internal(std::string_view identity, const protocol::Frame& frame) override;
+  Status send_external(const std::string& routing_id, const protocol::Frame& frame) override;
+  void dispatch(const protocol::Frame& frame) override;
+  void send_to_parents(const protocol::Frame& frame) override;
+
+  static constexpr const char* kInternalEndpoint = "inproc://gorgone-internal";
+  const std::map<std::string, std::string>& api_endpoints() const { return api_endpoints_; }
+  const CoreConfig& config() const { return config_; }
+
+ private:
+  explicit Core(CoreConfig config, std::unique_ptr<History> history);
+  Status setup();
+  Status load_keys();
+  void load_modules();
+  void register_static_nodes();
+  void read_internal();
+  void read_external();
+  void tick();
+  // router: "internal", "external", or "" for frames from dispatch() (no reply).
+  void message_run(const std::string& router, const std::string& identity, std::string_view text);
+  void run_internal_action(const std::string& router, const std::string& identity, protocol::Frame& frame);
+  void reply(const std::string& router, const std::string& identity, std::string_view type,
+             std::string_view token, int code, std::string_view data_json);
+  void send_router(zmq::socket_t& router, const std::string& identity, std::string_view body);
+  LoadedModule* proxy() const;
+  std::string constatus_json();
+  std::string getlog_reply(const std::string& data, int& code);
+  void count(const std::string& router, const std::string& action, bool proxied);
+
+  CoreConfig config_;
+  std::unique_ptr<History> history_;
+  zmq::context_t context_{1};
+  std::optional<zmq::socket_t> internal_;
+  std::optional<zmq::socket_t> external_;
+  std::optional<protocol::RsaKey> server_key_;
+  std::optional<protocol::HandshakeServer> handshake_;
+  std::vector<std::unique_ptr<LoadedModule>> modules_;
+  std::map<std::string, LoadedModule*> events_;             // event -> module
+  std::map<std::string, std::string> api_endpoints_;        // "POST_/core/action/command" -> COMMAND
+  struct Parent {
+    std::int64_t last_time;
+    std::string router_type;
+  };
+  std::map<std::string, Parent> parents_;                   // identity -> last PING
+  std::map<std::string, std::map<std::string, long>> counters_;
+  long counters_total_ = 0;
+  std::unique_ptr<RestServer> rest_;
+  mutable std::mutex id_mu_;  // guards config_.id (SETCOREID may set it)
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> stopping_{false};
+  std::chrono::steady_clock::time_point stop_started_;
+  std::chrono::steady_clock::time_point last_gently_;
+  std::int64_t last_rotation_check_ = 0;
+  std::int64_t last_check_ = 0;
+};
+
+}  // namespace gorgone

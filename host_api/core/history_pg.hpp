@@ -1,0 +1,66 @@
+// History store on PostgreSQL (libpq).
+//
+// One connection, serialised by a mutex. A connection found lost (server restart,
+// backend killed) is reset once per call; every value is bound as a parameter.
+// ctime values written by this object are strictly increasing (microseconds), so a
+// parent that syncs with "ctime > cursor" cannot miss a row inserted here.
+// Thread-safety: thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gorgone/history.hpp"
+
+namespace gorgone {
+
+class PgHistory : public History {
+ public:
+  // Connects (conninfo: libpq key=value string or URI) and creates the schema if
+  // missing; safe when several processes open the same database at once.
+  static Result<std::unique_ptr<PgHistory>> open(const std::string& conninfo);
+
+  ~PgHistory() override;
+  PgHistory(const PgHistory&) = delete;
+  PgHistory& operator=(const PgHistory&) = delete;
+
+  Result<std::int64_t> add(const HistoryRow& row) override;
+  // An empty filter returns every row (the GETLOG handler rejects it first).
+  Result<std::vector<HistoryRow>> getlog(const GetlogFilter& filter) override;
+
+  Result<double> sync_position(const std::string& node_id) override;
+  // etime 0 in a row means "now", as in add(). new_position 0 leaves the position alone.
+  Status store_synced(const std::string& node_id, const std::vector<HistoryRow>& rows,
+                      double new_position) override;
+
+  Status save_identity(const IdentityRow& row) override;
+  Status touch_identity(const std::string& identity_hex, std::int64_t mtime) override;
+  Result<std::vector<IdentityRow>> load_identities() override;
+  Status update_identity_keys(const IdentityRow& row) override;
+
+  Result<std::optional<std::string>> target_fingerprint(const std::string& target) override;
+  Status add_target_fingerprint(const std::string& target, const std::string& fingerprint) override;
+
+  Status purge(double now, std::int64_t history_seconds, std::int64_t session_seconds) override;
+
+ private:
+  class Conn;  // libpq connection and statement helpers (history_pg.cpp)
+
+  explicit PgHistory(std::unique_ptr<Conn> conn);
+
+  // A fresh local ctime in seconds, microsecond resolution, strictly increasing.
+  // REQUIRES: mu_ held.
+  double next_ctime();
+  // REQUIRES: mu_ held and a COPY ... FROM STDIN in progress.
+  Status copy_rows(const std::vector<HistoryRow>& rows);
+
+  std::mutex mu_;
+  std::unique_ptr<Conn> conn_;       // guarded by mu_
+  std::int64_t last_ctime_us_ = 0;   // guarded by mu_
+};
+
+}  // namespace gorgone

@@ -1,0 +1,87 @@
+// gorgone-host: the reference Gorgone-compatible core.
+#include <csignal>
+#include <cstring>
+#include <iostream>
+
+#include "config.hpp"
+#include "core.hpp"
+#include "history_pg.hpp"
+#include "logger.hpp"
+#include "yaml_loader.hpp"
+
+namespace {
+gorgone::Core* g_core = nullptr;
+void on_signal(int) {
+  if (g_core) g_core->request_stop();
+}
+
+int usage() {
+  std::cerr << "usage: gorgone-host --config FILE [--logfile FILE] [--severity debug|info|notice|warning|error]\n";
+  return 2;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_file, logfile, severity = "info";
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](std::string& out) {
+      if (i + 1 >= argc) return false;
+      out = argv[++i];
+      return true;
+    };
+    if (a == "--config") { if (!value(config_file)) return usage(); }
+    else if (a.rfind("--config=", 0) == 0) config_file = a.substr(9);
+    else if (a == "--logfile") { if (!value(logfile)) return usage(); }
+    else if (a.rfind("--logfile=", 0) == 0) logfile = a.substr(10);
+    else if (a == "--severity") { if (!value(severity)) return usage(); }
+    else if (a.rfind("--severity=", 0) == 0) severity = a.substr(11);
+    else return usage();
+  }
+  if (config_file.empty()) return usage();
+  auto& logger = gorgone::Logger::instance();
+  gorgone::Severity sev;
+  if (!gorgone::Logger::parse_severity(severity, sev)) {
+    std::cerr << "gorgone-host: unknown severity '" << severity << "'\n";
+    return 2;
+  }
+  logger.set_severity(sev);
+  if (!logger.open(logfile)) {
+    std::cerr << "gorgone-host: cannot open log file '" << logfile << "': " << std::strerror(errno) << "\n";
+    return 1;
+  }
+
+  auto doc = gorgone::load_yaml_with_includes(config_file);
+  if (!doc) {
+    gorgone::log_error("[core] " + doc.error());
+    return 1;
+  }
+  auto config = gorgone::parse_core_config(*doc, config_file);
+  if (!config) {
+    gorgone::log_error("[core] " + config.error());
+    return 1;
+  }
+  if (config->db_name.empty()) {
+    gorgone::log_error("[core] " + config_file + ": gorgone.gorgonecore.gorgone_db_name: a libpq connection string is required");
+    return 1;
+  }
+  auto history = gorgone::PgHistory::open(config->db_name);
+  if (!history) {
+    gorgone::log_error("[core] " + history.error());
+    return 1;
+  }
+  auto core = gorgone::Core::create(std::move(config.value()), std::move(history.value()));
+  if (!core) {
+    gorgone::log_error("[core] " + core.error());
+    return 1;
+  }
+  g_core = core->get();
+  struct sigaction sa{};
+  sa.sa_handler = on_signal;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  int rc = (*core)->run();
+  g_core = nullptr;
+  return rc;
+}

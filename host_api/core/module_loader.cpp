@@ -1,0 +1,99 @@
+#include "module_loader.hpp"
+
+#include <boost/dll/import.hpp>
+#include <dlfcn.h>
+#include <filesystem>
+#include <regex>
+
+namespace gorgone {
+namespace fs = std::filesystem;
+
+Result<std::string> resolve_package(const std::string& package, const std::vector<std::string>& search_path) {
+  if (package.empty()) return make_error("empty package name");
+  if (package.find('/') != std::string::npos || (package.size() > 3 && package.compare(package.size() - 3, 3, ".so") == 0)) {
+    std::error_code ec;
+    if (!fs::is_regular_file(package, ec)) return make_error("no such module file '" + package + "'");
+    return fs::absolute(package).string();
+  }
+  std::string base = package;
+  static const std::regex perl(R"(^gorgone::modules::([A-Za-z0-9_]+)::([A-Za-z0-9_]+)::hooks$)");
+  std::smatch m;
+  if (std::regex_match(package, m, perl)) base = m[2].str();
+  if (!std::regex_match(base, std::regex("^[A-Za-z0-9_.-]+$")))
+    return make_error("invalid package name '" + package + "'");
+  std::vector<std::string> candidates = {"gorgone-" + base + ".so", base + ".so"};
+  std::string tried;
+  for (const auto& dir : search_path) {
+    if (dir.empty()) continue;
+    for (const auto& c : candidates) {
+      fs::path p = fs::path(dir) / c;
+      std::error_code ec;
+      if (fs::is_regular_file(p, ec)) return p.string();
+    }
+    tried += (tried.empty() ? "" : ", ") + dir;
+  }
+  return make_error("package '" + package + "': no gorgone-" + base + ".so in the module path (" +
+                    (tried.empty() ? std::string("empty") : tried) + ")");
+}
+
+namespace {
+
+template <typename Sig>
+Sig* get_hook(boost::dll::shared_library& lib, const char* name) {
+  if (!lib.has(name)) return nullptr;
+  return &lib.get_alias<Sig>(name);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<LoadedModule>> load_module(const std::string& name, const std::string& path) {
+  auto mod = std::make_unique<LoadedModule>();
+  mod->name = name;
+  mod->path = path;
+  boost::dll::fs::error_code ec;
+  mod->library.load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, ec);
+  if (ec || !mod->library.is_loaded()) {
+    const char* reason = dlerror();
+    return make_error("module '" + name + "': cannot load '" + path + "': " +
+                      (reason ? std::string(reason) : ec.message()));
+  }
+  AbiHook* abi = get_hook<AbiHook>(mod->library, hook_name::kAbi);
+  if (!abi) return make_error("module '" + name + "': no function '" + hook_name::kAbi + "' (not a Gorgone module?)");
+  mod->abi = abi();
+  AbiVersion host{kAbiMajor, kAbiMinor};
+  if (!abi_compatible(host, mod->abi))
+    return make_error("module '" + name + "': ABI version " + std::to_string(mod->abi.major) + "." +
+                      std::to_string(mod->abi.minor) + " is incompatible with the host's " +
+                      std::to_string(host.major) + "." + std::to_string(host.minor));
+
+  ModuleHooks& h = mod->hooks;
+  struct Required {
+    const char* name;
+    bool present;
+  };
+  h.register_ = get_hook<RegisterHook>(mod->library, hook_name::kRegister);
+  h.init = get_hook<InitHook>(mod->library, hook_name::kInit);
+  h.routing = get_hook<RoutingHook>(mod->library, hook_name::kRouting);
+  h.check = get_hook<CheckHook>(mod->library, hook_name::kCheck);
+  h.broadcast = get_hook<BroadcastHook>(mod->library, hook_name::kBroadcast);
+  h.gently = get_hook<GentlyHook>(mod->library, hook_name::kGently);
+  h.kill = get_hook<KillHook>(mod->library, hook_name::kKill);
+  h.kill_internal = get_hook<KillInternalHook>(mod->library, hook_name::kKillInternal);
+  const Required required[] = {
+      {hook_name::kRegister, h.register_ != nullptr}, {hook_name::kInit, h.init != nullptr},
+      {hook_name::kRouting, h.routing != nullptr},    {hook_name::kCheck, h.check != nullptr},
+      {hook_name::kBroadcast, h.broadcast != nullptr}, {hook_name::kGently, h.gently != nullptr},
+      {hook_name::kKill, h.kill != nullptr},          {hook_name::kKillInternal, h.kill_internal != nullptr},
+  };
+  for (const auto& r : required)
+    if (!r.present) return make_error("module '" + name + "': no function '" + r.name + "'");
+
+  h.is_all_proxy_ready = get_hook<IsAllProxyReadyHook>(mod->library, hook_name::kIsAllProxyReady);
+  h.get_constatus_result = get_hook<GetConstatusHook>(mod->library, hook_name::kGetConstatus);
+  h.synclog = get_hook<SynclogHook>(mod->library, hook_name::kSynclog);
+  h.setcoreid = get_hook<SetCoreIdHook>(mod->library, hook_name::kSetCoreId);
+  h.add_parent_ping = get_hook<AddParentPingHook>(mod->library, hook_name::kAddParentPing);
+  return mod;
+}
+
+}  // namespace gorgone

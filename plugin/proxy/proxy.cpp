@@ -1,0 +1,371 @@
+#include "proxy.hpp"
+
+#include <ctime>
+
+#include "gorgone/status_codes.hpp"
+
+namespace gorgone::proxy {
+namespace {
+
+std::int64_t now_s() { return static_cast<std::int64_t>(::time(nullptr)); }
+
+const char* const kLocalEvents[] = {"PONG", "PONGRESET", "UNREGISTERNODES", "REGISTERNODES", "PROXYREADY", "SETLOGS"};
+
+}  // namespace
+
+Proxy::Proxy(Host& host, Settings settings) : host_(host), settings_(settings) {}
+
+Proxy::~Proxy() { stop(); }
+
+void Proxy::init(const std::string& core_id) {
+  core_id_ = core_id;
+  start_workers();
+}
+
+void Proxy::set_core_id(const std::string& id) {
+  if (!core_id_.empty()) return;
+  core_id_ = id;
+  start_workers();
+}
+
+void Proxy::start_workers() {
+  if (core_id_.empty()) {
+    host_.log(Severity::kError, "[proxy] Cannot create child, need a core id");
+    return;
+  }
+  while (static_cast<int>(workers_.size()) < settings_.pool) {
+    int pool_id = static_cast<int>(workers_.size()) + 1;
+    workers_.push_back(std::make_unique<Worker>(pool_id, host_, settings_, core_id_));
+    ready_.push_back(false);
+    workers_.back()->start();
+  }
+}
+
+void Proxy::stop() {
+  stopping_ = true;
+  for (auto& w : workers_) w->stop();
+}
+
+int Proxy::ready_percent() const {
+  if (workers_.empty()) return 0;
+  int ready = 0;
+  for (bool r : ready_) ready += r ? 1 : 0;
+  return ready * 100 / static_cast<int>(workers_.size());
+}
+
+void Proxy::ko(const std::string* token, const std::string& message) {
+  host_.add_history(token, code::kActionFinishKo, json::message(message));
+}
+
+void Proxy::routing(const protocol::Frame& frame, const RouteContext& ctx) {
+  (void)ctx;
+  json::Document doc;
+  std::string error;
+  if (!json::parse(doc, frame.data, &error)) {
+    host_.log(Severity::kError, "[proxy] Cannot decode json data for " + frame.action + ": " + error);
+    ko(&frame.token, "proxy - cannot decode json");
+    return;
+  }
+  const std::string& a = frame.action;
+  std::int64_t now = now_s();
+  std::vector<std::string> log;
+  if (a == "PONG") {
+    on_pong(doc);
+  } else if (a == "PONGRESET") {
+    auto id = doc.IsObject() && doc.HasMember("data") ? json::member_text(doc["data"], "id") : std::nullopt;
+    if (id && registry_.pong_reset(*id)) host_.log(Severity::kInfo, "[proxy] PongReset received from '" + *id + "'");
+  } else if (a == "REGISTERNODES") {
+    if (!doc.IsObject() || !doc.HasMember("nodes")) return;
+    auto effects = registry_.register_nodes(doc["nodes"], now, settings_.ping, log);
+    for (const auto& l : log) host_.log(Severity::kInfo, "[proxy] " + l);
+    for (const auto& [id, sync] : registry_.sync()) {
+      if (sync.position_loaded) continue;
+      auto pos = host_.history().sync_position(id);
+      SyncState& s = registry_.sync()[id];
+      s.position_loaded = true;
+      if (pos) s.ctime = *pos;
+      else s.position_error = true;
+    }
+    apply(effects);
+  } else if (a == "UNREGISTERNODES") {
+    if (!doc.IsObject() || !doc.HasMember("nodes")) return;
+    auto effects = registry_.unregister_nodes(doc["nodes"], log);
+    for (const auto& l : log) host_.log(Severity::kInfo, "[proxy] " + l);
+    apply(effects);
+    for (auto it = nodes_pool_.begin(); it != nodes_pool_.end();)
+      it = registry_.node(it->first) ? std::next(it) : nodes_pool_.erase(it);
+  } else if (a == "PROXYREADY") {
+    if (auto pool = json::member_text(doc, "pool_id")) {
+      int p = std::atoi(pool->c_str());
+      if (p >= 1 && p <= static_cast<int>(ready_.size())) {
+        ready_[p - 1] = true;
+        // Re-sync a (re)started worker with its nodes.
+        for (const auto& [id, pid] : nodes_pool_)
+          if (pid == p)
+            if (const Node* n = registry_.node(id))
+              send_to_pool(id, protocol::Frame{"PROXYADDNODE", "", id + "~~" + id, n->json}, true);
+        flush_pending();
+      }
+    }
+  } else if (a == "SETLOGS") {
+    setlogs(frame, doc);
+  } else {
+    route(frame);
+  }
+}
+
+void Proxy::apply(const std::vector<Effect>& effects) {
+  for (const auto& e : effects) {
+    protocol::Frame f{e.kind == Effect::Kind::kAddNode ? "PROXYADDNODE" : "PROXYDELNODE", "", e.id, e.data};
+    route(f);
+  }
+}
+
+void Proxy::flush_pending() {
+  std::deque<Held> held;
+  held.swap(pending_);
+  for (auto& h : held) route(h.frame);
+}
+
+int Proxy::choose_pool(const std::string& parent) {
+  auto it = nodes_pool_.find(parent);
+  if (it != nodes_pool_.end()) return it->second;
+  int n = static_cast<int>(workers_.size());
+  for (int i = 0; i < n; ++i) {
+    rr_ = rr_ % n + 1;
+    if (ready_[rr_ - 1]) {
+      nodes_pool_[parent] = rr_;
+      return rr_;
+    }
+  }
+  return 0;
+}
+
+void Proxy::send_to_pool(const std::string& parent, const protocol::Frame& frame, bool control) {
+  (void)control;
+  int pool = choose_pool(parent);
+  if (pool == 0) return;
+  host_.send_internal("gorgone-proxy-" + std::to_string(pool), frame);
+}
+
+void Proxy::route(const protocol::Frame& in) {
+  protocol::Frame frame = in;
+  std::int64_t now = now_s();
+  std::vector<std::string> log;
+  std::optional<std::string> target;
+  if (!frame.target.empty()) target = frame.target;
+  Pathway p = registry_.pathway(frame.action, target, now, settings_.pong_discard_timeout, &log);
+  for (const auto& l : log) host_.log(Severity::kDebug, "[proxy] " + l);
+  if (!p.ok) {
+    ko(frame.token.empty() ? nullptr : &frame.token, p.error);
+    return;
+  }
+  if (ready_percent() == 0) {
+    // Held until a worker is ready; check() answers with a KO after 10 s.
+    pending_.push_back(Held{frame, now});
+    return;
+  }
+  const Node* parent = registry_.node(p.parent);
+  if (frame.action == "GETLOG") {
+    if (parent && parent->type == "push_ssh") {
+      ko(&frame.token, "proxy - can't get log a ssh target or through a ssh node");
+      return;
+    }
+    if (registry_.node(p.target)) {
+      SyncState& s = registry_.sync()[p.target];
+      if (s.position_error) {
+        auto pos = host_.history().sync_position(p.target);
+        if (!pos) {
+          ko(&frame.token, "proxy - problem to getlog");
+          return;
+        }
+        s.ctime = *pos;
+        s.position_error = false;
+      }
+      if (s.in_progress) {
+        ko(frame.token.empty() ? nullptr : &frame.token, "proxy - getlog already in progress");
+        return;
+      }
+      rapidjson::StringBuffer sb;
+      json::Writer w(sb);
+      w.StartObject();
+      w.Key("ctime");
+      w.Double(s.ctime);
+      w.EndObject();
+      frame.data.assign(sb.GetString(), sb.GetSize());
+      s.in_progress = true;
+      s.in_progress_time = now;
+    }
+  }
+  if (frame.action == "REMOTECOPY") {
+    ko(&frame.token, "proxy - remote copy is not available on this proxy yet");
+    return;
+  }
+  if (parent && is_pullish(parent->type)) {
+    if (parent->identity.empty()) {
+      ko(&frame.token, "proxy - node '" + p.parent + "' had never been connected");
+      return;
+    }
+    Status s = host_.send_external(parent->identity, protocol::Frame{frame.action, frame.token, p.target, frame.data});
+    if (!s) ko(&frame.token, "proxy - node '" + p.parent + "' had never been connected");
+    return;
+  }
+  send_to_pool(p.parent, protocol::Frame{frame.action, frame.token, p.target_complete(), frame.data}, p.control);
+}
+
+void Proxy::on_pong(const json::Document& doc) {
+  if (!doc.IsObject() || !doc.HasMember("data") || !doc["data"].IsObject()) return;
+  const json::Value& data = doc["data"];
+  auto id = json::member_text(data, "id");
+  if (!id || id->empty()) return;
+  auto nodes = data.FindMember("data");
+  const json::Value* status = nodes != data.MemberEnd() ? &nodes->value : nullptr;
+  if (registry_.pong(*id, status, now_s()))
+    host_.log(Severity::kDebug, "[proxy] Pong received from '" + *id + "'");
+  else
+    host_.log(Severity::kDebug, "[proxy] Pong from unknown node '" + *id + "' ignored");
+}
+
+void Proxy::setlogs(const protocol::Frame& frame, const json::Document& doc) {
+  const json::Value* data = nullptr;
+  if (doc.IsObject() && doc.HasMember("data") && doc["data"].IsObject()) data = &doc["data"];
+  auto id = data ? json::member_text(*data, "id") : std::nullopt;
+  if (!id || id->empty()) {
+    ko(&frame.token, "proxy - need a id to setlogs");
+    return;
+  }
+  auto& syncs = registry_.sync();
+  auto sit = syncs.find(*id);
+  if (sit == syncs.end() || !sit->second.in_progress) {
+    ko(&frame.token, "proxy - skip setlogs response. Maybe too much time to get response. Retry");
+    return;
+  }
+  std::int64_t now = now_s();
+  auto& st = registry_.status();
+  if (auto s = st.find(*id); s != st.end()) {
+    s->second.in_progress_ping = 0;
+    s->second.ping_timeout = 0;
+    s->second.last_ping_recv = now;
+  }
+  if (registry_.last_pong().count(*id)) registry_.last_pong()[*id] = now;
+  sit->second.in_progress = false;
+
+  auto result = data->FindMember("result");
+  if (result == data->MemberEnd() || !result->value.IsArray()) {
+    ko(&frame.token, "proxy - setlogs without a result list from node '" + *id + "'");
+    return;
+  }
+  std::vector<HistoryRow> rows;
+  rows.reserve(result->value.Size());
+  double position = sit->second.ctime;
+  for (const auto& r : result->value.GetArray()) {
+    if (!r.IsObject() || !r.HasMember("ctime")) continue;
+    auto ctime = json::as_number(r["ctime"]);
+    if (!ctime) {
+      host_.log(Severity::kError, "[proxy] wrong ctime for '" + *id + "'");
+      continue;
+    }
+    HistoryRow row;
+    auto token = r.FindMember("token");
+    if (token != r.MemberEnd() && !token->value.IsNull()) row.token = json::as_text(token->value).value_or("");
+    if (r.HasMember("code")) row.code = static_cast<int>(json::as_number(r["code"]).value_or(0));
+    if (r.HasMember("etime")) row.etime = static_cast<std::int64_t>(json::as_number(r["etime"]).value_or(0));
+    if (r.HasMember("instant")) row.instant = static_cast<int>(json::as_number(r["instant"]).value_or(0));
+    auto d = r.FindMember("data");
+    if (d != r.MemberEnd()) row.data = d->value.IsString() ? std::string(d->value.GetString(), d->value.GetStringLength()) : json::dump(d->value);
+    rows.push_back(std::move(row));
+    if (*ctime > position) position = *ctime;
+  }
+  host_.log(Severity::kInfo, "[proxy] Received setlogs for '" + *id + "' (" + std::to_string(rows.size()) + " rows)");
+  if (rows.empty()) return;
+  Status s = host_.history().store_synced(*id, rows, position);
+  if (!s) {
+    host_.log(Severity::kError, "[proxy] cannot store logs of node '" + *id + "': " + s.message());
+    return;
+  }
+  sit->second.ctime = position;
+  host_.send_to_parents(protocol::Frame{"SYNCLOGS", "", "", "{\"code\":0,\"data\":{\"id\":" + json::quote(core_id_) + "}}"});
+}
+
+void Proxy::ping_send(std::int64_t now) {
+  std::vector<std::string> due;
+  for (auto& [id, s] : registry_.status()) {
+    if (s.in_progress_ping == 1 || now < s.next_ping) continue;
+    const Node* n = registry_.node(id);
+    if (!n) continue;
+    s.last_ping_sent = now;
+    s.next_ping = now + settings_.ping;
+    s.in_progress_ping = 1;
+    if (is_pullish(n->type)) s.in_progress_ping_pull = now;
+    due.push_back(id);
+  }
+  for (const auto& id : due) route(protocol::Frame{"PING", "", id, "{}"});
+}
+
+void Proxy::full_sync() {
+  last_full_sync_ = now_s();
+  std::vector<std::string> ids;
+  for (const auto& [id, n] : registry_.nodes())
+    if (n.type == "push_zmq" || is_pullish(n.type)) ids.push_back(id);
+  for (const auto& id : ids) {
+    SyncState& s = registry_.sync()[id];
+    if (s.in_progress) continue;  // the timeout below will free it
+    route(protocol::Frame{"GETLOG", "", id, "{}"});
+  }
+}
+
+CheckResult Proxy::check() {
+  CheckResult r;
+  for (const auto& w : workers_) r.count += w->running() ? 1 : 0;
+  r.keepalive = true;
+  if (stopping_ || host_.stopping()) return r;
+  std::int64_t now = now_s();
+  ping_send(now);
+  for (auto& [id, s] : registry_.status()) {
+    const Node* n = registry_.node(id);
+    if (!n || s.in_progress_ping != 1) continue;
+    if (is_pullish(n->type)) {
+      if (now - s.in_progress_ping_pull > 30) {
+        host_.log(Severity::kInfo, "[proxy] Ping timeout from '" + id + "'");
+        s.in_progress_ping = 0;
+      }
+    } else if (now - s.last_ping_sent > settings_.pong_discard_timeout) {
+      host_.log(Severity::kInfo, "[proxy] Ping timeout from '" + id + "'");
+      s.in_progress_ping = 0;
+      s.ping_timeout += 1;
+      s.ping_failed += 1;
+      if (s.ping_timeout % settings_.pong_max_timeout == 0) {
+        host_.log(Severity::kInfo, "[proxy] Ping max timeout reached from '" + id + "'");
+        route(protocol::Frame{"PROXYCLOSECONNECTION", "", id, "{\"id\":" + json::quote(id) + "}"});
+      }
+    }
+  }
+  for (auto& [id, s] : registry_.sync()) {
+    if (s.in_progress && now - s.in_progress_time > settings_.synchistory_timeout) {
+      ko(nullptr, "proxy - getlog in timeout for '" + id + "'");
+      s.in_progress = false;
+    }
+  }
+  if (now - last_full_sync_ > settings_.synchistory_time) full_sync();
+  while (!pending_.empty() && now - pending_.front().since > 10) {
+    const auto& f = pending_.front().frame;
+    ko(f.token.empty() ? nullptr : &f.token, "proxy - still not ready");
+    pending_.pop_front();
+  }
+  // Restart a worker that died.
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    if (!workers_[i]->running()) {
+      host_.log(Severity::kError, "[proxy] worker " + std::to_string(i + 1) + " is not running: restarting it");
+      ready_[i] = false;
+      workers_[i] = std::make_unique<Worker>(static_cast<int>(i + 1), host_, settings_, core_id_);
+      workers_[i]->start();
+    }
+  }
+  return r;
+}
+
+void Proxy::broadcast(const protocol::Frame& frame) {
+  (void)frame;  // Workers run in-process: BCASTCOREKEY/BCASTLOGGER need no forwarding.
+}
+
+}  // namespace gorgone::proxy

@@ -1,0 +1,62 @@
+// The proxy's hooks side: registry, routing decisions, ping and log-sync timers, SETLOGS.
+// Thread-bound: every method runs on the host's loop thread (called from the hooks).
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gorgone/module.hpp"
+#include "registry.hpp"
+#include "settings.hpp"
+#include "worker.hpp"
+
+namespace gorgone::proxy {
+
+class Proxy {
+ public:
+  Proxy(Host& host, Settings settings);
+  ~Proxy();
+
+  void init(const std::string& core_id);
+  void routing(const protocol::Frame& frame, const RouteContext& ctx);
+  CheckResult check();
+  void broadcast(const protocol::Frame& frame);
+  void stop();  // gently, kill, kill_internal: stop every worker now
+  int ready_percent() const;
+  std::string constatus() const { return registry_.constatus_json(); }
+  void full_sync();
+  void set_core_id(const std::string& id);
+  Registry& registry() { return registry_; }
+
+ private:
+  void ko(const std::string* token, const std::string& message);
+  void route(const protocol::Frame& frame);
+  void send_to_pool(const std::string& parent, const protocol::Frame& frame, bool control);
+  void apply(const std::vector<Effect>& effects);
+  void setlogs(const protocol::Frame& frame, const json::Document& doc);
+  void on_pong(const json::Document& doc);
+  void ping_send(std::int64_t now);
+  void start_workers();
+  int choose_pool(const std::string& parent);
+  void flush_pending();
+
+  Host& host_;
+  Settings settings_;
+  std::string core_id_;
+  Registry registry_;
+  std::vector<std::unique_ptr<Worker>> workers_;  // index = pool id - 1
+  std::vector<bool> ready_;
+  std::map<std::string, int> nodes_pool_;
+  int rr_ = 0;
+  std::int64_t last_full_sync_ = 0;
+  struct Held {
+    protocol::Frame frame;
+    std::int64_t since;
+  };
+  std::deque<Held> pending_;  // frames waiting for the first ready worker
+  bool stopping_ = false;
+};
+
+}  // namespace gorgone::proxy

@@ -1,0 +1,290 @@
+#include "registry.hpp"
+
+#include <algorithm>
+#include <random>
+
+namespace gorgone::proxy {
+namespace {
+
+std::string text_or(const json::Value& obj, const char* name, std::string fallback = "") {
+  auto v = json::member_text(obj, name);
+  return v ? *v : fallback;
+}
+
+bool is_control_action(const std::string& a) {
+  return a == "PING" || a == "PROXYADDNODE" || a == "PROXYDELNODE" || a == "PROXYADDSUBNODE" ||
+         a == "PROXYCLOSECONNECTION" || a == "PROXYSTOPREADCHANNEL";
+}
+
+std::int64_t random_below(std::int64_t n) {
+  if (n <= 1) return 0;
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  return static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(n));
+}
+
+}  // namespace
+
+bool is_pullish(const std::string& type) { return type == "pull" || type == "wss" || type == "pullwss"; }
+
+const Node* Registry::node(const std::string& id) const {
+  auto it = nodes_.find(id);
+  return it == nodes_.end() ? nullptr : &it->second;
+}
+Node* Registry::node(const std::string& id) {
+  auto it = nodes_.find(id);
+  return it == nodes_.end() ? nullptr : &it->second;
+}
+
+void Registry::drop_parent_everywhere(const std::string& parent, bool statics, bool dynamics) {
+  for (auto it = subnodes_.begin(); it != subnodes_.end();) {
+    if (statics) it->second.statics.erase(parent);
+    if (dynamics) it->second.dynamics.erase(parent);
+    if (it->second.statics.empty() && it->second.dynamics.empty()) it = subnodes_.erase(it);
+    else ++it;
+  }
+}
+
+std::vector<Effect> Registry::register_nodes(const json::Value& nodes, std::int64_t now, std::int64_t ping,
+                                             std::vector<std::string>& log) {
+  std::vector<Effect> effects;
+  if (!nodes.IsArray()) return effects;
+  for (const auto& entry : nodes.GetArray()) {
+    if (!entry.IsObject()) continue;
+    std::string id = text_or(entry, "id");
+    if (id.empty() || id.find("~~") != std::string::npos) {
+      log.push_back("cannot register a node without a valid id");
+      continue;
+    }
+    if (prevails_subnodes_.count(id)) {
+      log.push_back("cannot register node '" + id + "': already defined as a subnode [prevails]");
+      continue;
+    }
+    bool prevail = prevails_.count(id) > 0;
+    bool wants_prevail = text_or(entry, "prevail") == "1";
+    if (wants_prevail) prevails_.insert(id);
+    if (prevail) log.push_back("cannot override node '" + id + "' registration: prevails!!!");
+    std::string type = text_or(entry, "type", "push_zmq");
+
+    bool new_node = true;
+    auto existing = nodes_.find(id);
+    if (existing != nodes_.end()) {
+      if (!prevail) drop_parent_everywhere(id, true, true);
+      new_node = false;
+      if (!is_pullish(existing->second.type) && is_pullish(type)) {
+        unregister_one(id, &entry, effects, log);
+        new_node = true;
+      }
+    }
+    if (!prevail) {
+      Node n;
+      n.id = id;
+      n.type = type;
+      n.json = json::dump(entry);
+      n.prevail = wants_prevail;
+      auto subs = entry.FindMember("nodes");
+      if (subs != entry.MemberEnd() && subs->value.IsArray()) {
+        for (const auto& sub : subs->value.GetArray()) {
+          std::string sid = sub.IsObject() ? text_or(sub, "id") : json::as_text(sub).value_or("");
+          if (sid.empty() || sid == id) continue;
+          long score = 1;
+          if (sub.IsObject()) {
+            std::string ps = text_or(sub, "pathscore");
+            if (!ps.empty() && std::all_of(ps.begin(), ps.end(), ::isdigit) && ps.size() < 10) score = std::stol(ps);
+          }
+          n.subnodes.emplace_back(sid, score);
+          subnodes_[sid].statics[id] = score;
+          if (wants_prevail) {
+            if (nodes_.count(sid)) unregister_one(sid, nullptr, effects, log);
+            prevails_subnodes_.insert(sid);
+          }
+        }
+      }
+      nodes_[id] = std::move(n);
+    }
+    Node& registered = nodes_[id];
+    if (is_pullish(type)) {
+      std::string identity = text_or(entry, "identity");
+      if (!identity.empty() && is_pullish(registered.type)) {
+        registered.identity = identity;
+        if (last_pong_.count(id)) last_pong_[id] = now;
+      }
+    }
+    if (!last_pong_.count(id)) last_pong_[id] = 0;
+    if (!sync_.count(id)) sync_[id] = SyncState{};
+    if (!is_pullish(registered.type)) effects.push_back(Effect{Effect::Kind::kAddNode, id, registered.json});
+    if (new_node || !status_.count(id)) {
+      PingStatus st;
+      st.type = registered.type;
+      st.next_ping = now + random_below(ping);
+      status_[id] = st;
+      log.push_back("Node '" + id + "' is registered");
+    }
+  }
+  return effects;
+}
+
+void Registry::unregister_one(const std::string& id, const json::Value* entry, std::vector<Effect>& effects,
+                              std::vector<std::string>& log) {
+  auto it = nodes_.find(id);
+  bool prevail = prevails_.count(id) > 0;
+  if (it != nodes_.end() && !is_pullish(it->second.type))
+    effects.push_back(Effect{Effect::Kind::kDelNode, id, entry ? json::dump(*entry) : "{\"id\":" + json::quote(id) + "}"});
+  if (it != nodes_.end() && is_pullish(it->second.type) && prevail) it->second.identity.clear();
+  log.push_back("Node '" + id + "' is unregistered");
+  if (it != nodes_.end()) {
+    for (const auto& [sid, score] : it->second.subnodes) {
+      (void)score;
+      auto s = subnodes_.find(sid);
+      if (s == subnodes_.end()) continue;
+      if (!prevail) s->second.statics.erase(id);
+      s->second.dynamics.erase(id);
+      if (s->second.statics.empty() && s->second.dynamics.empty()) subnodes_.erase(s);
+    }
+    drop_parent_everywhere(id, false, true);
+    if (!prevail) {
+      nodes_.erase(it);
+      // A prevailing pull node keeps its status so that its pings keep being accounted.
+      sync_.erase(id);
+      status_.erase(id);
+      last_pong_.erase(id);
+    }
+  }
+}
+
+std::vector<Effect> Registry::unregister_nodes(const json::Value& nodes, std::vector<std::string>& log) {
+  std::vector<Effect> effects;
+  if (!nodes.IsArray()) return effects;
+  for (const auto& entry : nodes.GetArray()) {
+    std::string id = entry.IsObject() ? text_or(entry, "id") : json::as_text(entry).value_or("");
+    if (id.empty()) continue;
+    unregister_one(id, &entry, effects, log);
+  }
+  return effects;
+}
+
+bool Registry::pong(const std::string& id, const json::Value* status, std::int64_t now) {
+  auto it = status_.find(id);
+  if (it == status_.end()) return false;
+  PingStatus& s = it->second;
+  s.in_progress_ping = 0;
+  s.ping_timeout = 0;
+  s.last_ping_recv = now;
+  s.ping_ok += 1;
+  last_pong_[id] = now;
+  if (status && status->IsObject()) {
+    s.nodes = json::dump(*status);
+    learn_dynamic(id, *status);
+  }
+  return true;
+}
+
+bool Registry::pong_reset(const std::string& id) {
+  auto it = status_.find(id);
+  if (it == status_.end()) return false;
+  it->second.in_progress_ping = 0;
+  it->second.ping_timeout = 0;
+  it->second.ping_failed += 1;
+  return true;
+}
+
+void Registry::learn_dynamic(const std::string& id, const json::Value& status) {
+  drop_parent_everywhere(id, false, true);
+  std::set<std::string> seen{id};
+  learn_dynamic_rec(id, status, 0, seen);
+}
+
+void Registry::learn_dynamic_rec(const std::string& parent, const json::Value& status, int depth,
+                                 std::set<std::string>& seen) {
+  if (!status.IsObject() || depth > 32) return;
+  for (const auto& m : status.GetObject()) {
+    std::string sub(m.name.GetString(), m.name.GetStringLength());
+    if (sub.empty() || !seen.insert(sub).second) continue;  // a node is never its own subnode; no cycles
+    subnodes_[sub].dynamics.insert(parent);
+    if (m.value.IsObject()) {
+      auto nested = m.value.FindMember("nodes");
+      if (nested != m.value.MemberEnd()) learn_dynamic_rec(parent, nested->value, depth + 1, seen);
+    }
+  }
+}
+
+Pathway Registry::pathway(const std::string& action, const std::optional<std::string>& target, std::int64_t now,
+                          std::int64_t pong_discard_timeout, std::vector<std::string>* log) const {
+  Pathway p;
+  if (!target || target->empty()) {
+    p.error = "proxy - need a valid node id";
+    return p;
+  }
+  const std::string& t = *target;
+  auto sub = subnodes_.find(t);
+  if (!nodes_.count(t) && sub == subnodes_.end()) {
+    p.error = "proxy - unknown target " + t;
+    return p;
+  }
+  std::vector<std::string> candidates;
+  if (nodes_.count(t)) candidates.push_back(t);
+  if (sub != subnodes_.end()) {
+    std::vector<std::pair<long, std::string>> statics;
+    for (const auto& [parent, score] : sub->second.statics) statics.emplace_back(score, parent);
+    std::stable_sort(statics.begin(), statics.end());
+    for (const auto& s : statics) candidates.push_back(s.second);
+    for (const auto& parent : sub->second.dynamics) candidates.push_back(parent);
+  }
+  std::string first;
+  for (const auto& c : candidates) {
+    auto n = nodes_.find(c);
+    if (n == nodes_.end()) continue;  // a parent that is not (or no longer) a node
+    if (is_pullish(n->second.type) && n->second.identity.empty()) {
+      if (log) log->push_back("skip node " + n->second.type + " target '" + c + "' for node '" + t + "' - never connected");
+      continue;
+    }
+    p.parent = c;
+    p.target = t;
+    if (is_control_action(action) && c == t) {
+      p.ok = true;
+      p.control = true;
+      return p;
+    }
+    auto lp = last_pong_.find(c);
+    if (lp == last_pong_.end() || lp->second == 0 || now - pong_discard_timeout < lp->second) {
+      p.ok = true;
+      return p;
+    }
+    if (first.empty()) first = c;
+  }
+  if (first.empty()) {
+    p = Pathway{};
+    p.error = "proxy - no pathway for target " + t;
+    return p;
+  }
+  p.ok = true;
+  p.control = false;
+  p.parent = first;
+  p.target = t;
+  return p;
+}
+
+std::string Registry::constatus_json() const {
+  rapidjson::StringBuffer sb;
+  json::Writer w(sb);
+  w.StartObject();
+  for (const auto& [id, s] : status_) {
+    w.Key(id.c_str());
+    w.StartObject();
+    w.Key("type"); w.String(s.type.c_str());
+    w.Key("in_progress_ping"); w.Int(s.in_progress_ping);
+    if (is_pullish(s.type)) { w.Key("in_progress_ping_pull"); w.Int64(s.in_progress_ping_pull); }
+    w.Key("ping_timeout"); w.Int64(s.ping_timeout);
+    w.Key("last_ping_sent"); w.Int64(s.last_ping_sent);
+    w.Key("last_ping_recv"); w.Int64(s.last_ping_recv);
+    w.Key("next_ping"); w.Int64(s.next_ping);
+    w.Key("ping_ok"); w.Int64(s.ping_ok);
+    w.Key("ping_failed"); w.Int64(s.ping_failed);
+    w.Key("nodes");
+    w.RawValue(s.nodes.c_str(), s.nodes.size(), rapidjson::kObjectType);
+    w.EndObject();
+  }
+  w.EndObject();
+  return std::string(sb.GetString(), sb.GetSize());
+}
+
+}  // namespace gorgone::proxy

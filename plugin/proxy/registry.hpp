@@ -1,0 +1,114 @@
+// The node registry: registered nodes, static and dynamic subnodes, prevail rules, ping
+// and log-sync state, and the pathway choice. Pure logic: no sockets, no clock (callers
+// pass `now`), no database.
+// Thread-bound: owned by the host's loop thread (the proxy hooks).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "gorgone/json.hpp"
+
+namespace gorgone::proxy {
+
+struct Node {
+  std::string id;
+  std::string type;      // push_zmq, push_ssh, pull, wss, pullwss
+  std::string identity;  // pull-ish only: routing id of the node's connection
+  std::string json;      // the node object as registered (handed to workers)
+  std::vector<std::pair<std::string, long>> subnodes;  // static: (id, pathscore)
+  bool prevail = false;
+};
+
+struct PingStatus {
+  std::string type;
+  int in_progress_ping = 0;
+  std::int64_t in_progress_ping_pull = 0;
+  long ping_timeout = 0;
+  std::int64_t last_ping_sent = 0;
+  std::int64_t last_ping_recv = 0;
+  std::int64_t next_ping = 0;
+  long ping_ok = 0;
+  long ping_failed = 0;
+  std::string nodes = "{}";  // the node's own constatus from its last PONG (JSON object)
+};
+
+struct SyncState {
+  double ctime = 0;            // largest node-side ctime stored
+  bool in_progress = false;
+  std::int64_t in_progress_time = -1;
+  bool position_error = false;  // position could not be read
+  bool position_loaded = false;
+};
+
+bool is_pullish(const std::string& type);
+
+// What the hooks must do after a registry change.
+struct Effect {
+  enum class Kind { kAddNode, kDelNode } kind;
+  std::string id;
+  std::string data;  // JSON handed with the control message
+};
+
+struct Pathway {
+  bool ok = false;
+  std::string error;     // Gorgone's history text when !ok
+  bool control = false;  // control-channel passthrough
+  std::string parent;    // node we hand the frame to
+  std::string target;
+  std::string target_complete() const { return parent + "~~" + target; }
+};
+
+class Registry {
+ public:
+  // REGISTERNODES {"nodes":[...]}. `ping` is the ping period (first ping at a random offset).
+  std::vector<Effect> register_nodes(const json::Value& nodes, std::int64_t now, std::int64_t ping,
+                                     std::vector<std::string>& log);
+  // UNREGISTERNODES {"nodes":[{"id":...}]}.
+  std::vector<Effect> unregister_nodes(const json::Value& nodes, std::vector<std::string>& log);
+
+  // A PONG from `id` with its own constatus (`status`, may be null).
+  bool pong(const std::string& id, const json::Value* status, std::int64_t now);
+  bool pong_reset(const std::string& id);
+  // Dynamic subnodes learnt from a node's constatus, recursively (any depth).
+  void learn_dynamic(const std::string& id, const json::Value& status);
+
+  Pathway pathway(const std::string& action, const std::optional<std::string>& target, std::int64_t now,
+                  std::int64_t pong_discard_timeout, std::vector<std::string>* log = nullptr) const;
+
+  const Node* node(const std::string& id) const;
+  Node* node(const std::string& id);
+  bool known(const std::string& id) const { return nodes_.count(id) || subnodes_.count(id); }
+  const std::map<std::string, Node>& nodes() const { return nodes_; }
+  std::map<std::string, PingStatus>& status() { return status_; }
+  const std::map<std::string, PingStatus>& status() const { return status_; }
+  std::map<std::string, SyncState>& sync() { return sync_; }
+  std::map<std::string, std::int64_t>& last_pong() { return last_pong_; }
+
+  // {"<id>":{type,in_progress_ping,...,nodes:{...}},...}
+  std::string constatus_json() const;
+
+ private:
+  struct Subnode {
+    std::map<std::string, long> statics;  // parent -> pathscore
+    std::set<std::string> dynamics;       // parents
+  };
+  void unregister_one(const std::string& id, const json::Value* entry, std::vector<Effect>& effects,
+                      std::vector<std::string>& log);
+  void drop_parent_everywhere(const std::string& parent, bool statics, bool dynamics);
+  void learn_dynamic_rec(const std::string& parent, const json::Value& status, int depth, std::set<std::string>& seen);
+
+  std::map<std::string, Node> nodes_;
+  std::map<std::string, Subnode> subnodes_;
+  std::set<std::string> prevails_;
+  std::set<std::string> prevails_subnodes_;
+  std::map<std::string, std::int64_t> last_pong_;
+  std::map<std::string, PingStatus> status_;
+  std::map<std::string, SyncState> sync_;
+};
+
+}  // namespace gorgone::proxy

@@ -1,0 +1,548 @@
+// PgHistory against a real PostgreSQL cluster (tests/support/pg-private.sh).
+#include "history_pg.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/time.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <iostream>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "pg_fixture.hpp"
+
+namespace gorgone {
+namespace {
+
+using gorgone_test::PgCluster;
+using gorgone_test::PgExec;
+using gorgone_test::PgValue;
+
+double Now() {
+  struct timeval tv;
+  gettimeofday(&tv, nullptr);
+  return static_cast<double>(tv.tv_sec) + tv.tv_usec / 1e6;
+}
+
+HistoryRow Row(std::optional<std::string> token, int code, std::string data,
+               std::int64_t etime = 0, int instant = 0) {
+  HistoryRow r;
+  r.token = std::move(token);
+  r.code = code;
+  r.data = std::move(data);
+  r.etime = etime;
+  r.instant = instant;
+  return r;
+}
+
+std::vector<std::int64_t> Ids(const std::vector<HistoryRow>& rows) {
+  std::vector<std::int64_t> ids;
+  for (const auto& r : rows) ids.push_back(r.id);
+  return ids;
+}
+
+class HistoryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    conninfo_ = PgCluster::shared().create_database();
+    auto h = PgHistory::open(conninfo_);
+    ASSERT_TRUE(h.ok()) << h.error();
+    history_ = std::move(h.value());
+  }
+
+  std::int64_t Add(const HistoryRow& row) {
+    auto id = history_->add(row);
+    EXPECT_TRUE(id.ok()) << id.error();
+    return id.ok() ? id.value() : -1;
+  }
+
+  std::vector<HistoryRow> Getlog(const GetlogFilter& f) {
+    auto rows = history_->getlog(f);
+    EXPECT_TRUE(rows.ok()) << rows.error();
+    return rows.ok() ? rows.value() : std::vector<HistoryRow>();
+  }
+
+  std::vector<HistoryRow> All() {
+    GetlogFilter f;
+    f.id = 0;
+    return Getlog(f);
+  }
+
+  std::string Count(const std::string& table) {
+    return PgValue(conninfo_, "SELECT count(*) FROM " + table);
+  }
+
+  std::string conninfo_;
+  std::unique_ptr<PgHistory> history_;
+};
+
+TEST_F(HistoryTest, SchemaCreationTwiceIsHarmless) {
+  Add(Row("t", 2, "{}"));
+  auto again = PgHistory::open(conninfo_);
+  ASSERT_TRUE(again.ok()) << again.error();
+  EXPECT_EQ(All().size(), 1u);
+  EXPECT_EQ(PgValue(conninfo_, "SELECT count(*) FROM gorgone_information WHERE key = 'version'"),
+            "1");
+  EXPECT_EQ(PgValue(conninfo_, "SELECT value FROM gorgone_information WHERE key = 'version'"),
+            "23.10.0");
+  for (const char* index : {"idx_gorgone_history_token", "idx_gorgone_history_etime",
+                            "idx_gorgone_history_code", "idx_gorgone_history_ctime",
+                            "idx_gorgone_history_instant", "idx_gorgone_identity_identity"}) {
+    EXPECT_EQ(PgValue(conninfo_, std::string("SELECT count(*) FROM pg_indexes WHERE indexname = '") +
+                                     index + "'"),
+              "1")
+        << index;
+  }
+}
+
+TEST_F(HistoryTest, ConcurrentSchemaCreation) {
+  std::string fresh = PgCluster::shared().create_database();
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int i = 0; i < 6; ++i) {
+    threads.emplace_back([&] {
+      auto h = PgHistory::open(fresh);
+      if (!h.ok()) {
+        ADD_FAILURE() << h.error();
+        ++failures;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(PgValue(fresh, "SELECT count(*) FROM gorgone_information"), "1");
+}
+
+TEST_F(HistoryTest, AddKeepsFieldsAndDefaultsTimes) {
+  double before = Now();
+  std::int64_t id1 = Add(Row("tok", 100, R"({"message":"hi"})", 12345, 1));
+  std::int64_t id2 = Add(Row("tok", 2, "{}"));
+  HistoryRow explicit_ctime = Row("tok", 0, "x");
+  explicit_ctime.ctime = 1795634436.6373;
+  std::int64_t id3 = Add(explicit_ctime);
+  double after = Now();
+
+  GetlogFilter f;
+  f.token = "tok";
+  auto rows = Getlog(f);
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(Ids(rows), (std::vector<std::int64_t>{id1, id2, id3}));
+  EXPECT_EQ(rows[0].token, std::optional<std::string>("tok"));
+  EXPECT_EQ(rows[0].code, 100);
+  EXPECT_EQ(rows[0].etime, 12345);
+  EXPECT_EQ(rows[0].instant, 1);
+  EXPECT_EQ(rows[0].data, R"({"message":"hi"})");
+  EXPECT_GE(rows[1].etime, static_cast<std::int64_t>(before));
+  EXPECT_LE(rows[1].etime, static_cast<std::int64_t>(after) + 1);
+  EXPECT_EQ(rows[1].instant, 0);
+  // Default ctimes: now, microsecond resolution, strictly increasing.
+  EXPECT_GE(rows[0].ctime, before - 1e-6);
+  EXPECT_LE(rows[1].ctime, after + 1e-6);
+  EXPECT_LT(rows[0].ctime, rows[1].ctime);
+  EXPECT_EQ(rows[2].ctime, 1795634436.6373);
+}
+
+TEST_F(HistoryTest, AddRefusesNulInsteadOfTruncating) {
+  auto id = history_->add(Row("t", 1, std::string("ab\0cd", 5)));
+  ASSERT_FALSE(id.ok());
+  EXPECT_NE(id.error().find("NUL"), std::string::npos) << id.error();
+  EXPECT_EQ(Count("gorgone_history"), "0");
+}
+
+TEST_F(HistoryTest, GetlogFilters) {
+  std::int64_t a = Add(Row("a", 0, "1", 100));
+  std::int64_t b = Add(Row("a", 2, "2", 200));
+  std::int64_t c = Add(Row("b", 2, "3", 300));
+  std::int64_t d = Add(Row("b", 1, "4", 400));
+  auto all = All();
+  ASSERT_EQ(all.size(), 4u);
+
+  GetlogFilter f;
+  f.id = b;
+  EXPECT_EQ(Ids(Getlog(f)), (std::vector<std::int64_t>{c, d}));
+
+  f = GetlogFilter();
+  f.token = "a";
+  EXPECT_EQ(Ids(Getlog(f)), (std::vector<std::int64_t>{a, b}));
+
+  // ctime > x is exact: the row whose ctime is x is not returned.
+  f = GetlogFilter();
+  f.ctime = all[1].ctime;
+  EXPECT_EQ(Ids(Getlog(f)), (std::vector<std::int64_t>{c, d}));
+
+  f = GetlogFilter();
+  f.etime = 250;
+  EXPECT_EQ(Ids(Getlog(f)), (std::vector<std::int64_t>{c, d}));
+
+  f = GetlogFilter();
+  f.code = 2;
+  EXPECT_EQ(Ids(Getlog(f)), (std::vector<std::int64_t>{b, c}));
+
+  f = GetlogFilter();
+  f.code = 2;
+  f.token = "b";
+  f.etime = 100;
+  EXPECT_EQ(Ids(Getlog(f)), (std::vector<std::int64_t>{c}));
+
+  f = GetlogFilter();
+  f.token = "nope";
+  EXPECT_TRUE(Getlog(f).empty());
+
+  // No filter at all: every row (the GETLOG handler refuses this case itself).
+  EXPECT_EQ(Getlog(GetlogFilter()).size(), 4u);
+}
+
+TEST_F(HistoryTest, GetlogLimitTakesHighestIdsInNumericOrder) {
+  std::vector<std::int64_t> ids;
+  for (int i = 0; i < 12; ++i) ids.push_back(Add(Row("t", 0, std::to_string(i))));
+  GetlogFilter f;
+  f.token = "t";
+  // Ids cross 9 -> 10: numeric order, not string order.
+  EXPECT_EQ(Ids(Getlog(f)), ids);
+  f.limit = 3;
+  EXPECT_EQ(Ids(Getlog(f)), (std::vector<std::int64_t>{ids[9], ids[10], ids[11]}));
+  f.limit = 0;
+  EXPECT_TRUE(Getlog(f).empty());
+  f.limit = 100;
+  EXPECT_EQ(Getlog(f).size(), 12u);
+  f.limit = -1;
+  auto bad = history_->getlog(f);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().find("limit"), std::string::npos);
+}
+
+TEST_F(HistoryTest, NullTokenAndEmptyTokenDiffer) {
+  std::int64_t null_id = Add(Row(std::nullopt, 1, R"({"message":"gorgoned is starting..."})"));
+  std::int64_t empty_id = Add(Row(std::string(), 1, R"({"message":"Send message problem"})"));
+  auto rows = All();
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].id, null_id);
+  EXPECT_FALSE(rows[0].token.has_value());
+  EXPECT_EQ(rows[1].id, empty_id);
+  ASSERT_TRUE(rows[1].token.has_value());
+  EXPECT_EQ(*rows[1].token, "");
+
+  GetlogFilter f;
+  f.token = "";
+  EXPECT_EQ(Ids(Getlog(f)), (std::vector<std::int64_t>{empty_id}));
+  EXPECT_EQ(PgValue(conninfo_, "SELECT count(*) FROM gorgone_history WHERE token IS NULL"), "1");
+}
+
+TEST_F(HistoryTest, SyncPositionBeforeAndAfter) {
+  auto pos = history_->sync_position("5");
+  ASSERT_TRUE(pos.ok()) << pos.error();
+  EXPECT_EQ(pos.value(), 0.0);
+
+  ASSERT_TRUE(history_->store_synced("5", {Row("t", 0, "{}")}, 1795634441.27626).ok());
+  EXPECT_EQ(history_->sync_position("5").value(), 1795634441.27626);
+  EXPECT_EQ(history_->sync_position("6").value(), 0.0);
+
+  // The upsert moves the position of an existing node.
+  ASSERT_TRUE(history_->store_synced("5", {}, 1795634500.000001).ok());
+  EXPECT_EQ(history_->sync_position("5").value(), 1795634500.000001);
+  EXPECT_EQ(Count("gorgone_synchistory"), "1");
+}
+
+TEST_F(HistoryTest, StoreSyncedNothingToDo) {
+  ASSERT_TRUE(history_->store_synced("5", {}, 0).ok());
+  EXPECT_EQ(Count("gorgone_synchistory"), "0");
+  EXPECT_EQ(Count("gorgone_history"), "0");
+}
+
+TEST_F(HistoryTest, StoreSyncedRestampsCtimeAndKeepsTheRest) {
+  std::vector<HistoryRow> rows;
+  for (int i = 0; i < 5; ++i) {
+    HistoryRow r = Row(i % 2 ? std::optional<std::string>("tok") : std::nullopt, i, "d" +
+                       std::to_string(i), 1000 + i, i % 2);
+    r.id = 900 + i;       // the node's ids are not kept
+    r.ctime = 1.5 + i;    // nor its ctimes
+    rows.push_back(r);
+  }
+  Add(Row("local", 0, "{}"));
+  double before = Now();
+  ASSERT_TRUE(history_->store_synced("7", rows, 5.5).ok());
+  auto stored = All();
+  ASSERT_EQ(stored.size(), 6u);
+  for (int i = 0; i < 5; ++i) {
+    const HistoryRow& s = stored[i + 1];
+    EXPECT_EQ(s.token, rows[i].token);
+    EXPECT_EQ(s.code, rows[i].code);
+    EXPECT_EQ(s.etime, rows[i].etime);
+    EXPECT_EQ(s.instant, rows[i].instant);
+    EXPECT_EQ(s.data, rows[i].data);
+    EXPECT_LT(s.id, 900);
+    EXPECT_GE(s.ctime, before - 1e-6);
+    EXPECT_GT(s.ctime, stored[i].ctime);  // strictly increasing, after the local row
+  }
+  EXPECT_EQ(history_->sync_position("7").value(), 5.5);
+}
+
+// Rows before the bad one were already sent to the server when the batch fails.
+TEST_F(HistoryTest, StoreSyncedIsAtomicWhenARowHasNul) {
+  ASSERT_TRUE(history_->store_synced("5", {Row("t", 0, "first")}, 10).ok());
+  std::vector<HistoryRow> rows;
+  for (int i = 0; i < 3000; ++i) rows.push_back(Row("t", 0, std::string(200, 'x')));
+  rows[2500].data = std::string("bad\0row", 7);
+  Status st = history_->store_synced("5", rows, 20);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("NUL"), std::string::npos) << st.message();
+  EXPECT_EQ(Count("gorgone_history"), "1");
+  EXPECT_EQ(history_->sync_position("5").value(), 10.0);
+  // The connection is usable again.
+  EXPECT_TRUE(history_->store_synced("5", {Row("t", 0, "next")}, 30).ok());
+  EXPECT_EQ(Count("gorgone_history"), "2");
+}
+
+TEST_F(HistoryTest, StoreSyncedIsAtomicWhenTheServerRejectsARow) {
+  std::vector<HistoryRow> rows;
+  for (int i = 0; i < 2000; ++i) rows.push_back(Row("t", 0, "ok"));
+  rows[1500].data = "invalid UTF-8 \xff\xfe";
+  Status st = history_->store_synced("5", rows, 20);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("history: store_synced"), std::string::npos) << st.message();
+  EXPECT_EQ(Count("gorgone_history"), "0");
+  EXPECT_EQ(history_->sync_position("5").value(), 0.0);
+}
+
+// The rows are in, the position update fails: the rows must go away too.
+TEST_F(HistoryTest, StoreSyncedIsAtomicWhenThePositionFails) {
+  ASSERT_TRUE(history_->store_synced("5", {}, 10).ok());
+  ASSERT_EQ(PgExec(conninfo_, "ALTER TABLE gorgone_synchistory ADD CONSTRAINT small "
+                              "CHECK (ctime < 100)"),
+            "");
+  std::vector<HistoryRow> rows(100, Row("t", 0, "{}"));
+  Status st = history_->store_synced("5", rows, 500);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("position"), std::string::npos) << st.message();
+  EXPECT_EQ(Count("gorgone_history"), "0");
+  EXPECT_EQ(history_->sync_position("5").value(), 10.0);
+  EXPECT_TRUE(history_->add(Row("t", 0, "{}")).ok());
+}
+
+TEST_F(HistoryTest, StoreSyncedFailsCleanlyWithoutTheTable) {
+  ASSERT_TRUE(history_->store_synced("5", {}, 10).ok());
+  ASSERT_EQ(PgExec(conninfo_, "DROP TABLE gorgone_history"), "");
+  Status st = history_->store_synced("5", {Row("t", 0, "{}")}, 20);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("gorgone_history"), std::string::npos) << st.message();
+  EXPECT_EQ(history_->sync_position("5").value(), 10.0);
+}
+
+std::string SpecialData(int i) {
+  static const char* const kPieces[] = {
+      "\t", "\n", "\r\n", "\\", "\\N", "\\.", "\"", "'", "é", "日本語", "😀", "\\t",
+      "{\"message\":\"a\\\"b\"}", "\x01", "\x7f", " ", ""};
+  constexpr int kCount = sizeof(kPieces) / sizeof(kPieces[0]);
+  std::string out = "{\"i\":" + std::to_string(i) + ",\"s\":\"";
+  for (int k = 0; k < 1 + i % 7; ++k) out += kPieces[(i * 7 + k * 3) % kCount];
+  if (i % 1000 == 0) out = "\\.";  // alone on a line, this would end a COPY
+  if (i % 1000 == 1) out = "";
+  if (i % 1000 == 2) out = "\\N";
+  return out;
+}
+
+TEST_F(HistoryTest, StoreSynced10000RowsArriveByteIdentical) {
+  std::vector<HistoryRow> rows;
+  for (int i = 0; i < 10000; ++i) {
+    std::optional<std::string> token;
+    if (i % 3 == 1) token = "";
+    if (i % 3 == 2) token = "tok\t\\n\n" + std::to_string(i);
+    rows.push_back(Row(token, i % 5, SpecialData(i), 1700000000 + i, i % 2));
+  }
+  auto start = std::chrono::steady_clock::now();
+  Status st = history_->store_synced("node", rows, 1795634441.27626);
+  auto elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_TRUE(st.ok()) << st.message();
+  std::cout << "[ info ] store_synced: 10000 rows in " << elapsed * 1000 << " ms ("
+            << static_cast<long>(10000 / elapsed) << " rows/s)" << std::endl;
+
+  auto stored = All();
+  ASSERT_EQ(stored.size(), rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    ASSERT_EQ(stored[i].token, rows[i].token) << i;
+    ASSERT_EQ(stored[i].data, rows[i].data) << i;
+    ASSERT_EQ(stored[i].code, rows[i].code) << i;
+    ASSERT_EQ(stored[i].etime, rows[i].etime) << i;
+    ASSERT_EQ(stored[i].instant, rows[i].instant) << i;
+    if (i > 0) {
+      ASSERT_GT(stored[i].ctime, stored[i - 1].ctime) << i;
+    }
+  }
+  EXPECT_EQ(history_->sync_position("node").value(), 1795634441.27626);
+}
+
+TEST_F(HistoryTest, Identities) {
+  IdentityRow a_old{"aa01", "k1", "iv1", "", "", 100, 100};
+  IdentityRow a_new{"aa01", "k2", "iv2", "", "", 200, 200};
+  IdentityRow b{"bb02", "k3", "iv3", "ok3", "oiv3", 300, 300};
+  IdentityRow c_nokey{"cc03", "", "", "", "", 400, 400};
+  for (const auto& r : {a_old, a_new, b, c_nokey}) {
+    Status st = history_->save_identity(r);
+    ASSERT_TRUE(st.ok()) << st.message();
+  }
+  ASSERT_TRUE(history_->touch_identity("aa01", 250).ok());
+  ASSERT_TRUE(history_->touch_identity("unknown", 250).ok());  // nothing to touch
+
+  auto loaded = history_->load_identities();
+  ASSERT_TRUE(loaded.ok()) << loaded.error();
+  ASSERT_EQ(loaded->size(), 2u);
+  const IdentityRow& a = loaded.value()[0];
+  EXPECT_EQ(a.identity, "aa01");
+  EXPECT_EQ(a.key, "k2");
+  EXPECT_EQ(a.iv, "iv2");
+  EXPECT_EQ(a.oldkey, "");
+  EXPECT_EQ(a.ctime, 200);
+  EXPECT_EQ(a.mtime, 250);
+  const IdentityRow& lb = loaded.value()[1];
+  EXPECT_EQ(lb.identity, "bb02");
+  EXPECT_EQ(lb.oldkey, "ok3");
+  EXPECT_EQ(lb.oldiv, "oiv3");
+  // The older row of aa01 was not touched.
+  EXPECT_EQ(PgValue(conninfo_, "SELECT mtime FROM gorgone_identity WHERE key = 'k1'"), "100");
+
+  IdentityRow rotated{"aa01", "k9", "iv9", "k2", "iv2", 900, 0};
+  ASSERT_TRUE(history_->update_identity_keys(rotated).ok());
+  loaded = history_->load_identities();
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ(loaded.value()[0].key, "k9");
+  EXPECT_EQ(loaded.value()[0].oldkey, "k2");
+  EXPECT_EQ(loaded.value()[0].oldiv, "iv2");
+  EXPECT_EQ(loaded.value()[0].ctime, 900);
+  EXPECT_EQ(loaded.value()[0].mtime, 250);
+  EXPECT_FALSE(history_->update_identity_keys(IdentityRow{"none", "k", "i", "", "", 1, 1}).ok());
+}
+
+TEST_F(HistoryTest, FingerprintsFirstRowWins) {
+  auto none = history_->target_fingerprint("tcp://127.0.0.1:25571");
+  ASSERT_TRUE(none.ok()) << none.error();
+  EXPECT_FALSE(none.value().has_value());
+  ASSERT_TRUE(history_->add_target_fingerprint("tcp://127.0.0.1:25571", "Evq4ALly").ok());
+  ASSERT_TRUE(history_->add_target_fingerprint("tcp://127.0.0.1:25571", "other").ok());
+  ASSERT_TRUE(history_->add_target_fingerprint("tcp://127.0.0.1:1", "x").ok());
+  auto fp = history_->target_fingerprint("tcp://127.0.0.1:25571");
+  ASSERT_TRUE(fp.ok()) << fp.error();
+  EXPECT_EQ(fp.value(), std::optional<std::string>("Evq4ALly"));
+}
+
+TEST_F(HistoryTest, Purge) {
+  double now = Now();
+  HistoryRow old_row = Row("t", 0, "old");
+  old_row.ctime = now - 8 * 86400;
+  HistoryRow old_instant = Row("t", 0, "old instant", 0, 1);
+  old_instant.ctime = now - 2 * 86400;
+  HistoryRow recent_instant = Row("t", 0, "recent instant", 0, 1);
+  recent_instant.ctime = now - 3600;
+  HistoryRow kept = Row("t", 0, "kept");
+  kept.ctime = now - 2 * 86400;
+  for (const auto& r : {old_row, old_instant, recent_instant, kept}) Add(r);
+  ASSERT_TRUE(history_->save_identity({"aa", "k", "i", "", "", 1, static_cast<std::int64_t>(now) - 7200}).ok());
+  ASSERT_TRUE(history_->save_identity({"bb", "k", "i", "", "", 1, static_cast<std::int64_t>(now) - 60}).ok());
+
+  Status st = history_->purge(now, 604800, 3600);
+  ASSERT_TRUE(st.ok()) << st.message();
+  auto rows = All();
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].data, "recent instant");
+  EXPECT_EQ(rows[1].data, "kept");
+  EXPECT_EQ(PgValue(conninfo_, "SELECT string_agg(identity, ',') FROM gorgone_identity"), "bb");
+}
+
+TEST_F(HistoryTest, ConcurrentWriters) {
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([this, t] {
+      for (int i = 0; i < 100; ++i) {
+        if (i % 10 == 0) {
+          std::vector<HistoryRow> batch(5, Row("batch", t, "b"));
+          EXPECT_TRUE(history_->store_synced("n" + std::to_string(t), batch, i + 1).ok());
+        } else {
+          EXPECT_TRUE(history_->add(Row("single", t, "s")).ok());
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  auto rows = All();
+  EXPECT_EQ(rows.size(), 4u * (90 + 10 * 5));
+  std::set<double> ctimes;
+  for (const auto& r : rows) ctimes.insert(r.ctime);
+  EXPECT_EQ(ctimes.size(), rows.size());  // one process: no two rows share a ctime
+}
+
+TEST_F(HistoryTest, ReconnectsAfterServerRestart) {
+  Add(Row("t", 0, "before"));
+  PgCluster::shared().restart();
+  auto id = history_->add(Row("t", 0, "after"));
+  ASSERT_TRUE(id.ok()) << id.error();
+
+  PgCluster::shared().restart();
+  Status st = history_->store_synced("5", {Row("t", 0, "synced")}, 42);
+  ASSERT_TRUE(st.ok()) << st.message();
+
+  PgCluster::shared().restart();
+  auto pos = history_->sync_position("5");
+  ASSERT_TRUE(pos.ok()) << pos.error();
+  EXPECT_EQ(pos.value(), 42.0);
+  EXPECT_EQ(All().size(), 3u);
+}
+
+TEST_F(HistoryTest, ReconnectsAfterBackendKilled) {
+  Add(Row("t", 0, "before"));
+  // The connection identifies itself as "gorgone" (fallback_application_name).
+  std::string killed = PgValue(
+      conninfo_,
+      "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+      "WHERE application_name = 'gorgone' AND datname = current_database()");
+  ASSERT_EQ(killed, "1");
+  auto rows = history_->getlog(GetlogFilter());
+  ASSERT_TRUE(rows.ok()) << rows.error();
+  EXPECT_EQ(rows->size(), 1u);
+}
+
+// Its own cluster: stopping the shared one would disturb the other tests.
+TEST(PgHistoryServerDown, ClearErrorThenRecovers) {
+  PgCluster cluster;
+  auto h = PgHistory::open(cluster.conninfo());
+  ASSERT_TRUE(h.ok()) << h.error();
+  PgHistory& history = *h.value();
+  ASSERT_TRUE(history.add(Row("t", 0, "{}")).ok());
+
+  cluster.stop();
+  auto id = history.add(Row("t", 0, "{}"));
+  ASSERT_FALSE(id.ok());
+  EXPECT_NE(id.error().find("history: add"), std::string::npos) << id.error();
+  EXPECT_NE(id.error().find("reconnecting failed"), std::string::npos) << id.error();
+  Status st = history.store_synced("5", {Row("t", 0, "{}")}, 1);
+  EXPECT_FALSE(st.ok());
+  EXPECT_FALSE(history.getlog(GetlogFilter()).ok());
+
+  cluster.start();
+  id = history.add(Row("t", 0, "{}"));
+  ASSERT_TRUE(id.ok()) << id.error();
+  auto rows = history.getlog(GetlogFilter());
+  ASSERT_TRUE(rows.ok()) << rows.error();
+  EXPECT_EQ(rows->size(), 2u);
+}
+
+TEST(PgHistoryOpen, ErrorsSayWhatFailedWithoutThePassword) {
+  auto h = PgHistory::open("host=/nonexistent port=1 dbname=x user=u password=s3cr3t");
+  ASSERT_FALSE(h.ok());
+  EXPECT_NE(h.error().find("history: cannot connect to PostgreSQL ("), std::string::npos)
+      << h.error();
+  EXPECT_EQ(h.error().find("s3cr3t"), std::string::npos) << h.error();
+
+  h = PgHistory::open("host=/nonexistent password=se cret");
+  ASSERT_FALSE(h.ok());
+  EXPECT_EQ(h.error().find("cret"), std::string::npos) << h.error();
+
+  h = PgHistory::open("postgresql://u:s3cr3t@/x?host=/nonexistent&port=1");
+  ASSERT_FALSE(h.ok());
+  EXPECT_EQ(h.error().find("s3cr3t"), std::string::npos) << h.error();
+}
+
+}  // namespace
+}  // namespace gorgone

@@ -1,0 +1,109 @@
+// The host refuses every broken module with a message naming the defect, and loads the
+// real proxy plugin from any of the three package spellings.
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <gtest/gtest.h>
+
+#include "module_loader.hpp"
+
+namespace {
+namespace fs = std::filesystem;
+std::string dir() { return std::getenv("GORGONE_TEST_MODULES"); }
+std::string proxy_dir() { return std::getenv("GORGONE_PROXY_DIR"); }
+
+// register() of the test module never touches the host.
+class NullHost : public gorgone::Host {
+ public:
+  void log(gorgone::Severity, std::string_view) override {}
+  gorgone::History& history() override { std::abort(); }
+  zmq::context_t& zmq_context() override { return ctx_; }
+  gorgone::CoreInfo core_info() const override { return {}; }
+  bool stopping() const override { return false; }
+  void add_history(const std::string*, int, std::string_view, int) override {}
+  void send_internal(std::string_view, const gorgone::protocol::Frame&) override {}
+  gorgone::Status send_external(const std::string&, const gorgone::protocol::Frame&) override { return {}; }
+  void dispatch(const gorgone::protocol::Frame&) override {}
+  void send_to_parents(const gorgone::protocol::Frame&) override {}
+
+ private:
+  zmq::context_t ctx_;
+};
+
+std::string load_error(const std::string& file) {
+  auto r = gorgone::load_module("t", dir() + "/" + file);
+  return r ? std::string() : r.error();
+}
+
+TEST(Loader, LoadsAGoodModuleAndItsHooks) {
+  auto r = gorgone::load_module("sample", dir() + "/module-good.so");
+  ASSERT_TRUE(r) << r.error();
+  EXPECT_EQ((*r)->abi.major, gorgone::kAbiMajor);
+  EXPECT_NE((*r)->hooks.check, nullptr);
+  EXPECT_EQ((*r)->hooks.synclog, nullptr);  // optional hook absent
+}
+
+TEST(Loader, RefusesAMissingHookNamingIt) {
+  EXPECT_NE(load_error("module-missing-check.so").find("no function 'gorgone_check'"), std::string::npos)
+      << load_error("module-missing-check.so");
+}
+
+TEST(Loader, RefusesAnotherAbiNamingBothVersions) {
+  std::string e = load_error("module-abi-major.so");
+  EXPECT_NE(e.find("ABI version 2.0"), std::string::npos) << e;
+  EXPECT_NE(e.find("host's 1.0"), std::string::npos) << e;
+  e = load_error("module-abi-minor.so");
+  EXPECT_NE(e.find("ABI version 1.1"), std::string::npos) << e;
+}
+
+TEST(Loader, RefusesASharedObjectWithoutAbi) {
+  EXPECT_NE(load_error("module-no-abi.so").find("gorgone_abi"), std::string::npos);
+}
+
+TEST(Loader, ReportsTheLoadersReason) {
+  fs::path bogus = fs::temp_directory_path() / "gorgone-not-an-elf.so";
+  std::ofstream(bogus) << "not a shared object";
+  auto r = gorgone::load_module("bogus", bogus.string());
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().find("cannot load"), std::string::npos) << r.error();
+  EXPECT_NE(r.error().find("gorgone-not-an-elf.so"), std::string::npos) << r.error();
+  fs::remove(bogus);
+}
+
+TEST(Loader, ThrowingRegisterBecomesAFailureStatus) {
+  auto r = gorgone::load_module("t", dir() + "/module-register-throws.so");
+  ASSERT_TRUE(r) << r.error();
+  // The hook's own guard catches; no exception crosses the boundary.
+  YAML::Node cfg;
+  gorgone::Registration reg;
+  NullHost host;
+  gorgone::Status s = (*r)->hooks.register_(cfg, cfg, host, reg);
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(s.message(), "register exploded");
+}
+
+TEST(Loader, ResolvesPathBareNameAndPerlPackage) {
+  std::vector<std::string> path = {"/nonexistent", proxy_dir()};
+  auto perl = gorgone::resolve_package("gorgone::modules::core::proxy::hooks", path);
+  ASSERT_TRUE(perl) << perl.error();
+  auto bare = gorgone::resolve_package("proxy", path);
+  ASSERT_TRUE(bare);
+  EXPECT_EQ(*perl, *bare);
+  auto direct = gorgone::resolve_package(*bare, {});
+  ASSERT_TRUE(direct);
+  auto missing = gorgone::resolve_package("gorgone::modules::core::nothere::hooks", path);
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().find("gorgone-nothere.so"), std::string::npos) << missing.error();
+  EXPECT_FALSE(gorgone::resolve_package("../../etc/passwd", path));
+}
+
+TEST(Loader, TheRealProxyPluginHasEveryHook) {
+  auto file = gorgone::resolve_package("proxy", {proxy_dir()});
+  ASSERT_TRUE(file);
+  auto r = gorgone::load_module("proxy", *file);
+  ASSERT_TRUE(r) << r.error();
+  const auto& h = (*r)->hooks;
+  EXPECT_TRUE(h.is_all_proxy_ready && h.get_constatus_result && h.synclog && h.setcoreid && h.add_parent_ping);
+}
+
+}  // namespace

@@ -1,0 +1,155 @@
+// Registry and pathway: Gorgone's registration semantics and route choice.
+#include <gtest/gtest.h>
+
+#include "registry.hpp"
+#include "settings.hpp"
+
+namespace gorgone::proxy {
+namespace {
+
+json::Document parse(const std::string& text) {
+  json::Document d;
+  EXPECT_TRUE(json::parse(d, text)) << text;
+  return d;
+}
+
+struct RegistryTest : ::testing::Test {
+  Registry reg;
+  std::vector<std::string> log;
+  std::vector<Effect> add(const std::string& nodes_json, std::int64_t now = 1000) {
+    auto d = parse(nodes_json);
+    return reg.register_nodes(d, now, 60, log);
+  }
+  std::vector<Effect> remove(const std::string& nodes_json) {
+    auto d = parse(nodes_json);
+    return reg.unregister_nodes(d, log);
+  }
+};
+
+TEST_F(RegistryTest, RegistersPushNodeAndAsksAWorkerToAddIt) {
+  auto effects = add(R"([{"id":"4","type":"push_zmq","address":"127.0.0.1","port":"25571","nodes":[{"id":"2","pathscore":"1"}]}])");
+  ASSERT_EQ(effects.size(), 1u);
+  EXPECT_EQ(effects[0].kind, Effect::Kind::kAddNode);
+  EXPECT_EQ(effects[0].id, "4");
+  ASSERT_TRUE(reg.status().count("4"));
+  EXPECT_GE(reg.status()["4"].next_ping, 1000);
+  EXPECT_LT(reg.status()["4"].next_ping, 1060);
+}
+
+TEST_F(RegistryTest, PathwayPrefersTheNodeThenStaticParentsByPathscore) {
+  add(R"([{"id":"4","type":"push_zmq","nodes":[{"id":"2","pathscore":"5"}]},
+          {"id":"5","type":"push_zmq","nodes":[{"id":"2","pathscore":"1"}]}])");
+  auto p = reg.pathway("COMMAND", std::string("2"), 1000, 300);
+  ASSERT_TRUE(p.ok);
+  EXPECT_EQ(p.parent, "5");
+  EXPECT_EQ(p.target_complete(), "5~~2");
+  add(R"([{"id":"2","type":"push_zmq"}])");
+  EXPECT_EQ(reg.pathway("COMMAND", std::string("2"), 1000, 300).parent, "2");
+}
+
+TEST_F(RegistryTest, StaleParentsAreSkippedButTheFirstIsUsedWhenAllAreStale) {
+  add(R"([{"id":"4","type":"push_zmq","nodes":[{"id":"2","pathscore":"1"}]},
+          {"id":"5","type":"push_zmq","nodes":[{"id":"2","pathscore":"2"}]}])");
+  reg.last_pong()["4"] = 100;   // stale at now=1000 with discard 300
+  reg.last_pong()["5"] = 990;   // fresh
+  EXPECT_EQ(reg.pathway("COMMAND", std::string("2"), 1000, 300).parent, "5");
+  reg.last_pong()["5"] = 200;
+  auto p = reg.pathway("COMMAND", std::string("2"), 1000, 300);
+  ASSERT_TRUE(p.ok);
+  EXPECT_EQ(p.parent, "4");
+}
+
+TEST_F(RegistryTest, GorgoneErrorTexts) {
+  EXPECT_EQ(reg.pathway("COMMAND", std::nullopt, 0, 300).error, "proxy - need a valid node id");
+  EXPECT_EQ(reg.pathway("COMMAND", std::string("99"), 0, 300).error, "proxy - unknown target 99");
+  add(R"([{"id":"3","type":"pull","prevail":"1"}])");
+  EXPECT_EQ(reg.pathway("COMMAND", std::string("3"), 0, 300).error, "proxy - no pathway for target 3");
+}
+
+TEST_F(RegistryTest, ControlActionsToTheNodeItselfUseTheControlChannel) {
+  add(R"([{"id":"4","type":"push_zmq"}])");
+  EXPECT_TRUE(reg.pathway("PING", std::string("4"), 0, 300).control);
+  EXPECT_FALSE(reg.pathway("COMMAND", std::string("4"), 0, 300).control);
+}
+
+TEST_F(RegistryTest, PrevailKeepsTheFirstDefinitionAndLearnsThePullIdentity) {
+  add(R"([{"id":"3","type":"pull","prevail":"1"}])");
+  add(R"([{"id":"3","type":"pull","identity":"gorgone-3-abc"}])");
+  ASSERT_NE(reg.node("3"), nullptr);
+  EXPECT_EQ(reg.node("3")->identity, "gorgone-3-abc");
+  EXPECT_TRUE(reg.node("3")->prevail);
+  EXPECT_NE(std::find(log.begin(), log.end(), "cannot override node '3' registration: prevails!!!"), log.end());
+}
+
+TEST_F(RegistryTest, SubnodesOfAPrevailingNodeCannotBeNodes) {
+  add(R"([{"id":"4","type":"push_zmq","prevail":"1","nodes":[{"id":"2"}]}])");
+  add(R"([{"id":"2","type":"push_zmq"}])");
+  EXPECT_EQ(reg.node("2"), nullptr);
+  EXPECT_EQ(reg.pathway("COMMAND", std::string("2"), 0, 300).parent, "4");
+}
+
+TEST_F(RegistryTest, UnregisterRemovesTheNodeAndItsSubnodeRoutes) {
+  add(R"([{"id":"4","type":"push_zmq","nodes":[{"id":"2"}]}])");
+  auto effects = remove(R"([{"id":"4"}])");
+  ASSERT_EQ(effects.size(), 1u);
+  EXPECT_EQ(effects[0].kind, Effect::Kind::kDelNode);
+  EXPECT_EQ(reg.node("4"), nullptr);
+  EXPECT_FALSE(reg.known("2"));
+  EXPECT_FALSE(reg.status().count("4"));
+}
+
+TEST_F(RegistryTest, PongCountsAndLearnsDynamicSubnodesRecursively) {
+  add(R"([{"id":"4","type":"push_zmq"}])");
+  auto status = parse(R"({"2":{"type":"push_zmq","nodes":{"7":{"type":"push_zmq","nodes":{}}}}})");
+  ASSERT_TRUE(reg.pong("4", &status, 1010));
+  EXPECT_EQ(reg.status()["4"].ping_ok, 1);
+  EXPECT_EQ(reg.status()["4"].last_ping_recv, 1010);
+  EXPECT_EQ(reg.pathway("COMMAND", std::string("2"), 1010, 300).target_complete(), "4~~2");
+  EXPECT_EQ(reg.pathway("COMMAND", std::string("7"), 1010, 300).target_complete(), "4~~7");
+  // The constatus carries the node's own tree under "nodes".
+  auto cs = parse(reg.constatus_json());
+  EXPECT_TRUE(cs["4"]["nodes"]["2"]["nodes"].HasMember("7"));
+}
+
+TEST_F(RegistryTest, DynamicDataNamingTheNodeItselfOrCyclesIsHarmless) {
+  add(R"([{"id":"4","type":"push_zmq"}])");
+  auto status = parse(R"({"4":{"nodes":{"4":{}}},"2":{"nodes":{"2":{"nodes":{"4":{}}}}}})");
+  ASSERT_TRUE(reg.pong("4", &status, 1010));
+  EXPECT_EQ(reg.pathway("COMMAND", std::string("4"), 1010, 300).parent, "4");
+  EXPECT_EQ(reg.pathway("COMMAND", std::string("2"), 1010, 300).parent, "4");
+}
+
+TEST_F(RegistryTest, PongResetCountsAFailure) {
+  add(R"([{"id":"4","type":"push_zmq"}])");
+  reg.status()["4"].in_progress_ping = 1;
+  ASSERT_TRUE(reg.pong_reset("4"));
+  EXPECT_EQ(reg.status()["4"].ping_failed, 1);
+  EXPECT_EQ(reg.status()["4"].in_progress_ping, 0);
+  EXPECT_FALSE(reg.pong_reset("nope"));
+}
+
+TEST(Settings, DefaultsAreGorgones) {
+  auto s = parse_settings(YAML::Node());
+  ASSERT_TRUE(s);
+  EXPECT_EQ(s->pool, 5);
+  EXPECT_EQ(s->synchistory_time, 60);
+  EXPECT_EQ(s->synchistory_timeout, 30);
+  EXPECT_EQ(s->ping, 60);
+  EXPECT_EQ(s->pong_discard_timeout, 300);
+  EXPECT_EQ(s->pong_max_timeout, 3);
+  EXPECT_EQ(s->buffer_size, 150000);
+}
+
+TEST(Settings, BadValuesNameTheDirective) {
+  auto s = parse_settings(YAML::Load("{pool: 0}"));
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().find("'pool'"), std::string::npos) << s.error();
+  s = parse_settings(YAML::Load("{ping: abc}"));
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().find("'ping'"), std::string::npos);
+  EXPECT_NE(s.error().find("abc"), std::string::npos);
+  EXPECT_TRUE(parse_settings(YAML::Load("{pool: 2, ping: 5}")));
+}
+
+}  // namespace
+}  // namespace gorgone::proxy
