@@ -200,7 +200,12 @@ Status install_regular(const std::string& cache_file, const std::string& destina
 
   Fd in(::open(cache_file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (in.get() < 0) return fail(errno_text());
-  std::string tmp = join(fs::path(*target).parent_path().string(), ".gorgone-copy-XXXXXX");
+  // Archives get their destination created (make_path); do the same for a file's folder.
+  const std::string dir = fs::path(*target).parent_path().string();
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return fail(ec.message());
+  std::string tmp = join(dir, ".gorgone-copy-XXXXXX");
   Fd tmp_fd(::mkostemp(tmp.data(), O_CLOEXEC));
   if (tmp_fd.get() < 0) return fail(errno_text());
   bool ok = copy_fd(in.get(), tmp_fd.get());

@@ -6,7 +6,8 @@
 //     -> appends the chunk to <cache_dir>/copy_<token>; row 101 "process copy inprogress".
 //   end: {"status":"end","type":"regular"|"archive","md5":"<hex>","destination":..,
 //         "owner":..,"group":..,"mode":"0640"}
-//     -> checks the MD5, then copies (regular) or extracts (archive) to destination;
+//     -> checks the MD5, then copies (regular) or extracts (archive) to destination,
+//        creating missing folders;
 //        row 2 "process copy finished successfully".
 // Errors write one row with code 1 and a message (Gorgone's texts where it has one).
 //

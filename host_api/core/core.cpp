@@ -331,7 +331,8 @@ void Core::tick() {
       if (const auto* s = handshake_->session(rot.identity)) {
         IdentityRow row{hex_identity(rot.identity), protocol::to_hex(s->key), protocol::to_hex(s->iv),
                         protocol::to_hex(s->oldkey), protocol::to_hex(s->oldiv), s->ctime, s->mtime};
-        (void)history_->save_identity(row);
+        Status st = history_->update_identity_keys(row);
+        if (!st) log_error("[core] cannot store rotated key of " + hex_identity(rot.identity) + ": " + st.message());
       }
       log_info("[core] key rotated for " + hex_identity(rot.identity));
     }

@@ -177,11 +177,20 @@ HistoryRow ToHistoryRow(const PGresult* r, int row) {
 void AppendCopyText(std::string& out, std::string_view v) {
   for (char c : v) {
     switch (c) {
-      case '\\': out += "\\\\"; break;
-      case '\t': out += "\\t"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      default: out += c;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      default:
+        out += c;
     }
   }
 }
@@ -206,7 +215,9 @@ class PgHistory::Conn {
 
   // kAlone: a statement of its own; the connection is checked first and, if found
   // lost, reset and the statement run once more. kInTransaction: neither, since a
-  // lost connection has rolled the transaction back.
+  // lost connection has rolled the transaction back. The rerun of a lone write can
+  // duplicate it only if the link dropped between the server's commit and its
+  // reply: acceptable for log rows, and store_synced never reruns anything but BEGIN.
   enum class Mode { kAlone, kInTransaction };
 
   // Runs one statement with bound parameters.
@@ -215,8 +226,7 @@ class PgHistory::Conn {
     if (params.has_nul()) return Failure(what, "a value contains a NUL byte");
     std::vector<const char*> values = params.pointers();
     return run(what, mode, [&] {
-      return PQexecParams(conn_, sql, params.size(), nullptr, values.data(), nullptr,
-                          nullptr, 0);
+      return PQexecParams(conn_, sql, params.size(), nullptr, values.data(), nullptr, nullptr, 0);
     });
   }
 
@@ -419,8 +429,8 @@ Result<std::vector<HistoryRow>> PgHistory::getlog(const GetlogFilter& filter) {
           where + " ORDER BY id DESC LIMIT $" + std::to_string(p.size()) +
           ") AS newest ORDER BY id";
   } else {
-    sql = std::string("SELECT ") + kHistoryColumns + " FROM gorgone_history" + where +
-          " ORDER BY id";
+    sql =
+        std::string("SELECT ") + kHistoryColumns + " FROM gorgone_history" + where + " ORDER BY id";
   }
 
   std::lock_guard<std::mutex> lock(mu_);

@@ -59,8 +59,8 @@ class PgHistory : public History {
   Status copy_rows(const std::vector<HistoryRow>& rows);
 
   std::mutex mu_;
-  std::unique_ptr<Conn> conn_;       // guarded by mu_
-  std::int64_t last_ctime_us_ = 0;   // guarded by mu_
+  std::unique_ptr<Conn> conn_;      // guarded by mu_
+  std::int64_t last_ctime_us_ = 0;  // guarded by mu_
 };
 
 }  // namespace gorgone

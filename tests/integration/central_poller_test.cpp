@@ -71,7 +71,9 @@ class CentralPoller : public ::testing::Test {
                "    - name: proxy\n      package: gorgone::modules::core::proxy::hooks\n      enable: true\n"
                "      pool: 2\n      ping: 1\n      synchistory_time: 2\n"
                "    - name: register\n      package: gorgone::modules::core::register::hooks\n      enable: true\n"
-               "      config_file: " + dir_ + "/nodes.yaml\n");
+               "      config_file: " + dir_ + "/nodes.yaml\n"
+               // As on a real central: only events of loaded modules are routable.
+               "    - name: action\n      package: gorgone::modules::core::action::hooks\n      enable: true\n");
     write_file(cfg, "configuration: !include central.d/*.yaml\n");
     central_.daemon = std::make_unique<Daemon>(cfg, dir_ + "/central.log");
     central_.daemon->start();

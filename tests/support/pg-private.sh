@@ -53,7 +53,8 @@ prepare_dir() {
   if [[ $(id -u) -eq 0 ]]; then
     chown postgres: "$dir"
     runuser -u postgres -- test -w "$dir" -a -x "$dir" ||
-      die "$dir is not reachable by the postgres user (make its parent directories traversable, e.g. chmod 755)"
+      die "$dir is not reachable by the postgres user" \
+        "(make its parent directories traversable, e.g. chmod 755)"
   fi
   as_owner touch "$log"
 }

@@ -1,6 +1,4 @@
 // PgHistory against a real PostgreSQL cluster (tests/support/pg-private.sh).
-#include "history_pg.hpp"
-
 #include <gtest/gtest.h>
 #include <sys/time.h>
 
@@ -13,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "history_pg.hpp"
 #include "pg_fixture.hpp"
 
 namespace gorgone {
@@ -28,8 +27,8 @@ double Now() {
   return static_cast<double>(tv.tv_sec) + tv.tv_usec / 1e6;
 }
 
-HistoryRow Row(std::optional<std::string> token, int code, std::string data,
-               std::int64_t etime = 0, int instant = 0) {
+HistoryRow Row(std::optional<std::string> token, int code, std::string data, std::int64_t etime = 0,
+               int instant = 0) {
   HistoryRow r;
   r.token = std::move(token);
   r.code = code;
@@ -92,9 +91,10 @@ TEST_F(HistoryTest, SchemaCreationTwiceIsHarmless) {
   for (const char* index : {"idx_gorgone_history_token", "idx_gorgone_history_etime",
                             "idx_gorgone_history_code", "idx_gorgone_history_ctime",
                             "idx_gorgone_history_instant", "idx_gorgone_identity_identity"}) {
-    EXPECT_EQ(PgValue(conninfo_, std::string("SELECT count(*) FROM pg_indexes WHERE indexname = '") +
-                                     index + "'"),
-              "1")
+    EXPECT_EQ(
+        PgValue(conninfo_,
+                std::string("SELECT count(*) FROM pg_indexes WHERE indexname = '") + index + "'"),
+        "1")
         << index;
   }
 }
@@ -256,10 +256,10 @@ TEST_F(HistoryTest, StoreSyncedNothingToDo) {
 TEST_F(HistoryTest, StoreSyncedRestampsCtimeAndKeepsTheRest) {
   std::vector<HistoryRow> rows;
   for (int i = 0; i < 5; ++i) {
-    HistoryRow r = Row(i % 2 ? std::optional<std::string>("tok") : std::nullopt, i, "d" +
-                       std::to_string(i), 1000 + i, i % 2);
-    r.id = 900 + i;       // the node's ids are not kept
-    r.ctime = 1.5 + i;    // nor its ctimes
+    HistoryRow r = Row(i % 2 ? std::optional<std::string>("tok") : std::nullopt, i,
+                       "d" + std::to_string(i), 1000 + i, i % 2);
+    r.id = 900 + i;     // the node's ids are not kept
+    r.ctime = 1.5 + i;  // nor its ctimes
     rows.push_back(r);
   }
   Add(Row("local", 0, "{}"));
@@ -311,8 +311,9 @@ TEST_F(HistoryTest, StoreSyncedIsAtomicWhenTheServerRejectsARow) {
 // The rows are in, the position update fails: the rows must go away too.
 TEST_F(HistoryTest, StoreSyncedIsAtomicWhenThePositionFails) {
   ASSERT_TRUE(history_->store_synced("5", {}, 10).ok());
-  ASSERT_EQ(PgExec(conninfo_, "ALTER TABLE gorgone_synchistory ADD CONSTRAINT small "
-                              "CHECK (ctime < 100)"),
+  ASSERT_EQ(PgExec(conninfo_,
+                   "ALTER TABLE gorgone_synchistory ADD CONSTRAINT small "
+                   "CHECK (ctime < 100)"),
             "");
   std::vector<HistoryRow> rows(100, Row("t", 0, "{}"));
   Status st = history_->store_synced("5", rows, 500);
@@ -333,9 +334,23 @@ TEST_F(HistoryTest, StoreSyncedFailsCleanlyWithoutTheTable) {
 }
 
 std::string SpecialData(int i) {
-  static const char* const kPieces[] = {
-      "\t", "\n", "\r\n", "\\", "\\N", "\\.", "\"", "'", "é", "日本語", "😀", "\\t",
-      "{\"message\":\"a\\\"b\"}", "\x01", "\x7f", " ", ""};
+  static const char* const kPieces[] = {"\t",
+                                        "\n",
+                                        "\r\n",
+                                        "\\",
+                                        "\\N",
+                                        "\\.",
+                                        "\"",
+                                        "'",
+                                        "é",
+                                        "日本語",
+                                        "😀",
+                                        "\\t",
+                                        "{\"message\":\"a\\\"b\"}",
+                                        "\x01",
+                                        "\x7f",
+                                        " ",
+                                        ""};
   constexpr int kCount = sizeof(kPieces) / sizeof(kPieces[0]);
   std::string out = "{\"i\":" + std::to_string(i) + ",\"s\":\"";
   for (int k = 0; k < 1 + i % 7; ++k) out += kPieces[(i * 7 + k * 3) % kCount];
@@ -439,8 +454,12 @@ TEST_F(HistoryTest, Purge) {
   HistoryRow kept = Row("t", 0, "kept");
   kept.ctime = now - 2 * 86400;
   for (const auto& r : {old_row, old_instant, recent_instant, kept}) Add(r);
-  ASSERT_TRUE(history_->save_identity({"aa", "k", "i", "", "", 1, static_cast<std::int64_t>(now) - 7200}).ok());
-  ASSERT_TRUE(history_->save_identity({"bb", "k", "i", "", "", 1, static_cast<std::int64_t>(now) - 60}).ok());
+  ASSERT_TRUE(
+      history_->save_identity({"aa", "k", "i", "", "", 1, static_cast<std::int64_t>(now) - 7200})
+          .ok());
+  ASSERT_TRUE(
+      history_->save_identity({"bb", "k", "i", "", "", 1, static_cast<std::int64_t>(now) - 60})
+          .ok());
 
   Status st = history_->purge(now, 604800, 3600);
   ASSERT_TRUE(st.ok()) << st.message();
@@ -493,10 +512,10 @@ TEST_F(HistoryTest, ReconnectsAfterServerRestart) {
 TEST_F(HistoryTest, ReconnectsAfterBackendKilled) {
   Add(Row("t", 0, "before"));
   // The connection identifies itself as "gorgone" (fallback_application_name).
-  std::string killed = PgValue(
-      conninfo_,
-      "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-      "WHERE application_name = 'gorgone' AND datname = current_database()");
+  std::string killed =
+      PgValue(conninfo_,
+              "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+              "WHERE application_name = 'gorgone' AND datname = current_database()");
   ASSERT_EQ(killed, "1");
   auto rows = history_->getlog(GetlogFilter());
   ASSERT_TRUE(rows.ok()) << rows.error();

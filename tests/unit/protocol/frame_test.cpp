@@ -67,7 +67,9 @@ TEST(FrameVectors, RecordedProxyFramesRoundTrip) {
     auto frame = parse_frame(text);
     ASSERT_TRUE(frame.has_value());
     EXPECT_FALSE(frame->action.empty());
-    if (text.find("] { ") == std::string::npos) EXPECT_EQ(build_frame(*frame), text);
+    if (text.find("] { ") == std::string::npos) {
+      EXPECT_EQ(build_frame(*frame), text);
+    }
   }
 }
 
@@ -97,7 +99,9 @@ TEST(FrameVectors, ResponsesMatchTheRecordedReplies) {
     SCOPED_TRACE(built);
     EXPECT_EQ(built.substr(0, built.find('{')), reply.substr(0, reply.find('{')));
     EXPECT_TRUE(test::same_json(built.substr(built.find('{')), reply.substr(reply.find('{'))));
-    if (request_frame && type != "ACK") EXPECT_EQ(token, request_frame->token);
+    if (request_frame && !request_frame->token.empty() && type != "ACK") {
+      EXPECT_EQ(token, request_frame->token);
+    }
     ++checked;
   }
   EXPECT_GE(checked, 8);
@@ -131,7 +135,7 @@ TEST(Frame, ParserFollowsPerlBacktracking) {
   EXPECT_FALSE(parse_frame("[").has_value());
   EXPECT_FALSE(parse_frame("[PING][][] {}").has_value());
   EXPECT_FALSE(parse_frame(" [PING] [] [] {}").has_value());
-  EXPECT_FALSE(parse_frame("[PING] [] [] ").has_value() == false);
+  EXPECT_TRUE(parse_frame("[PING] [] [] ").has_value());
 }
 
 TEST(Frame, HostileInputsStayLinear) {
@@ -151,7 +155,10 @@ TEST(Frame, HostileInputsStayLinear) {
   EXPECT_EQ(m->data.size(), many.size() - 12);
   EXPECT_FALSE(parse_frame(no_space).has_value());
   EXPECT_FALSE(parse_frame(brackets).has_value());
-  EXPECT_FALSE(parse_frame(separators).has_value());
+  auto seps = parse_frame(separators);
+  ASSERT_TRUE(seps.has_value());
+  EXPECT_EQ(seps->action, "x");
+  EXPECT_EQ(seps->token, "");
   std::string almost = many.substr(0, many.size() - 1) + "]";  // no space after the last "]"
   EXPECT_TRUE(parse_frame(almost).has_value());
   std::string nodata;

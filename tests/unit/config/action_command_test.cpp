@@ -1,0 +1,368 @@
+// The action example module's COMMAND side, without loading the module: the shell runner
+// and the request handler with its history rows.
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <fcntl.h>
+#include <fstream>
+#include <gtest/gtest.h>
+#include <string>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include "command_request.hpp"
+#include "command_runner.hpp"
+#include "gorgone/json.hpp"
+
+namespace gorgone::action {
+namespace {
+
+using namespace std::chrono_literals;
+using Outcome = CommandResult::Outcome;
+
+// No child of the test process may be left, running or zombie.
+void expect_no_children() {
+  int status;
+  errno = 0;
+  EXPECT_EQ(::waitpid(-1, &status, WNOHANG), -1);
+  EXPECT_EQ(errno, ECHILD);
+}
+
+// A process we do not own (a grandchild) is gone, or at worst a zombie waiting for init.
+bool dead(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat) return true;
+  std::string line;
+  std::getline(stat, line);
+  auto close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z';
+}
+
+CommandResult run(const std::string& command, std::chrono::milliseconds timeout = 10s,
+                  std::size_t cap = kDefaultOutputCap) {
+  CommandOptions o;
+  o.timeout = timeout;
+  o.output_cap = cap;
+  return run_shell_command(command, o);
+}
+
+TEST(CommandRunner, ExitCodes) {
+  auto ok = run("true");
+  EXPECT_EQ(ok.outcome, Outcome::kExited);
+  EXPECT_EQ(ok.exit_code, 0);
+  auto three = run("exit 3");
+  EXPECT_EQ(three.outcome, Outcome::kExited);
+  EXPECT_EQ(three.exit_code, 3);
+  auto missing = run("/nonexistent/program");
+  EXPECT_EQ(missing.exit_code, 127);
+  EXPECT_NE(missing.output.find("not found"), std::string::npos) << missing.output;
+  expect_no_children();
+}
+
+TEST(CommandRunner, CapturesStdoutAndStderrInOrder) {
+  auto r = run("echo out; echo err >&2; printf 'last'");
+  EXPECT_EQ(r.outcome, Outcome::kExited);
+  EXPECT_EQ(r.output, "out\nerr\nlast");
+  EXPECT_FALSE(r.truncated);
+}
+
+TEST(CommandRunner, ArgumentIsNotReinterpreted) {
+  // Quotes and metacharacters reach /bin/sh exactly once, as written.
+  auto r = run("printf '%s|' \"a b\" 'c;d' '$HOME'");
+  EXPECT_EQ(r.output, "a b|c;d|$HOME|");
+}
+
+TEST(CommandRunner, StdinIsDevNull) {
+  auto r = run("cat; echo done", 5s);
+  EXPECT_EQ(r.outcome, Outcome::kExited);
+  EXPECT_EQ(r.output, "done\n");
+}
+
+TEST(CommandRunner, SignalledCommand) {
+  auto r = run("kill -TERM $$");
+  EXPECT_EQ(r.outcome, Outcome::kSignaled);
+  EXPECT_EQ(r.exit_code, 128 + SIGTERM);
+}
+
+TEST(CommandRunner, TimeoutKillsTheWholeGroup) {
+  auto start = std::chrono::steady_clock::now();
+  // The background sleep is a grandchild: it must die with the group.
+  auto r = run("sleep 30 & echo $!; sleep 30", 500ms);
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(r.outcome, Outcome::kTimedOut);
+  EXPECT_EQ(r.exit_code, -1);
+  EXPECT_LT(took, 5s);
+  EXPECT_GE(took, 450ms);
+  expect_no_children();
+  ASSERT_FALSE(r.output.empty());
+  pid_t grandchild = static_cast<pid_t>(std::stol(r.output));
+  bool gone = false;
+  for (int i = 0; i < 50 && !(gone = dead(grandchild)); ++i) std::this_thread::sleep_for(20ms);
+  EXPECT_TRUE(gone) << "background process " << grandchild << " survived";
+}
+
+TEST(CommandRunner, TimeoutAfterOutputClosed) {
+  // The command closes its output early: EOF comes first, the timeout must still apply.
+  auto r = run("exec >&- 2>&-; sleep 30", 300ms);
+  EXPECT_EQ(r.outcome, Outcome::kTimedOut);
+  expect_no_children();
+}
+
+TEST(CommandRunner, OutputIsCapped) {
+  auto r = run("head -c 3000000 /dev/zero | tr '\\0' x; echo; echo tail-ok >&2", 20s);
+  EXPECT_EQ(r.outcome, Outcome::kExited);
+  EXPECT_EQ(r.exit_code, 0);  // the command was drained, never blocked
+  EXPECT_TRUE(r.truncated);
+  EXPECT_EQ(r.output.size(), kDefaultOutputCap);
+  EXPECT_EQ(r.output.find_first_not_of('x'), std::string::npos);
+
+  auto small = run("echo 0123456789", 5s, 4);
+  EXPECT_EQ(small.output, "0123");
+  EXPECT_TRUE(small.truncated);
+}
+
+TEST(CommandRunner, AbortKillsTheCommand) {
+  std::atomic<bool> abort{false};
+  CommandOptions o;
+  o.timeout = 30s;
+  o.abort = &abort;
+  std::thread t([&] {
+    std::this_thread::sleep_for(200ms);
+    abort = true;
+  });
+  auto start = std::chrono::steady_clock::now();
+  auto r = run_shell_command("sleep 30", o);
+  t.join();
+  EXPECT_EQ(r.outcome, Outcome::kAborted);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  expect_no_children();
+}
+
+TEST(CommandRunner, DoesNotLeakDescriptors) {
+  int fd = ::open("/dev/null", O_RDONLY);  // deliberately without O_CLOEXEC
+  ASSERT_GE(fd, 0);
+  std::string n = std::to_string(fd);
+  auto r = run("if [ -e /proc/$$/fd/" + n + " ]; then echo leaked; else echo clean; fi");
+  ::close(fd);
+  EXPECT_EQ(r.output, "clean\n");
+}
+
+TEST(CommandRunner, RejectsNulByte) {
+  auto r = run(std::string("echo a\0b", 8));
+  EXPECT_EQ(r.outcome, Outcome::kSpawnFailed);
+  EXPECT_FALSE(r.error.empty());
+}
+
+// ---- the COMMAND request
+
+struct Row {
+  int code;
+  json::Document data;
+  int instant;
+};
+
+struct Recorder {
+  std::vector<Row> rows;
+  Output output() {
+    Output out;
+    out.history = [this](int code, const std::string& text, int instant) {
+      Row row{code, json::Document(), instant};
+      EXPECT_TRUE(json::parse(row.data, text)) << text;
+      rows.push_back(std::move(row));
+    };
+    return out;
+  }
+  std::string message(std::size_t i) const {
+    return rows.at(i).data.HasMember("message") ? rows.at(i).data["message"].GetString() : "";
+  }
+};
+
+Recorder run_request(const std::string& data, const ActionSettings& settings = ActionSettings()) {
+  Recorder rec;
+  run_command_request(data, settings, rec.output(), nullptr);
+  return rec;
+}
+
+TEST(CommandRequest, SuccessRowsMatchGorgone) {
+  auto rec = run_request(R"({"variables":[],"parameters":{},"content":[{"timeout":10,"command":"echo hello-from-2"}]})");
+  ASSERT_EQ(rec.rows.size(), 4u);
+  EXPECT_EQ(rec.rows[0].code, 0);
+  EXPECT_EQ(rec.message(0), "commands processing has started");
+  EXPECT_EQ(json::dump(rec.rows[0].data["request_content"]), R"([{"timeout":10,"command":"echo hello-from-2"}])");
+
+  EXPECT_EQ(rec.rows[1].code, 0);
+  EXPECT_EQ(rec.message(1), "command has started");
+  EXPECT_STREQ(rec.rows[1].data["command"].GetString(), "echo hello-from-2");
+  EXPECT_TRUE(rec.rows[1].data["metadata"].IsNull());
+
+  const auto& result = rec.rows[2].data;
+  EXPECT_EQ(rec.rows[2].code, 100);
+  EXPECT_EQ(rec.message(2), "command has finished successfully");
+  EXPECT_STREQ(result["command"].GetString(), "echo hello-from-2");
+  EXPECT_TRUE(result["metadata"].IsNull());
+  EXPECT_EQ(result["result"]["exit_code"].GetInt(), 0);
+  EXPECT_STREQ(result["result"]["stdout"].GetString(), "hello-from-2");  // one newline removed
+  EXPECT_EQ(result["metrics"]["duration"].GetInt64(),
+            result["metrics"]["end"].GetInt64() - result["metrics"]["start"].GetInt64());
+  EXPECT_GT(result["metrics"]["start"].GetInt64(), 1600000000);
+
+  EXPECT_EQ(rec.rows[3].code, 2);
+  EXPECT_EQ(rec.message(3), "commands processing has finished successfully");
+  EXPECT_EQ(json::dump(rec.rows[3].data), R"({"message":"commands processing has finished successfully"})");
+}
+
+TEST(CommandRequest, NonZeroExitIsStillAResult) {
+  auto rec = run_request(R"({"content":[{"command":"echo partial; exit 4"},{"command":"echo second"}]})");
+  ASSERT_EQ(rec.rows.size(), 6u);
+  EXPECT_EQ(rec.rows[2].code, 100);
+  EXPECT_EQ(rec.rows[2].data["result"]["exit_code"].GetInt(), 4);
+  EXPECT_STREQ(rec.rows[2].data["result"]["stdout"].GetString(), "partial");
+  EXPECT_EQ(rec.rows[4].code, 100);
+  EXPECT_EQ(rec.rows[5].code, 2);
+}
+
+TEST(CommandRequest, TimeoutIsAnExecutionIssueAndProcessingGoesOn) {
+  auto start = std::chrono::steady_clock::now();
+  auto rec = run_request(R"({"content":[{"command":"sleep 30","timeout":1,"metadata":{"k":"v"}},{"command":"echo after"}]})");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  ASSERT_EQ(rec.rows.size(), 6u);
+  EXPECT_EQ(rec.rows[2].code, 1);
+  EXPECT_EQ(rec.message(2), "command execution issue");
+  EXPECT_EQ(rec.rows[2].data["result"]["exit_code"].GetInt(), -1);
+  EXPECT_STREQ(rec.rows[2].data["result"]["stdout"].GetString(), "Command too long to execute (timeout)...");
+  EXPECT_STREQ(rec.rows[2].data["metadata"]["k"].GetString(), "v");
+  EXPECT_STREQ(rec.rows[4].data["result"]["stdout"].GetString(), "after");
+  EXPECT_EQ(rec.rows[5].code, 1);
+  EXPECT_EQ(rec.message(5), "commands processing has finished with errors");
+  expect_no_children();
+}
+
+TEST(CommandRequest, ContinueOnErrorZeroStops) {
+  auto rec = run_request(R"([{"command":"sleep 5","timeout":0.2,"continue_on_error":0},{"command":"echo never"}])");
+  ASSERT_EQ(rec.rows.size(), 4u);
+  EXPECT_EQ(rec.rows[2].code, 1);
+  EXPECT_EQ(rec.rows[3].code, 1);
+  EXPECT_EQ(rec.message(3), "commands processing has been interrupted because of error");
+}
+
+TEST(CommandRequest, AcceptedShapes) {
+  for (const char* data : {R"([{"command":"echo x"}])", R"({"command":"echo x"})", R"({"content":{"command":"echo x"}})"}) {
+    auto rec = run_request(data);
+    ASSERT_EQ(rec.rows.size(), 4u) << data;
+    EXPECT_EQ(json::dump(rec.rows[0].data["request_content"]), R"([{"command":"echo x"}])") << data;
+    EXPECT_STREQ(rec.rows[2].data["result"]["stdout"].GetString(), "x");
+    EXPECT_EQ(rec.rows[3].code, 2);
+  }
+}
+
+TEST(CommandRequest, BadRequests) {
+  auto bad_json = run_request("{not json");
+  ASSERT_EQ(bad_json.rows.size(), 1u);
+  EXPECT_EQ(bad_json.rows[0].code, 1);
+  EXPECT_EQ(bad_json.message(0), "cannot decode json");
+
+  auto no_array = run_request(R"({"content":{"foo":1}})");
+  ASSERT_EQ(no_array.rows.size(), 1u);
+  EXPECT_EQ(no_array.message(0), "expected array, found 'HASH'");
+  EXPECT_EQ(run_request(R"({"content":"ls"})").message(0), "expected array, found ''");
+  EXPECT_EQ(run_request(R"({"parameters":{}})").message(0), "expected array, found ''");
+
+  // Checked before anything runs: no "started" row, no side effect.
+  auto missing = run_request(R"({"content":[{"command":"echo ok"},{"timeout":3},{"command":"touch /should-not-exist"}]})");
+  ASSERT_EQ(missing.rows.size(), 1u);
+  EXPECT_EQ(missing.rows[0].code, 1);
+  EXPECT_EQ(missing.message(0), "need command argument at array index '1'");
+  EXPECT_EQ(run_request(R"([{"command":""}])").message(0), "need command argument at array index '0'");
+}
+
+TEST(CommandRequest, Whitelist) {
+  auto settings = parse_settings(YAML::Load("whitelist_cmds: true\nallowed_cmds: ['^echo ', '^/usr/lib/centreon/plugins/.*$']\n"));
+  ASSERT_TRUE(settings) << settings.error();
+  auto denied = run_request(R"([{"command":"echo fine"},{"command":"rm -rf /tmp/nothing"}])", *settings);
+  ASSERT_EQ(denied.rows.size(), 1u);
+  EXPECT_EQ(denied.rows[0].code, 1);
+  EXPECT_EQ(denied.message(0), "command not allowed (whitelist) at array index '1'");
+
+  auto allowed = run_request(R"([{"command":"echo fine"}])", *settings);
+  ASSERT_EQ(allowed.rows.size(), 4u);
+  EXPECT_EQ(allowed.rows[3].code, 2);
+}
+
+TEST(CommandRequest, InstantFlagOnResultRows) {
+  auto rec = run_request(R"({"instant":1,"content":[{"command":"echo i"}]})");
+  ASSERT_EQ(rec.rows.size(), 4u);
+  EXPECT_EQ(rec.rows[1].instant, 0);
+  EXPECT_EQ(rec.rows[2].instant, 1);
+}
+
+TEST(CommandRequest, OutputIsValidUtf8) {
+  auto rec = run_request(R"([{"command":"printf 'caf\\303\\251 \\377 end\\n'"}])");
+  ASSERT_EQ(rec.rows.size(), 4u);
+  EXPECT_STREQ(rec.rows[2].data["result"]["stdout"].GetString(), "caf\xC3\xA9 \xEF\xBF\xBD end");
+}
+
+TEST(CommandRequest, AbortStopsTheRequest) {
+  std::atomic<bool> abort{false};
+  Recorder rec;
+  std::thread t([&] {
+    std::this_thread::sleep_for(200ms);
+    abort = true;
+  });
+  run_command_request(R"([{"command":"sleep 30"},{"command":"echo never"}])", ActionSettings(), rec.output(), &abort);
+  t.join();
+  ASSERT_EQ(rec.rows.size(), 4u);
+  EXPECT_EQ(rec.message(2), "command execution issue");
+  EXPECT_EQ(rec.message(3), "commands processing has been interrupted because of error");
+}
+
+TEST(ActionSettings, Parse) {
+  auto defaults = parse_settings(YAML::Node());
+  ASSERT_TRUE(defaults);
+  EXPECT_EQ(defaults->command_timeout, 30);
+  EXPECT_FALSE(defaults->whitelist_cmds);
+
+  // The allowed_cmds Centreon ships must compile.
+  auto s = parse_settings(YAML::Load(R"(
+name: action
+package: gorgone::modules::core::action::hooks
+command_timeout: 12
+whitelist_cmds: "True"
+paranoid_plugins: true
+allowed_cmds:
+  - ^sudo\s+(/bin/|/usr/bin/)?systemctl\s+(reload|restart)\s+(centengine|centreontrapd|cbd)\s*$
+  - ^(sudo\s+)?(/usr/bin/)?service\s+(centengine|centreontrapd|cbd|cbd-sql)\s+(reload|restart)\s*$
+  - ^/usr/sbin/centenginestats\s+-c\s+/etc/centreon-engine/+centengine\.cfg\s*$
+  - ^cat\s+/var/lib/centreon-engine/+[a-zA-Z0-9\-]+-stats\.json\s*$
+  - ^/usr/lib/centreon/plugins/.*$
+  - ^/usr/share/centreon/bin/centreon -u \"centreon-gorgone\" -p \S+ -w -o CentreonWorker -a processQueue$
+)"));
+  ASSERT_TRUE(s) << s.error();
+  EXPECT_EQ(s->command_timeout, 12);
+  EXPECT_TRUE(s->whitelist_cmds);
+  EXPECT_EQ(s->allowed_cmds.size(), 6u);
+  EXPECT_TRUE(command_allowed(*s, "sudo systemctl restart centengine"));
+  EXPECT_TRUE(command_allowed(*s, "cat /var/lib/centreon-engine/central-stats.json"));
+  EXPECT_FALSE(command_allowed(*s, "sudo systemctl restart sshd"));
+  EXPECT_FALSE(command_allowed(*s, "cat /var/lib/centreon-engine/../../etc/shadow-stats.json; id"));
+
+  auto bad = parse_settings(YAML::Load("allowed_cmds: ['(unclosed']"));
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().find("(unclosed"), std::string::npos) << bad.error();
+  EXPECT_FALSE(parse_settings(YAML::Load("command_timeout: -3")));
+  EXPECT_FALSE(parse_settings(YAML::Load("command_timeout: soon")));
+  EXPECT_FALSE(parse_settings(YAML::Load("allowed_cmds: '^echo'")));
+}
+
+TEST(Utf8, Sanitize) {
+  EXPECT_EQ(sanitize_utf8("plain"), "plain");
+  EXPECT_EQ(sanitize_utf8("\xE2\x82\xAC"), "\xE2\x82\xAC");
+  EXPECT_EQ(sanitize_utf8("a\xE2\x82"), "a\xEF\xBF\xBD\xEF\xBF\xBD");  // cut sequence
+  EXPECT_EQ(sanitize_utf8("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");    // overlong
+  EXPECT_EQ(sanitize_utf8("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // surrogate
+  EXPECT_EQ(sanitize_utf8(std::string("a\0b", 3)), std::string("a\0b", 3));
+}
+
+}  // namespace
+}  // namespace gorgone::action
