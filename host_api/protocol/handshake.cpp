@@ -207,8 +207,10 @@ Result<KeyMessage> parse_key_message(std::string_view plaintext) {
   if (!json.empty() && json.back() == '\n') json.remove_suffix(1);
   if (json.find('\n') != kNone) return make_error("KEY message: newline inside the JSON");
 
+  // Iterative parsing: nesting depth cannot exhaust the stack. No UTF-8 validation: JSON::XS
+  // without the utf8 option sends a non-ASCII hostname as Latin-1 bytes.
   rapidjson::Document doc;
-  doc.Parse<rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag>(json.data(), json.size());
+  doc.Parse<rapidjson::kParseIterativeFlag>(json.data(), json.size());
   if (doc.HasParseError() || !doc.IsObject()) return make_error("KEY message: JSON object expected");
 
   KeyMessage m;

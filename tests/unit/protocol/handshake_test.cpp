@@ -49,7 +49,8 @@ TEST(KeyMessage, ParseAcceptsGorgoneVariants) {
         key_json("\"padding\":\"1\",\"cipher\":\"aes\",\"hostname\":\"\"," + key + "," + iv),
         "[KEY]\t {\"hostname\":4,\"cipher\":\"AES\",\"padding\":1," + key + "," + iv + "}\n",
         key_json("\"hostname\":\"h\",\"cipher\":\"AES\",\"padding\":1,\"key\":\"000102030405060708090A0B0C0D0E0F\"," + iv),
-        key_json("\"hostname\":\"h\",\"cipher\":\"AES\",\"padding\":1,\"extra\":[1,2]," + key + "," + iv)}) {
+        key_json("\"hostname\":\"h\",\"cipher\":\"AES\",\"padding\":1,\"extra\":[1,2]," + key + "," + iv),
+        key_json("\"hostname\":\"poll\xe9r\",\"cipher\":\"AES\",\"padding\":1," + key + "," + iv)}) {
     auto m = parse_key_message(text);
     EXPECT_TRUE(m.ok()) << text << ": " << (m.ok() ? "" : m.error());
   }

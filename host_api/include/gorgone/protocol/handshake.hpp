@@ -83,7 +83,7 @@ class HandshakeServer {
     RsaKey server_key;                            // private
     std::vector<std::string> authorized_clients;  // JWK thumbprints
     std::string hostname;
-    std::size_t keysize = 32;                     // AES key bytes
+    std::size_t keysize = 32;                     // AES key bytes: 16, 24 or 32 (else 32)
   };
 
   struct Session {
@@ -117,7 +117,7 @@ class HandshakeServer {
     std::string wire;  // "[KEY] ..." encrypted with the previous key
   };
   // Forgets sessions idle for more than idle_seconds; rotates keys older than
-  // rotation_seconds. Returns the [KEY] messages to send.
+  // rotation_seconds (<= 0 disables rotation). Returns the [KEY] messages to send.
   std::vector<Rotation> rotate(std::int64_t now, std::int64_t rotation_seconds,
                                std::int64_t idle_seconds = 86400);
 
