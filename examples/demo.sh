@@ -7,6 +7,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash tests/support/install-deps.sh
 [[ -d build ]] || meson setup build --wrap-mode=nodownload >/dev/null
+echo "building into build/ (the first build takes a few minutes)..."
 ninja -C build >/dev/null
 
 state=.state/demo

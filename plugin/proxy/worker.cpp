@@ -120,9 +120,12 @@ void Worker::run() {
     }
     for (std::size_t i = 1; i < items.size(); ++i) {
       if (!(items[i].revents & ZMQ_POLLIN)) continue;
-      // The connection may have been closed by a previous message in this round.
+      // The connection may have been closed by a previous message in this round, and
+      // handling this one may close it: look it up, then leave the map alone.
+      NodeConnection* owner = nullptr;
       for (auto& [id, c] : connections_)
-        if (c.get() == owners[i] && c->socket) on_node_message(*c);
+        if (c.get() == owners[i] && c->socket) owner = c.get();
+      if (owner) on_node_message(*owner);
     }
     check_timeouts();
   }

@@ -186,6 +186,7 @@ TEST_F(CentralPoller, APollerThatDoesNotAuthorizeTheCentralRefusesIt) {
   start_poller("not-the-central-thumbprint-aaaaaaaaaaaaaaaaaaa");
   start_central();
   auto [status, body] = post("/api/nodes/2/core/action/command", R"([{"command":"echo x"}])");
+  ASSERT_EQ(status, 200) << body;
   std::string token = token_of(body);
   std::vector<std::pair<int, std::string>> got;
   ASSERT_TRUE(eventually([&] { return !(got = rows(token, false)).empty(); }));
