@@ -35,11 +35,13 @@ std::map<std::string, std::string> scalars(const std::string& node_json) {
 
 }  // namespace
 
-// One push_zmq node as seen from a worker: its DEALER, its handshake and the frames
-// waiting for the handshake to finish.
+// One push_zmq node as seen from a worker. The node object (and its queue of frames not
+// yet handed to ZMQ) lives as long as the node is registered; the session (DEALER with a
+// fresh routing id, handshake) is recreated whenever the node stops answering.
 class NodeConnection {
  public:
   struct Pending {
+    std::string action;
     std::string token;
     std::string target;
     std::string text;
@@ -47,11 +49,23 @@ class NodeConnection {
   std::string id;
   std::string type;
   std::string endpoint;
-  std::string privkey_path, pubkey_path;
+  std::string handshake_identity;  // "gorgone-proxy-<core>-<node>"
+  std::optional<protocol::RsaKey> client_key;
+  protocol::HandshakeClient::ServerKeyCheck check;
+  // Session.
   std::unique_ptr<zmq::socket_t> socket;
   std::optional<protocol::HandshakeClient> handshake;
-  Clock::time_point deadline;
+  std::string hello;          // handshake message waiting to be sent
+  Clock::time_point deadline;  // answer expected before this
+  bool waiting = false;        // a handshake message was sent and is unanswered
+  // Node.
   std::deque<Pending> queue;
+  Clock::time_point retry_at;  // no session before this (back-off after silence)
+  int silent_attempts = 0;
+
+  bool established() const {
+    return handshake && handshake->state() == protocol::HandshakeClient::State::kEstablished;
+  }
 };
 
 Worker::Worker(int pool_id, Host& host, Settings settings, std::string core_id)
@@ -107,7 +121,11 @@ void Worker::run() {
     owners.push_back(nullptr);
     for (auto& [id, c] : connections_) {
       if (!c->socket) continue;
-      items.push_back({static_cast<void*>(*c->socket), 0, ZMQ_POLLIN, 0});
+      short events = ZMQ_POLLIN;
+      // With ZMQ_IMMEDIATE a socket is writable only once connected: a node that is down
+      // costs one poll entry and never wakes the loop.
+      if (!c->hello.empty() || (c->established() && !c->queue.empty())) events |= ZMQ_POLLOUT;
+      items.push_back({static_cast<void*>(*c->socket), 0, events, 0});
       owners.push_back(c.get());
     }
     zmq::poll(items.data(), items.size(), std::chrono::milliseconds(200));
@@ -119,13 +137,15 @@ void Worker::run() {
       }
     }
     for (std::size_t i = 1; i < items.size(); ++i) {
-      if (!(items[i].revents & ZMQ_POLLIN)) continue;
+      if (!(items[i].revents & (ZMQ_POLLIN | ZMQ_POLLOUT))) continue;
       // The connection may have been closed by a previous message in this round, and
       // handling this one may close it: look it up, then leave the map alone.
       NodeConnection* owner = nullptr;
       for (auto& [id, c] : connections_)
         if (c.get() == owners[i] && c->socket) owner = c.get();
-      if (owner) on_node_message(*owner);
+      if (!owner) continue;
+      if (items[i].revents & ZMQ_POLLIN) on_node_message(*owner);
+      if (owner->socket) flush(*owner);
     }
     check_timeouts();
   }
@@ -167,12 +187,19 @@ void Worker::on_control(std::string_view text) {
   if (a == "PROXYDELNODE") {
     host_.log(Severity::kInfo, "[proxy] Node '" + parent + "' removed from worker " + std::to_string(pool_id_));
     node_configs_.erase(parent);
+    if (auto it = connections_.find(parent); it != connections_.end())
+      for (const auto& p : it->second->queue)
+        history_ko(p.token, "Send message problem for '" + p.target + "': node '" + parent + "' was unregistered");
     close_node(parent, true);
     return;
   }
   if (a == "PROXYCLOSECONNECTION") {
-    host_.log(Severity::kInfo, "[proxy] Close connection for " + parent);
-    close_node(parent, false);
+    // The next session gets a fresh routing id and handshake; frames held for the node stay.
+    if (auto it = connections_.find(parent); it != connections_.end()) {
+      host_.log(Severity::kInfo, "[proxy] Close connection for " + parent);
+      end_session(*it->second);
+      it->second->retry_at = Clock::now();
+    }
     return;
   }
   if (a.rfind("BCAST", 0) == 0) return;
@@ -186,17 +213,18 @@ void Worker::on_control(std::string_view text) {
     return;
   }
   std::string out = protocol::build_frame(a, frame->token, parent == target ? "" : target, frame->data);
-  if (c->handshake && c->handshake->state() == protocol::HandshakeClient::State::kEstablished) {
-    std::string wire = c->handshake->encrypt(out);
-    c->socket->send(zmq::buffer(wire), zmq::send_flags::dontwait);
-    return;
-  }
+  // Periodic PING and GETLOG carry no token; while a node is away keep one of each, so
+  // that it does not get a burst of stale ones when it comes back.
+  if (frame->token.empty())
+    for (const auto& p : c->queue)
+      if (p.action == a && p.token.empty()) return;
   if (c->queue.size() >= settings_.max_queue) {
-    history_ko(frame->token, "Send message problem for '" + target + "': queue of node '" + parent + "' is full (" +
-                                 std::to_string(settings_.max_queue) + " frames)");
+    history_ko(frame->token, "Send message problem for '" + target + "': node '" + parent + "' is unreachable and " +
+                                 std::to_string(settings_.max_queue) + " frames already wait for it (max_queue)");
     return;
   }
-  c->queue.push_back({frame->token, target, std::move(out)});
+  c->queue.push_back({a, frame->token, target, std::move(out)});
+  flush(*c);
 }
 
 NodeConnection* Worker::connection_for(const std::string& node_id) {
@@ -217,17 +245,17 @@ NodeConnection* Worker::connection_for(const std::string& node_id) {
   std::string target_path = text_or(d, "target_path", text_or(d, "address") + ":" + text_or(d, "port"));
   c->endpoint = target_type + "://" + target_path;
   CoreInfo core = host_.core_info();
-  c->privkey_path = text_or(d, "client_privkey", core.privkey_path);
-  c->pubkey_path = text_or(d, "client_pubkey", core.pubkey_path);
-  auto key = protocol::RsaKey::load_private_file(c->privkey_path);
+  std::string privkey_path = text_or(d, "client_privkey", core.privkey_path);
+  auto key = protocol::RsaKey::load_private_file(privkey_path);
   if (!key) {
     host_.log(Severity::kError, "[proxy] node '" + node_id + "': cannot load client key: " + key.error());
     return nullptr;
   }
+  c->client_key = std::move(key.value());
   std::string target = c->endpoint;
   std::string mode = core.fingerprint_mode;
   Host* host = &host_;
-  auto check = [host, target, mode](const protocol::RsaKey& server) -> Status {
+  c->check = [host, target, mode](const protocol::RsaKey& server) -> Status {
     if (mode == "always") return Status::success();
     std::string fp = server.jwk_thumbprint();
     auto known = host->history().target_fingerprint(target);
@@ -244,32 +272,72 @@ NodeConnection* Worker::connection_for(const std::string& node_id) {
                              "] [new fingerprint: " + fp + "]");
     return Status::success();
   };
-  std::string hid = "gorgone-proxy-" + core.id + "-" + node_id;
-  c->handshake.emplace(hid, std::move(key.value()), check);
-  c->socket = std::make_unique<zmq::socket_t>(host_.zmq_context(), zmq::socket_type::dealer);
-  c->socket->set(zmq::sockopt::routing_id, hid + "-" + protocol::to_hex(protocol::random_bytes(12)));
-  c->socket->set(zmq::sockopt::linger, 0);
-  c->socket->set(zmq::sockopt::reconnect_ivl, 1000);
-  c->socket->set(zmq::sockopt::connect_timeout, 30000);
-  try {
-    c->socket->connect(c->endpoint);
-  } catch (const zmq::error_t& e) {
-    host_.log(Severity::kError, "[proxy] node '" + node_id + "': cannot connect to " + c->endpoint + ": " + e.what());
-    return nullptr;
-  }
-  host_.log(Severity::kInfo, "[proxy] connect for " + node_id + " (" + c->endpoint + ")");
-  std::string hello = c->handshake->start();
-  c->socket->send(zmq::buffer(hello), zmq::send_flags::dontwait);
-  c->deadline = Clock::now() + std::chrono::seconds(settings_.handshake_timeout);
+  c->handshake_identity = "gorgone-proxy-" + core.id + "-" + node_id;
+  c->retry_at = Clock::now();
   NodeConnection* raw = c.get();
   connections_[node_id] = std::move(c);
   return raw;
 }
 
+bool Worker::open_session(NodeConnection& c) {
+  auto socket = std::make_unique<zmq::socket_t>(host_.zmq_context(), zmq::socket_type::dealer);
+  // A new routing id per session, as Gorgone draws a new one per connection object.
+  socket->set(zmq::sockopt::routing_id, c.handshake_identity + "-" + protocol::to_hex(protocol::random_bytes(12)));
+  socket->set(zmq::sockopt::linger, 0);
+  socket->set(zmq::sockopt::reconnect_ivl, 1000);
+  socket->set(zmq::sockopt::connect_timeout, 30000);
+  // Queue only on a live connection: while the node is away, frames stay in our own
+  // bounded queue (visible, counted) instead of ZMQ's, which a close would discard.
+  socket->set(zmq::sockopt::immediate, 1);
+  try {
+    socket->connect(c.endpoint);
+  } catch (const zmq::error_t& e) {
+    host_.log(Severity::kError, "[proxy] node '" + c.id + "': cannot connect to " + c.endpoint + ": " + e.what());
+    return false;
+  }
+  host_.log(Severity::kInfo, "[proxy] connect for " + c.id + " (" + c.endpoint + ")");
+  c.socket = std::move(socket);
+  c.handshake.emplace(c.handshake_identity, *c.client_key, c.check);
+  c.hello = c.handshake->start();
+  c.waiting = false;
+  return true;
+}
+
+void Worker::end_session(NodeConnection& c) {
+  c.socket.reset();
+  c.handshake.reset();
+  c.hello.clear();
+  c.waiting = false;
+}
+
+void Worker::flush(NodeConnection& c) {
+  auto now = Clock::now();
+  if (!c.socket) {
+    if (c.queue.empty() || now < c.retry_at) return;
+    if (!open_session(c)) {
+      c.retry_at = now + std::chrono::seconds(5);
+      return;
+    }
+  }
+  if (!c.hello.empty()) {
+    if (!c.socket->send(zmq::buffer(c.hello), zmq::send_flags::dontwait)) return;  // not connected yet
+    c.hello.clear();
+    c.waiting = true;
+    c.deadline = now + std::chrono::seconds(settings_.handshake_timeout);
+    return;
+  }
+  if (!c.established()) return;
+  while (!c.queue.empty()) {
+    std::string wire = c.handshake->encrypt(c.queue.front().text);
+    if (!c.socket->send(zmq::buffer(wire), zmq::send_flags::dontwait)) return;  // node away: keep the rest
+    c.queue.pop_front();
+  }
+}
+
 void Worker::fail_node(NodeConnection& c, const std::string& reason) {
   std::string id = c.id;
-  host_.log(Severity::kError, "[proxy] node '" + id + "': " + (reason.empty() ? "no answer" : reason));
-  // Nothing is dropped silently: each frame that was waiting gets a KO in history.
+  host_.log(Severity::kError, "[proxy] node '" + id + "' refused the session: " + reason);
+  // The node answered and said no: the frames cannot be delivered. Each gets a KO row.
   for (const auto& p : c.queue) history_ko(p.token, "Send message problem for '" + p.target + "': " + reason);
   close_node(id, true);
 }
@@ -279,19 +347,18 @@ void Worker::on_node_message(NodeConnection& c) {
     zmq::message_t msg;
     if (!c.socket->recv(msg, zmq::recv_flags::dontwait)) return;
     using Kind = protocol::HandshakeClient::Step::Kind;
+    bool was_established = c.established();
     auto step = c.handshake->on_message(msg.to_string_view());
     switch (step.kind) {
       case Kind::kSend:
-        c.socket->send(zmq::buffer(step.text), zmq::send_flags::dontwait);
-        c.deadline = Clock::now() + std::chrono::seconds(settings_.handshake_timeout);
+        c.hello = step.text;
+        flush(c);
         break;
       case Kind::kEstablished:
         host_.log(Severity::kInfo, "[proxy] session established with node '" + c.id + "'");
-        while (!c.queue.empty()) {
-          std::string wire = c.handshake->encrypt(c.queue.front().text);
-          c.socket->send(zmq::buffer(wire), zmq::send_flags::dontwait);
-          c.queue.pop_front();
-        }
+        c.waiting = false;
+        c.silent_attempts = 0;
+        flush(c);
         break;
       case Kind::kMessage:
         on_node_text(c, step.text);
@@ -300,6 +367,15 @@ void Worker::on_node_message(NodeConnection& c) {
         host_.log(Severity::kInfo, "[proxy] node '" + c.id + "' rotated the session key");
         break;
       case Kind::kFailed:
+        if (was_established) {
+          // The node lost our session (restarted without it, or forgot it after 24 h idle):
+          // open a new one and keep the held frames.
+          host_.log(Severity::kError, "[proxy] node '" + c.id + "': session lost (" + step.text + "); reconnecting");
+          end_session(c);
+          c.retry_at = Clock::now();
+          flush(c);
+          return;
+        }
         fail_node(c, step.text);
         return;
       case Kind::kIgnored:
@@ -335,13 +411,23 @@ void Worker::on_node_text(NodeConnection& c, std::string_view text) {
 
 void Worker::check_timeouts() {
   auto now = Clock::now();
-  std::vector<std::string> expired;
-  for (auto& [id, c] : connections_)
-    if (c->handshake && c->handshake->state() != protocol::HandshakeClient::State::kEstablished && now > c->deadline)
-      expired.push_back(id);
-  for (const auto& id : expired) {
-    auto it = connections_.find(id);
-    if (it != connections_.end()) fail_node(*it->second, "Handshake timeout");
+  for (auto& [id, c] : connections_) {
+    if (!c->socket) {
+      if (!c->queue.empty() && now >= c->retry_at) flush(*c);
+      continue;
+    }
+    if (!c->waiting || now <= c->deadline) continue;
+    // No answer: the node is down or unreachable. Keep its frames and try again with a
+    // new session after a back-off (1, 2, 4 ... 30 s).
+    int backoff = std::min(30, 1 << std::min(c->silent_attempts, 5));
+    ++c->silent_attempts;
+    host_.log(Severity::kError, "[proxy] node '" + id + "': no answer to the handshake within " +
+                                    std::to_string(settings_.handshake_timeout) + " s; " +
+                                    std::to_string(c->queue.size()) + " frame(s) held, retrying in " +
+                                    std::to_string(backoff) + " s");
+    end_session(*c);
+    c->retry_at = now + std::chrono::seconds(backoff);
+    pong_reset(id);
   }
 }
 

@@ -40,6 +40,10 @@ class Worker {
   void on_node_message(NodeConnection& c);
   void on_node_text(NodeConnection& c, std::string_view text);
   void fail_node(NodeConnection& c, const std::string& reason);
+  bool open_session(NodeConnection& c);
+  void end_session(NodeConnection& c);
+  // Sends what can be sent now: the pending handshake message, then held frames in order.
+  void flush(NodeConnection& c);
   void check_timeouts();
 
   int pool_id_;

@@ -1,0 +1,152 @@
+// Routing across several real processes: static and dynamic subnodes, chains of hops, a
+// dead node next to live ones, and frames held while a node is down.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "fleet.hpp"
+
+namespace gorgone::testing {
+namespace {
+
+class Routing : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    if (HasFailure()) std::cerr << fleet_.logs();
+  }
+  std::string node(const std::string& id, const std::string& extra = "") {
+    return "  - id: " + id + "\n    type: push_zmq\n    address: 127.0.0.1\n    port: " +
+           std::to_string(fleet_.port(id)) + "\n" + extra;
+  }
+  bool runs(const std::string& via, const std::string& target, const std::string& word,
+            std::chrono::seconds limit = std::chrono::seconds(40)) {
+    std::string token = fleet_.command(via, target, "echo " + word);
+    if (token.empty()) return false;
+    return eventually([&] { return fleet_.result(via, token, target) == word; }, limit);
+  }
+  Fleet fleet_;
+};
+
+TEST_F(Routing, CentralReachesAPollerBehindARemoteThroughAStaticSubnode) {
+  fleet_.declare({"1", false, {}, true, HostSpec().proxy_directives, "", true});
+  fleet_.declare({"4", true, {"1"}, true});
+  fleet_.declare({"2", true, {"4"}});
+  fleet_.start("2");
+  HostSpec remote{"4", true, {"1"}, true, HostSpec().proxy_directives, node("2")};
+  fleet_.declare(remote);  // re-declare with its nodes file now that 2's port is known
+  fleet_.start("4");
+  HostSpec central{"1", false, {}, true, HostSpec().proxy_directives,
+                   node("4", "    nodes:\n      - id: 2\n        pathscore: 1\n"), true};
+  fleet_.declare(central);
+  fleet_.start("1");
+  EXPECT_TRUE(runs("1", "2", "via-static-route"));
+  // The remote itself is reachable too.
+  EXPECT_TRUE(runs("1", "4", "on-the-remote"));
+}
+
+TEST_F(Routing, DynamicSubnodesAreLearntFromPongAndUsed) {
+  fleet_.declare({"2", true, {"4"}});
+  fleet_.start("2");
+  fleet_.declare({"4", true, {"1"}, true, HostSpec().proxy_directives, node("2")});
+  fleet_.start("4");
+  // The central knows only node 4: node 2 must be learnt from 4's PONG.
+  fleet_.declare({"1", false, {}, true, HostSpec().proxy_directives, node("4"), true});
+  fleet_.start("1");
+  ASSERT_TRUE(eventually([&] {
+    auto cs = fleet_.constatus("1");
+    return cs.HasMember("data") && cs["data"].HasMember("4") && cs["data"]["4"]["nodes"].HasMember("2");
+  })) << "constatus of the central never showed node 2 under node 4";
+  EXPECT_TRUE(runs("1", "2", "via-dynamic-route"));
+}
+
+TEST_F(Routing, ThreeHops) {
+  fleet_.declare({"2", true, {"5"}});
+  fleet_.start("2");
+  fleet_.declare({"5", true, {"4"}, true, HostSpec().proxy_directives, node("2")});
+  fleet_.start("5");
+  fleet_.declare({"4", true, {"1"}, true, HostSpec().proxy_directives,
+                  node("5", "    nodes:\n      - id: 2\n")});
+  fleet_.start("4");
+  fleet_.declare({"1", false, {}, true, HostSpec().proxy_directives,
+                  node("4", "    nodes:\n      - id: 5\n      - id: 2\n"), true});
+  fleet_.start("1");
+  EXPECT_TRUE(runs("1", "2", "three-hops", std::chrono::seconds(60)));
+}
+
+TEST_F(Routing, ADeadNodeDoesNotDelayTheOthersOnItsWorker) {
+  // Node 3 accepts TCP connections and never speaks: its handshake never completes.
+  int silent = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(::listen(silent, 16), 0);
+  socklen_t len = sizeof(a);
+  ::getsockname(silent, reinterpret_cast<sockaddr*>(&a), &len);
+  std::string dead = "  - id: 3\n    type: push_zmq\n    address: 127.0.0.1\n    port: " +
+                     std::to_string(ntohs(a.sin_port)) + "\n";
+  fleet_.declare({"2", true, {"1"}});
+  fleet_.start("2");
+  // One worker for both nodes.
+  fleet_.declare({"1", false, {}, true, "      pool: 1\n      ping: 1\n      synchistory_time: 1\n",
+                  dead + node("2"), true});
+  fleet_.start("1");
+  std::string to_dead = fleet_.command("1", "3", "echo never");
+  ASSERT_FALSE(to_dead.empty());
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(runs("1", "2", "alive-" + std::to_string(i), std::chrono::seconds(20)));
+  auto cs = fleet_.constatus("1");
+  EXPECT_GE(cs["data"]["2"]["ping_ok"].GetInt(), 1);
+  EXPECT_EQ(cs["data"]["3"]["ping_ok"].GetInt(), 0);
+  ::close(silent);
+}
+
+TEST_F(Routing, FramesForADownNodeAreHeldAndDeliveredInOrderWhenItComesBack) {
+  fleet_.declare({"2", true, {"1"}});
+  fleet_.declare({"1", false, {}, true, HostSpec().proxy_directives, node("2"), true});
+  fleet_.start("1");
+  std::vector<std::string> tokens;
+  for (int i = 0; i < 5; ++i) tokens.push_back(fleet_.command("1", "2", "echo held-" + std::to_string(i)));
+  std::this_thread::sleep_for(std::chrono::seconds(3));  // the node stays down a while
+  fleet_.start("2");
+  for (int i = 0; i < 5; ++i)
+    EXPECT_TRUE(eventually([&] { return fleet_.result("1", tokens[i], "2") == "held-" + std::to_string(i); },
+                           std::chrono::seconds(40)))
+        << "command " << i;
+  // In order: the poller started them in the order they were sent.
+  std::vector<long> starts;
+  for (const auto& t : tokens) {
+    for (const auto& [code, data] : fleet_.rows("1", t)) {
+      json::Document d;
+      if (code == 100 && json::parse(d, data)) starts.push_back(d["metrics"]["start"].GetInt64());
+    }
+  }
+  ASSERT_EQ(starts.size(), 5u);
+  EXPECT_TRUE(std::is_sorted(starts.begin(), starts.end()));
+}
+
+TEST_F(Routing, BeyondTheQueueBoundFramesGetAKoNamingNodeAndBound) {
+  fleet_.declare({"2", true, {"1"}});
+  fleet_.declare({"1", false, {}, true, "      pool: 1\n      ping: 60\n      synchistory_time: 3600\n      max_queue: 10\n",
+                  node("2"), true});
+  fleet_.start("1");
+  std::vector<std::string> tokens;
+  for (int i = 0; i < 15; ++i) tokens.push_back(fleet_.command("1", "2", "echo q-" + std::to_string(i)));
+  int refused = 0;
+  for (const auto& t : tokens) {
+    auto got = fleet_.rows("1", t);
+    if (!got.empty() && got[0].first == 1) {
+      EXPECT_NE(got[0].second.find("node '2'"), std::string::npos) << got[0].second;
+      EXPECT_NE(got[0].second.find("10 frames"), std::string::npos) << got[0].second;
+      ++refused;
+    }
+  }
+  // A periodic PING or GETLOG may hold a slot too.
+  EXPECT_GE(refused, 5);
+  EXPECT_LE(refused, 7);
+  // The held ones are delivered once the node is there.
+  fleet_.start("2");
+  EXPECT_TRUE(eventually([&] { return fleet_.result("1", tokens[0], "2") == "q-0"; }, std::chrono::seconds(60)));
+}
+
+}  // namespace
+}  // namespace gorgone::testing

@@ -1,0 +1,164 @@
+// Test support: a set of gorgone-host processes (central, remotes, pollers) with generated
+// keys and configurations, on loopback, sharing one private PostgreSQL cluster.
+#pragma once
+
+#include <httplib.h>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+
+#include "daemon.hpp"
+#include "gorgone/json.hpp"
+#include "gorgone/protocol/crypto.hpp"
+#include "pg_fixture.hpp"
+
+namespace gorgone::testing {
+
+struct HostSpec {
+  std::string id;
+  bool external = false;                 // binds an external router (a poller or remote)
+  std::vector<std::string> authorized;   // ids of the hosts allowed to connect
+  bool proxy = false;
+  std::string proxy_directives = "      pool: 2\n      ping: 1\n      synchistory_time: 1\n";
+  std::string nodes_yaml;                // register module nodes file (YAML list items)
+  bool http = false;
+};
+
+class Fleet {
+ public:
+  Fleet() : dir_(make_temp_dir("gorgone-fleet")) {}
+  ~Fleet() {
+    daemons_.clear();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Declares a host: its key pair, ports and database exist from now on (so configs can
+  // name them). Declaring it again only replaces its spec.
+  void declare(const HostSpec& spec) {
+    bool known = hosts_.count(spec.id) > 0;
+    Entry& e = hosts_[spec.id];
+    e.spec = spec;
+    if (known) return;
+    e.port = free_port();
+    e.http_port = free_port();
+    std::string d = dir_ + "/" + spec.id;
+    std::filesystem::create_directories(d);
+    if (!protocol::generate_key_files(d + "/rsakey.priv.pem", d + "/rsakey.pub.pem"))
+      throw std::runtime_error("cannot generate keys");
+    e.thumbprint = protocol::RsaKey::load_public_file(d + "/rsakey.pub.pem")->jwk_thumbprint();
+    e.db = gorgone_test::PgCluster::shared().create_database();
+  }
+
+  int port(const std::string& id) { return hosts_.at(id).port; }
+  const std::string& db(const std::string& id) { return hosts_.at(id).db; }
+
+  // Writes the configuration and starts the process.
+  void start(const std::string& id) {
+    for (const auto& a : hosts_.at(id).spec.authorized)
+      if (!hosts_.count(a)) declare(HostSpec{a});  // its key must exist to be authorized
+    Entry& e = hosts_.at(id);
+    const HostSpec& s = e.spec;
+    std::string d = dir_ + "/" + id;
+    std::ostringstream y;
+    y << "gorgone:\n  gorgonecore:\n    id: " << id << "\n    hostname: host-" << id << "\n"
+      << "    privkey: " << d << "/rsakey.priv.pem\n    pubkey: " << d << "/rsakey.pub.pem\n"
+      << "    gorgone_db_type: Pg\n    gorgone_db_name: \"" << e.db << "\"\n";
+    if (s.external) {
+      y << "    external_com_type: tcp\n    external_com_path: 127.0.0.1:" << e.port << "\n";
+      y << "    authorized_clients:\n";
+      for (const auto& a : s.authorized) y << "      - key: " << hosts_.at(a).thumbprint << "\n";
+    }
+    y << "  modules:\n    - name: action\n      package: gorgone::modules::core::action::hooks\n      enable: true\n";
+    if (s.proxy) y << "    - name: proxy\n      package: gorgone::modules::core::proxy::hooks\n      enable: true\n" << s.proxy_directives;
+    if (s.http)
+      y << "    - name: httpserver\n      package: gorgone::modules::core::httpserver::hooks\n      enable: true\n"
+        << "      address: 127.0.0.1\n      port: " << e.http_port << "\n";
+    if (!s.nodes_yaml.empty()) {
+      write_file(d + "/nodes.yaml", "nodes:\n" + s.nodes_yaml);
+      y << "    - name: register\n      package: gorgone::modules::core::register::hooks\n      enable: true\n"
+        << "      config_file: " << d << "/nodes.yaml\n";
+    }
+    write_file(d + "/config.yaml", y.str());
+    auto daemon = std::make_unique<Daemon>(d + "/config.yaml", d + "/gorgone.log");
+    daemon->start();
+    daemons_[id] = std::move(daemon);
+    if (s.http && !eventually([&] { return get(id, "/api/internal/constatus").first == 200; }))
+      throw std::runtime_error("host " + id + ": REST API never answered");
+  }
+
+  void stop(const std::string& id) { daemons_.erase(id); }
+  Daemon& daemon(const std::string& id) { return *daemons_.at(id); }
+
+  std::string logs() {
+    std::string out;
+    for (auto& [id, d] : daemons_) out += "---- host " + id + "\n" + d->log();
+    return out;
+  }
+
+  std::pair<int, std::string> get(const std::string& id, const std::string& path) {
+    httplib::Client c("127.0.0.1", hosts_.at(id).http_port);
+    c.set_read_timeout(15, 0);
+    auto r = c.Get(path.c_str());
+    return r ? std::make_pair(r->status, r->body) : std::make_pair(0, std::string());
+  }
+  std::pair<int, std::string> post(const std::string& id, const std::string& path, const std::string& body) {
+    httplib::Client c("127.0.0.1", hosts_.at(id).http_port);
+    c.set_read_timeout(15, 0);
+    auto r = c.Post(path.c_str(), body, "application/json");
+    return r ? std::make_pair(r->status, r->body) : std::make_pair(0, std::string());
+  }
+
+  // Sends a command through host `via`'s REST API to node `target`; returns the token.
+  std::string command(const std::string& via, const std::string& target, const std::string& cmd) {
+    auto [status, body] = post(via, "/api/nodes/" + target + "/core/action/command",
+                               "[{\"command\":" + json::quote(cmd) + "}]");
+    json::Document d;
+    if (status != 200 || !json::parse(d, body) || !d.HasMember("token")) return "";
+    return d["token"].GetString();
+  }
+
+  // (code, data) of the rows host `via` holds for `token`; syncs `node` first when given.
+  std::vector<std::pair<int, std::string>> rows(const std::string& via, const std::string& token,
+                                                const std::string& node = "") {
+    std::string path = (node.empty() ? "/api/log/" : "/api/nodes/" + node + "/log/") + token + "?sync_wait=200000";
+    auto [status, body] = get(via, path);
+    std::vector<std::pair<int, std::string>> out;
+    json::Document d;
+    if (status != 200 || !json::parse(d, body) || !d.HasMember("data") || !d["data"].IsArray()) return out;
+    for (const auto& r : d["data"].GetArray()) out.emplace_back(r["code"].GetInt(), r["data"].GetString());
+    return out;
+  }
+
+  // The command's stdout once its final row (code 2) reached `via`, else "".
+  std::string result(const std::string& via, const std::string& token, const std::string& node) {
+    std::string out;
+    bool done = false;
+    for (const auto& [code, data] : rows(via, token, node)) {
+      json::Document d;
+      if (!json::parse(d, data)) continue;
+      if (code == 100 && d.HasMember("result")) out = d["result"]["stdout"].GetString();
+      if (code == 2) done = true;
+    }
+    return done ? out : "";
+  }
+
+  json::Document constatus(const std::string& id) {
+    json::Document d;
+    auto [status, body] = get(id, "/api/internal/constatus");
+    if (status != 200 || !json::parse(d, body)) d.SetObject();
+    return d;
+  }
+
+ private:
+  struct Entry {
+    HostSpec spec;
+    int port = 0, http_port = 0;
+    std::string thumbprint, db;
+  };
+  std::string dir_;
+  std::map<std::string, Entry> hosts_;
+  std::map<std::string, std::unique_ptr<Daemon>> daemons_;
+};
+
+}  // namespace gorgone::testing
