@@ -293,6 +293,12 @@ void Proxy::ping_send(std::int64_t now) {
     if (s.in_progress_ping == 1 || now < s.next_ping) continue;
     const Node* n = registry_.node(id);
     if (!n) continue;
+    // A pull node that is not connected cannot be pinged: try again next period instead of
+    // writing a KO row every period and holding in_progress_ping for the pull timeout.
+    if (!registry_.pathway("PING", id, now, settings_.pong_discard_timeout).ok) {
+      s.next_ping = now + settings_.ping;
+      continue;
+    }
     s.last_ping_sent = now;
     s.next_ping = now + settings_.ping;
     s.in_progress_ping = 1;

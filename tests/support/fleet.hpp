@@ -51,6 +51,7 @@ class Fleet {
   }
 
   int port(const std::string& id) { return hosts_.at(id).port; }
+  std::string private_key(const std::string& id) { return dir_ + "/" + id + "/rsakey.priv.pem"; }
   const std::string& db(const std::string& id) { return hosts_.at(id).db; }
 
   // Writes the configuration and starts the process.
