@@ -116,8 +116,17 @@ void Proxy::routing(const protocol::Frame& frame, const RouteContext& ctx) {
 
 void Proxy::apply(const std::vector<Effect>& effects) {
   for (const auto& e : effects) {
-    protocol::Frame f{e.kind == Effect::Kind::kAddNode ? "PROXYADDNODE" : "PROXYDELNODE", "", e.id, e.data};
-    route(f);
+    if (e.kind == Effect::Kind::kAddNode) {
+      route(protocol::Frame{"PROXYADDNODE", "", e.id, e.data});
+      continue;
+    }
+    // The node has already left the registry, so no pathway leads to it any more: tell
+    // the worker that owns it directly (a node no worker knows has nothing to drop).
+    auto pool = nodes_pool_.find(e.id);
+    if (pool == nodes_pool_.end()) continue;
+    host_.send_internal("gorgone-proxy-" + std::to_string(pool->second),
+                        protocol::Frame{"PROXYDELNODE", "", e.id + "~~" + e.id, e.data});
+    nodes_pool_.erase(pool);
   }
 }
 

@@ -5,63 +5,10 @@
 
 #include "fleet.hpp"
 #include "gorgone/protocol/frame.hpp"
-#include "gorgone/protocol/handshake.hpp"
-#include "gorgone/protocol/response.hpp"
+#include "wire_client.hpp"
 
 namespace gorgone::testing {
 namespace {
-
-class PullNode {
- public:
-  PullNode(zmq::context_t& ctx, const std::string& id, const std::string& key_file, int port)
-      : socket_(ctx, zmq::socket_type::dealer),
-        identity_("gorgone-" + id + "-" + protocol::to_hex(protocol::random_bytes(12))),
-        client_("gorgone-" + id, protocol::RsaKey::load_private_file(key_file).value()) {
-    socket_.set(zmq::sockopt::routing_id, identity_);
-    socket_.set(zmq::sockopt::linger, 0);
-    socket_.connect("tcp://127.0.0.1:" + std::to_string(port));
-  }
-  const std::string& identity() const { return identity_; }
-
-  bool handshake() {
-    send_raw(client_.start());
-    while (auto msg = recv_raw(std::chrono::seconds(10))) {
-      auto step = client_.on_message(*msg);
-      using Kind = protocol::HandshakeClient::Step::Kind;
-      if (step.kind == Kind::kSend) send_raw(step.text);
-      if (step.kind == Kind::kEstablished) return true;
-      if (step.kind == Kind::kFailed) return false;
-    }
-    return false;
-  }
-  void send(const std::string& frame) { send_raw(client_.encrypt(frame)); }
-  // Next decrypted frame from the central, skipping its ACKs.
-  std::optional<std::string> next(std::chrono::seconds limit) {
-    auto deadline = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < deadline) {
-      auto msg = recv_raw(std::chrono::seconds(1));
-      if (!msg) continue;
-      auto step = client_.on_message(*msg);
-      if (step.kind != protocol::HandshakeClient::Step::Kind::kMessage) continue;
-      if (step.text.rfind("[ACK]", 0) == 0) continue;
-      return step.text;
-    }
-    return std::nullopt;
-  }
-
- private:
-  void send_raw(const std::string& text) { socket_.send(zmq::buffer(text), zmq::send_flags::none); }
-  std::optional<std::string> recv_raw(std::chrono::milliseconds limit) {
-    zmq::pollitem_t item{static_cast<void*>(socket_), 0, ZMQ_POLLIN, 0};
-    zmq::poll(&item, 1, limit);
-    zmq::message_t m;
-    if (!(item.revents & ZMQ_POLLIN) || !socket_.recv(m, zmq::recv_flags::dontwait)) return std::nullopt;
-    return m.to_string();
-  }
-  zmq::socket_t socket_;
-  std::string identity_;
-  protocol::HandshakeClient client_;
-};
 
 TEST(Pull, APullNodeRegistersIsPingedAndReceivesItsCommands) {
   Fleet fleet;
@@ -70,7 +17,7 @@ TEST(Pull, APullNodeRegistersIsPingedAndReceivesItsCommands) {
                  "  - id: 3\n    type: pull\n    prevail: 1\n", true});
   fleet.start("1");
   zmq::context_t ctx;
-  PullNode poller(ctx, "3", fleet.private_key("3"), fleet.port("1"));
+  WireClient poller(ctx, "3", fleet.private_key("3"), fleet.port("1"));
   ASSERT_TRUE(poller.handshake()) << fleet.logs();
 
   // Before it registers, the central has no way to reach it.

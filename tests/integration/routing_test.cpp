@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include "fleet.hpp"
+#include "wire_client.hpp"
 
 namespace gorgone::testing {
 namespace {
@@ -146,6 +147,72 @@ TEST_F(Routing, BeyondTheQueueBoundFramesGetAKoNamingNodeAndBound) {
   // The held ones are delivered once the node is there.
   fleet_.start("2");
   EXPECT_TRUE(eventually([&] { return fleet_.result("1", tokens[0], "2") == "q-0"; }, std::chrono::seconds(60)));
+}
+
+// An authorized client of the central's external router may send REGISTERNODES, as a pull
+// poller does: the tests use one to change the registry at run time.
+class Registrar {
+ public:
+  Registrar(Fleet& fleet, const std::string& central)
+      : client_(ctx_, "9", fleet.private_key("9"), fleet.port(central)) {}
+  bool connect() { return client_.handshake(); }
+  void send(const std::string& action, const std::string& nodes_json) {
+    client_.send("[" + action + "] [] [] {\"nodes\":" + nodes_json + "}");
+  }
+
+ private:
+  zmq::context_t ctx_;
+  WireClient client_;
+};
+
+TEST_F(Routing, ReRegistrationWithNewConnectionParametersRecreatesTheSession) {
+  fleet_.declare({"9"});
+  fleet_.declare({"2", true, {"1"}});
+  fleet_.declare({"7", true, {"1"}, false, "", "", true});
+  fleet_.start("2");
+  fleet_.start("7");
+  fleet_.declare({"1", true, {"9"}, true, HostSpec().proxy_directives, node("2"), true});
+  fleet_.start("1");
+  ASSERT_TRUE(runs("1", "2", "before"));
+  Registrar registrar(fleet_, "1");
+  ASSERT_TRUE(registrar.connect());
+  registrar.send("REGISTERNODES", "[{\"id\":\"2\",\"type\":\"push_zmq\",\"address\":\"127.0.0.1\",\"port\":\"" +
+                                      std::to_string(fleet_.port("7")) + "\"}]");
+  // Node 2 now lives at host 7's address: the command runs there.
+  std::string token;
+  ASSERT_TRUE(eventually([&] {
+    token = fleet_.command("1", "2", "echo after");
+    return eventually([&] { return !fleet_.rows("7", token).empty() || !fleet_.rows("2", token).empty(); },
+                      std::chrono::seconds(5)) &&
+           !fleet_.rows("7", token).empty();
+  }, std::chrono::seconds(40)));
+  EXPECT_TRUE(eventually([&] { return fleet_.result("1", token, "2") == "after"; }));
+  // The old session was reset (PONGRESET counts a failure).
+  EXPECT_GE(fleet_.constatus("1")["data"]["2"]["ping_failed"].GetInt(), 1);
+}
+
+TEST_F(Routing, UnregisteringANodeGivesItsHeldFramesAKo) {
+  fleet_.declare({"9"});
+  fleet_.declare({"2", true, {"1"}});  // never started
+  fleet_.declare({"1", true, {"9"}, true, "      pool: 1\n      ping: 60\n      synchistory_time: 3600\n",
+                  node("2"), true});
+  fleet_.start("1");
+  std::vector<std::string> tokens;
+  for (int i = 0; i < 3; ++i) tokens.push_back(fleet_.command("1", "2", "echo lost-" + std::to_string(i)));
+  Registrar registrar(fleet_, "1");
+  ASSERT_TRUE(registrar.connect());
+  registrar.send("UNREGISTERNODES", "[{\"id\":\"2\"}]");
+  for (const auto& t : tokens) {
+    std::vector<std::pair<int, std::string>> got;
+    ASSERT_TRUE(eventually([&] { return !(got = fleet_.rows("1", t)).empty(); }));
+    EXPECT_EQ(got[0].first, 1);
+    EXPECT_NE(got[0].second.find("was unregistered"), std::string::npos) << got[0].second;
+  }
+  // And the node is gone from the registry.
+  std::string after = fleet_.command("1", "2", "echo nope");
+  std::vector<std::pair<int, std::string>> got;
+  ASSERT_TRUE(eventually([&] { return !(got = fleet_.rows("1", after)).empty(); }));
+  EXPECT_EQ(got[0].second, R"({"message":"proxy - unknown target 2"})");
 }
 
 }  // namespace
