@@ -149,6 +149,31 @@ TEST_F(Routing, BeyondTheQueueBoundFramesGetAKoNamingNodeAndBound) {
   EXPECT_TRUE(eventually([&] { return fleet_.result("1", tokens[0], "2") == "q-0"; }, std::chrono::seconds(60)));
 }
 
+TEST_F(Routing, RepeatedPingTimeoutsCloseAndRebuildTheConnection) {
+  int silent = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(::listen(silent, 16), 0);
+  socklen_t len = sizeof(a);
+  ::getsockname(silent, reinterpret_cast<sockaddr*>(&a), &len);
+  fleet_.declare({"1", false, {}, true,
+                  "      pool: 1\n      ping: 1\n      pong_discard_timeout: 1\n      pong_max_timeout: 2\n",
+                  "  - id: 3\n    type: push_zmq\n    address: 127.0.0.1\n    port: " + std::to_string(ntohs(a.sin_port)) + "\n",
+                  true});
+  fleet_.start("1");
+  ASSERT_TRUE(eventually([&] {
+    std::string log = fleet_.daemon("1").log();
+    return log.find("Ping max timeout reached from '3'") != std::string::npos &&
+           log.find("Close connection for 3") != std::string::npos;
+  }, std::chrono::seconds(30)));
+  auto cs = fleet_.constatus("1");
+  EXPECT_GE(cs["data"]["3"]["ping_failed"].GetInt(), 2);
+  EXPECT_EQ(cs["data"]["3"]["ping_ok"].GetInt(), 0);
+  ::close(silent);
+}
+
 // An authorized client of the central's external router may send REGISTERNODES, as a pull
 // poller does: the tests use one to change the registry at run time.
 class Registrar {

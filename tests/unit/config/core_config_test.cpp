@@ -1,0 +1,113 @@
+// gorgone.gorgonecore and gorgone.modules as the host reads them.
+#include <gtest/gtest.h>
+
+#include "config.hpp"
+
+namespace gorgone {
+namespace {
+
+Result<CoreConfig> parse(const std::string& yaml) { return parse_core_config(YAML::Load(yaml), "test.yaml"); }
+
+TEST(CoreConfig, PackagedLayoutAndDefaults) {
+  auto c = parse(R"(
+configuration:
+  gorgone:
+    gorgonecore:
+      id: 2
+      gorgone_db_type: Pg
+      gorgone_db_name: dbname=gorgone
+      external_com_type: tcp
+      external_com_path: "*:5556"
+      authorized_clients:
+        - key: pnI6EWkiTbazjikJXRkLmjml5wvVECYtQduJUjS4QK4
+)");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->id, "2");
+  EXPECT_EQ(c->external_com_rotation, 1440 * 60);
+  EXPECT_EQ(c->external_com_keysize, 32u);
+  EXPECT_EQ(c->fingerprint_mode, "first");
+  EXPECT_EQ(c->proxy_name, "proxy");
+  ASSERT_EQ(c->authorized_clients.size(), 1u);
+  EXPECT_EQ(c->authorized_clients[0], "pnI6EWkiTbazjikJXRkLmjml5wvVECYtQduJUjS4QK4");
+}
+
+TEST(CoreConfig, GorgoneAtTheTopIsAcceptedToo) {
+  EXPECT_TRUE(parse("gorgone: {gorgonecore: {id: 1}}"));
+}
+
+TEST(CoreConfig, ErrorsNameTheFileAndTheKey) {
+  auto c = parse("gorgone: {gorgonecore: {id: 1, gorgone_db_type: SQLite}}");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().find("test.yaml"), std::string::npos);
+  EXPECT_NE(c.error().find("gorgone_db_type"), std::string::npos);
+  EXPECT_NE(c.error().find("gorgone_db_type: Pg"), std::string::npos) << "says what to write instead";
+
+  c = parse("gorgone: {gorgonecore: {id: 1, external_com_type: udp, external_com_path: x}}");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().find("external_com_type"), std::string::npos);
+
+  c = parse("gorgone: {gorgonecore: {id: 1, external_com_rotation: soon}}");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().find("external_com_rotation"), std::string::npos);
+
+  c = parse("gorgone: {modules: []}");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().find("gorgonecore"), std::string::npos);
+
+  c = parse("gorgone: {gorgonecore: {id: 1}, modules: [{name: x, enable: true}]}");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().find("modules[0].package"), std::string::npos);
+
+  c = parse("gorgone: {gorgonecore: {id: '1~~2'}}");
+  ASSERT_FALSE(c);
+}
+
+TEST(CoreConfig, ModulesEnableHttpserverAndRegister) {
+  auto c = parse(R"(
+gorgone:
+  gorgonecore: {id: 1}
+  modules:
+    - {name: proxy, package: "gorgone::modules::core::proxy::hooks", enable: true, pool: 2}
+    - {name: action, package: "gorgone::modules::core::action::hooks", enable: false}
+    - {name: nodes, package: "gorgone::modules::centreon::nodes::hooks"}
+    - name: httpserver
+      package: "gorgone::modules::core::httpserver::hooks"
+      enable: true
+      address: 127.0.0.1
+      port: 8085
+      auth: {enabled: true, user: admin, password: secret}
+      allowed_hosts: {enabled: true, subnets: [127.0.0.1/32]}
+    - {name: register, package: "gorgone::modules::core::register::hooks", enable: true, config_file: nodes.yaml}
+)");
+  ASSERT_TRUE(c) << c.error();
+  // Disabled and enable-less modules are not loaded; httpserver and register are built in.
+  ASSERT_EQ(c->modules.size(), 1u);
+  EXPECT_EQ(c->modules[0].name, "proxy");
+  EXPECT_EQ(c->modules[0].node["pool"].as<int>(), 2);
+  EXPECT_TRUE(c->http.enabled);
+  EXPECT_EQ(c->http.port, 8085);
+  EXPECT_TRUE(c->http.auth_enabled);
+  EXPECT_EQ(c->http.auth_user, "admin");
+  ASSERT_EQ(c->http.allowed_subnets.size(), 1u);
+  EXPECT_EQ(c->register_config_file, "nodes.yaml");
+}
+
+TEST(CoreConfig, FingerprintModeAcceptsGorgonesSpellings) {
+  EXPECT_EQ(parse("gorgone: {gorgonecore: {fingerprint_mode: ' Strict'}}")->fingerprint_mode, "strict");
+  EXPECT_EQ(parse("gorgone: {gorgonecore: {fingerprint_mode: always}}")->fingerprint_mode, "always");
+  EXPECT_EQ(parse("gorgone: {gorgonecore: {fingerprint_mode: whatever}}")->fingerprint_mode, "first");
+}
+
+TEST(CoreConfig, HttpAuthNeedsCredentials) {
+  auto c = parse(R"(
+gorgone:
+  gorgonecore: {id: 1}
+  modules:
+    - {name: httpserver, package: "gorgone::modules::core::httpserver::hooks", enable: true, auth: {enabled: true}}
+)");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().find("auth"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace gorgone
