@@ -235,6 +235,8 @@ void RestServer::handle(const httplib::Request& req, httplib::Response& res) {
     send_json(res, 200, "{\"token\":\"" + token + "\"}");
   };
 
+  // std::regex recurses per character: a hostile path must not reach it.
+  if (path.size() > 1024) return send_json(res, 404, error_json("method_unknown", "Method not implemented"));
   try {
     if (req.method == "GET" && std::regex_match(path, m, log_re)) return get_log(m[2].str(), m[3].str());
     if (std::regex_match(path, m, internal_re)) {

@@ -222,6 +222,11 @@ TEST_F(CentralPoller, RestAnswersInGorgonesShapes) {
 
   auto [s5, b5] = get("/elsewhere");
   EXPECT_EQ(s5, 403);
+
+  // A hostile, very long path gets a clean answer and the server keeps serving.
+  auto [s6, b6] = get("/api/nodes/2/" + std::string(200000, 'a'));
+  EXPECT_TRUE(s6 == 404 || s6 == 414) << s6;
+  EXPECT_EQ(get("/api/internal/constatus").first, 200);
 }
 
 }  // namespace
