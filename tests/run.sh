@@ -14,3 +14,6 @@ ninja -C "$build"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 meson test -C "$build" --print-errorlogs --num-processes 2 "$@"
+# Protocol fuzzing with libFuzzer (clang, separate build folder), about 2.5 minutes; only on
+# a full run, not when one suite is asked for.
+if (($# == 0)); then bash tests/fuzz/run.sh; fi

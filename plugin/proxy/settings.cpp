@@ -39,6 +39,7 @@ Result<Settings> parse_settings(const YAML::Node& config) {
       {"buffer_size", 1, 64 << 20, &s.buffer_size},
       {"handshake_timeout", 1, 3600, &s.handshake_timeout},
       {"max_queue", 0, 10000000, &max_queue},
+      {"max_frame_size", 1024, 1LL << 31, &s.max_frame_size},
   };
   if (config && !config.IsNull() && !config.IsMap()) return make_error("proxy: the module configuration must be a map");
   for (auto& d : directives) {

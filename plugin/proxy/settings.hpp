@@ -19,6 +19,9 @@ struct Settings {
   std::int64_t buffer_size = 150000;     // REMOTECOPY chunk bytes
   std::int64_t handshake_timeout = 10;   // s per handshake step
   std::size_t max_queue = 10000;         // frames held per node while it is unreachable
+  // Largest message accepted from a node (ZMQ_MAXMSGSIZE): a bigger one closes the connection
+  // instead of being buffered, as the external router does with gorgonecore.max_frame_size.
+  std::int64_t max_frame_size = 64 << 20;
 };
 
 // Errors name the directive: "proxy: directive 'pool' must be an integer between 1 and 256, got 'x'".

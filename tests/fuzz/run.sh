@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Builds the protocol fuzz targets with libFuzzer, AddressSanitizer and UndefinedBehaviorSanitizer
+# (clang, outside the Meson build so the main build keeps its own compiler), then runs each one
+# for a bounded time from the seeds in tests/fuzz/corpus/<target>/. Exits non-zero on any crash,
+# leak, timeout or broken invariant, and prints the input that caused it.
+#
+#   GORGONE_FUZZ_SECONDS  seconds per target (default 40: about 2.5 minutes in all on 2 cores)
+#   GORGONE_FUZZ_BUILD    build folder (default build-fuzz)
+#   GORGONE_FUZZ_JOBS     targets run at the same time (default: number of cores, at most 4)
+#   CXX_FUZZ              compiler (default clang++)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+
+seconds=${GORGONE_FUZZ_SECONDS:-40}
+out=${GORGONE_FUZZ_BUILD:-build-fuzz}
+cxx=${CXX_FUZZ:-clang++}
+jobs=${GORGONE_FUZZ_JOBS:-$(nproc)}
+(( jobs > 4 )) && jobs=4
+targets=(frame server_handshake client_handshake key_message base64 aes)
+
+# pointer-overflow stays recoverable only so that ubsan.supp can silence rapidjson; with
+# halt_on_error=1 any report that is not suppressed still stops the run.
+common=(-std=c++17 -g -O1 -fno-omit-frame-pointer -fno-sanitize-recover=all -fsanitize-recover=pointer-overflow -Wall -Wextra
+        -I host_api/include -I tests/fuzz)
+mkdir -p "$out/obj" "$out/bin" "$out/logs" "$out/artifacts"
+
+# The library is compiled once with coverage instrumentation; each target links against it.
+start=$(date +%s)
+pids=()
+for src in host_api/protocol/*.cpp; do
+  obj="$out/obj/$(basename "$src" .cpp).o"
+  "$cxx" "${common[@]}" -fsanitize=fuzzer-no-link,address,undefined -c "$src" -o "$obj" &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p"; done
+pids=()
+for t in "${targets[@]}"; do
+  "$cxx" "${common[@]}" -fsanitize=fuzzer,address,undefined "tests/fuzz/fuzz_$t.cpp" "$out"/obj/*.o \
+    -lcrypto -o "$out/bin/fuzz_$t" &
+  pids+=($!)
+  if (( ${#pids[@]} >= jobs )); then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
+done
+for p in "${pids[@]}"; do wait "$p"; done
+echo "fuzz: built ${#targets[@]} targets in $(( $(date +%s) - start )) s"
+
+# Leaks count as failures; a finding stops the target and keeps the input in $out/artifacts.
+export ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:suppressions=$root/tests/fuzz/ubsan.supp
+
+run_one() {
+  local t=$1 corpus="$out/corpus/$1"
+  rm -rf "$corpus"
+  mkdir -p "$corpus"
+  # The committed seeds stay untouched: the fuzzer writes what it learns into a copy.
+  if [[ -d tests/fuzz/corpus/$t ]]; then cp tests/fuzz/corpus/"$t"/* "$corpus"/ 2>/dev/null || true; fi
+  "$out/bin/fuzz_$t" -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 -timeout=10 \
+    -print_final_stats=1 -artifact_prefix="$out/artifacts/$t-" "$corpus" >"$out/logs/$t.log" 2>&1
+}
+
+start=$(date +%s)
+declare -A pid_of=()
+failed=()
+running=()
+for t in "${targets[@]}"; do
+  run_one "$t" &
+  pid_of[$t]=$!
+  running+=("$t")
+  if (( ${#running[@]} >= jobs )); then
+    first=${running[0]}
+    wait "${pid_of[$first]}" || failed+=("$first")
+    running=("${running[@]:1}")
+  fi
+done
+for t in "${running[@]}"; do wait "${pid_of[$t]}" || failed+=("$t"); done
+
+for t in "${targets[@]}"; do
+  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$out/logs/$t.log" | grep -o '[0-9]*$' || echo '?')
+  echo "fuzz: $t: $runs inputs"
+done
+echo "fuzz: ran ${#targets[@]} targets in $(( $(date +%s) - start )) s"
+if (( ${#failed[@]} > 0 )); then
+  for t in "${failed[@]}"; do
+    echo "==== fuzz target $t failed; log $out/logs/$t.log"
+    tail -n 60 "$out/logs/$t.log"
+  done
+  ls -l "$out/artifacts" || true
+  exit 1
+fi
