@@ -85,6 +85,13 @@ Result<CoreConfig> parse_core_config(const YAML::Node& root, const std::string& 
   auto rotation = integer(core["external_com_rotation"], file, "gorgonecore.external_com_rotation", 1440, 1, 10000000);
   if (!rotation) return Error{rotation.error()};
   c.external_com_rotation = *rotation * 60;
+  // Not in Gorgone: a rotation period in seconds, so that rotations can be exercised quickly.
+  if (core["external_com_rotation_seconds"]) {
+    auto seconds = integer(core["external_com_rotation_seconds"], file, "gorgonecore.external_com_rotation_seconds",
+                           0, 1, 10000000);
+    if (!seconds) return Error{seconds.error()};
+    c.external_com_rotation = *seconds;
+  }
   auto keysize = integer(core["external_com_keysize"], file, "gorgonecore.external_com_keysize", 32, 16, 32);
   if (!keysize) return Error{keysize.error()};
   if (*keysize != 16 && *keysize != 24 && *keysize != 32)
@@ -96,6 +103,9 @@ Result<CoreConfig> parse_core_config(const YAML::Node& root, const std::string& 
   auto maxframe = integer(core["max_frame_size"], file, "gorgonecore.max_frame_size", 64 << 20, 1024, 1LL << 31);
   if (!maxframe) return Error{maxframe.error()};
   c.max_frame_size = *maxframe;
+  auto page = integer(core["getlog_max_rows"], file, "gorgonecore.getlog_max_rows", 10000, 1, 10000000);
+  if (!page) return Error{page.error()};
+  c.getlog_max_rows = *page;
 
   if (YAML::Node ac = core["authorized_clients"]) {
     if (!ac.IsSequence()) return bad(file, "gorgonecore.authorized_clients", "must be a list of {key: <thumbprint>}");

@@ -174,8 +174,14 @@ HistoryRow ToHistoryRow(const PGresult* r, int row) {
 }
 
 // COPY text format: backslash escapes for the delimiter, line ends and backslash.
+// Runs without such characters (nearly all of a JSON text) are copied at once.
 void AppendCopyText(std::string& out, std::string_view v) {
-  for (char c : v) {
+  while (!v.empty()) {
+    std::size_t run = v.find_first_of("\\\t\n\r");
+    out.append(v.data(), run == std::string_view::npos ? v.size() : run);
+    if (run == std::string_view::npos) return;
+    char c = v[run];
+    v.remove_prefix(run + 1);
     switch (c) {
       case '\\':
         out += "\\\\";
@@ -360,14 +366,21 @@ Result<std::unique_ptr<PgHistory>> PgHistory::open(const std::string& conninfo) 
 }
 
 double PgHistory::next_ctime() {
+  // ticks / 1e5 is the double nearest to the decimal value, which is also what the
+  // server stores when given that decimal: it round-trips exactly.
+  return static_cast<double>(next_ctime_ticks()) / 1e5;
+}
+
+std::int64_t PgHistory::next_ctime_ticks() {
   struct timeval tv;
   gettimeofday(&tv, nullptr);
-  std::int64_t us = static_cast<std::int64_t>(tv.tv_sec) * 1000000 + tv.tv_usec;
-  if (us <= last_ctime_us_) us = last_ctime_us_ + 1;
-  last_ctime_us_ = us;
-  // us / 1e6 is the double nearest to the decimal value, which is also what the
-  // server stores when given that decimal: it round-trips exactly.
-  return static_cast<double>(us) / 1e6;
+  // Steps of 10 us: an epoch time then has at most 15 significant digits, which a Perl
+  // parent prints back exactly in its GETLOG {"ctime"} (JSON::XS uses 15 digits); with
+  // 16 digits its cursor would be rounded and a row re-sent or skipped at every sync.
+  std::int64_t ticks = static_cast<std::int64_t>(tv.tv_sec) * 100000 + tv.tv_usec / 10;
+  if (ticks <= last_ctime_ticks_) ticks = last_ctime_ticks_ + 1;
+  last_ctime_ticks_ = ticks;
+  return ticks;
 }
 
 Result<std::int64_t> PgHistory::add(const HistoryRow& row) {
@@ -390,6 +403,9 @@ Result<std::int64_t> PgHistory::add(const HistoryRow& row) {
 Result<std::vector<HistoryRow>> PgHistory::getlog(const GetlogFilter& filter) {
   if (filter.limit && *filter.limit < 0) {
     return make_error("history: getlog: limit must not be negative");
+  }
+  if (filter.ctime_page && *filter.ctime_page < 1) {
+    return make_error("history: getlog: ctime_page must be positive");
   }
   // Only placeholders are pasted into the SQL text; every value is bound.
   Params p;
@@ -422,7 +438,16 @@ Result<std::vector<HistoryRow>> PgHistory::getlog(const GetlogFilter& filter) {
   }
 
   std::string sql;
-  if (filter.limit) {
+  if (filter.ctime && filter.ctime_page && !filter.limit) {
+    // The page ends at the ctime of its ctime_page-th row, ties included: the
+    // caller's next cursor is that ctime, so a row sharing it must come now.
+    std::string page_end = std::string("SELECT ctime FROM gorgone_history") + where +
+                           " ORDER BY ctime OFFSET $" + std::to_string(p.size() + 1) + " LIMIT 1";
+    p.integer(*filter.ctime_page - 1);
+    where += " AND ctime <= COALESCE((" + page_end + "), 'Infinity'::float8)";
+    sql = std::string("SELECT ") + kHistoryColumns + " FROM gorgone_history" + where +
+          " ORDER BY ctime, id";
+  } else if (filter.limit) {
     p.integer(*filter.limit);
     // The highest ids, given back in ascending order.
     sql = std::string("SELECT * FROM (SELECT ") + kHistoryColumns + " FROM gorgone_history" +
@@ -475,7 +500,12 @@ Status PgHistory::copy_rows(const std::vector<HistoryRow>& rows) {
     buf += '\t';
     buf += std::to_string(row.etime != 0 ? row.etime : now);
     buf += '\t';
-    buf += FormatDouble(next_ctime());
+    // The exact decimal of the ctime: the server reads it as ticks / 1e5, as next_ctime().
+    std::int64_t ticks = next_ctime_ticks();
+    char ctime[32];
+    std::snprintf(ctime, sizeof(ctime), "%lld.%05lld", static_cast<long long>(ticks / 100000),
+                  static_cast<long long>(ticks % 100000));
+    buf += ctime;
     buf += '\t';
     buf += std::to_string(row.instant);
     buf += '\t';

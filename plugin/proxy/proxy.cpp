@@ -1,5 +1,6 @@
 #include "proxy.hpp"
 
+#include <cmath>
 #include <ctime>
 
 #include "gorgone/status_codes.hpp"
@@ -264,14 +265,29 @@ void Proxy::setlogs(const protocol::Frame& frame, const json::Document& doc) {
     ko(&frame.token, "proxy - setlogs without a result list from node '" + *id + "'");
     return;
   }
+  // A malformed answer changes nothing: the same rows are asked again next period.
+  for (const auto& r : result->value.GetArray()) {
+    if (!r.IsObject()) {
+      ko(&frame.token, "proxy - setlogs with a row that is not an object from node '" + *id + "'");
+      return;
+    }
+  }
+  const double cursor = sit->second.ctime;
+  double position = cursor;
+  std::size_t stale = 0;
   std::vector<HistoryRow> rows;
   rows.reserve(result->value.Size());
-  double position = sit->second.ctime;
   for (const auto& r : result->value.GetArray()) {
-    if (!r.IsObject() || !r.HasMember("ctime")) continue;
-    auto ctime = json::as_number(r["ctime"]);
-    if (!ctime) {
+    auto c = r.FindMember("ctime");
+    std::optional<double> ctime = c != r.MemberEnd() ? json::as_number(c->value) : std::nullopt;
+    if (!ctime || !std::isfinite(*ctime)) {
       host_.log(Severity::kError, "[proxy] wrong ctime for '" + *id + "'");
+      continue;
+    }
+    // Every row at or below the cursor is stored already: this is a late answer to an
+    // earlier GETLOG (timed out, then asked again), and storing it would duplicate rows.
+    if (*ctime <= cursor) {
+      ++stale;
       continue;
     }
     HistoryRow row;
@@ -285,7 +301,8 @@ void Proxy::setlogs(const protocol::Frame& frame, const json::Document& doc) {
     rows.push_back(std::move(row));
     if (*ctime > position) position = *ctime;
   }
-  host_.log(Severity::kInfo, "[proxy] Received setlogs for '" + *id + "' (" + std::to_string(rows.size()) + " rows)");
+  host_.log(Severity::kInfo, "[proxy] Received setlogs for '" + *id + "' (" + std::to_string(rows.size()) + " rows" +
+                                 (stale ? ", " + std::to_string(stale) + " already stored" : std::string()) + ")");
   if (rows.empty()) return;
   Status s = host_.history().store_synced(*id, rows, position);
   if (!s) {
@@ -294,6 +311,11 @@ void Proxy::setlogs(const protocol::Frame& frame, const json::Document& doc) {
   }
   sit->second.ctime = position;
   host_.send_to_parents(protocol::Frame{"SYNCLOGS", "", "", "{\"code\":0,\"data\":{\"id\":" + json::quote(core_id_) + "}}"});
+  // A node that pages its backlog says so; fetch the next page now rather than one
+  // synchistory_time later. The cursor moved, so this cannot loop on the same page.
+  auto more = data->FindMember("more");
+  if (more != data->MemberEnd() && more->value.IsBool() && more->value.GetBool())
+    route(protocol::Frame{"GETLOG", "", *id, "{}"});
 }
 
 void Proxy::ping_send(std::int64_t now) {

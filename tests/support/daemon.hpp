@@ -72,6 +72,7 @@ class Daemon {
   int stop(std::chrono::seconds grace = std::chrono::seconds(15)) {
     if (pid_ <= 0) return status_;
     ::kill(pid_, SIGTERM);
+    ::kill(pid_, SIGCONT);  // a paused process would not act on SIGTERM
     auto deadline = std::chrono::steady_clock::now() + grace;
     while (std::chrono::steady_clock::now() < deadline) {
       int st = 0;
@@ -88,6 +89,25 @@ class Daemon {
     status_ = -1;
     return status_;
   }
+
+  // SIGKILL, as a crash would: no clean-up runs in the process.
+  void kill() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = 0;
+    status_ = -1;
+  }
+
+  // SIGSTOP / SIGCONT: the process keeps its sockets but answers nothing meanwhile.
+  void pause() {
+    if (pid_ > 0) ::kill(pid_, SIGSTOP);
+  }
+  void resume() {
+    if (pid_ > 0) ::kill(pid_, SIGCONT);
+  }
+
+  pid_t pid() const { return pid_; }
 
   bool alive() {
     if (pid_ <= 0) return false;

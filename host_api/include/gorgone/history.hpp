@@ -17,7 +17,7 @@ struct HistoryRow {
   std::optional<std::string> token;   // NULL when absent
   int code = 0;
   std::int64_t etime = 0;             // event time (epoch s); 0 on insert = now
-  double ctime = 0;                   // insertion time; 0 on insert = now (microseconds)
+  double ctime = 0;                   // insertion time; 0 on insert = now (10 us steps)
   int instant = 0;
   std::string data;                   // JSON text
 };
@@ -29,6 +29,10 @@ struct GetlogFilter {
   std::optional<std::int64_t> etime;   // etime > ?
   std::optional<int> code;             // code = ?
   std::optional<std::int64_t> limit;   // highest ids, then numeric order
+  // With ctime and without limit: the oldest matching rows by ctime, in ascending
+  // (ctime, id) order, at most ctime_page of them plus any row tied with the last
+  // one's ctime, so that a "ctime > last" cursor never skips a row. Log sync pages.
+  std::optional<std::int64_t> ctime_page;
   bool empty() const { return !id && !token && !ctime && !etime && !code; }
 };
 
@@ -44,7 +48,8 @@ class History {
 
   // Inserts one row. Returns its id.
   virtual Result<std::int64_t> add(const HistoryRow& row) = 0;
-  // Rows matching the filter, in ascending numeric id order.
+  // Rows matching the filter, in ascending numeric id order (ctime order for a
+  // ctime_page filter).
   virtual Result<std::vector<HistoryRow>> getlog(const GetlogFilter& filter) = 0;
 
   // Log sync: the largest node-side ctime stored for a node (0 when none).

@@ -18,8 +18,10 @@ using Document = rapidjson::Document;
 using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 
 // Parses `text`; nullopt-like error message in `error` when invalid.
+// Full precision: the default fast path can be a few ULPs off, and a log-sync cursor
+// (a ctime double) must come back bit for bit or a row is synced twice or skipped.
 inline bool parse(Document& doc, std::string_view text, std::string* error = nullptr) {
-  doc.Parse<rapidjson::kParseStopWhenDoneFlag>(text.data(), text.size());
+  doc.Parse<rapidjson::kParseStopWhenDoneFlag | rapidjson::kParseFullPrecisionFlag>(text.data(), text.size());
   if (doc.HasParseError()) {
     if (error)
       *error = std::string(rapidjson::GetParseError_En(doc.GetParseError())) + " at offset " +

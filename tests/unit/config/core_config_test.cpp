@@ -31,6 +31,30 @@ configuration:
   EXPECT_EQ(c->authorized_clients[0], "pnI6EWkiTbazjikJXRkLmjml5wvVECYtQduJUjS4QK4");
 }
 
+TEST(CoreConfig, RotationInSecondsOverridesMinutes) {
+  auto c = parse("gorgone: {gorgonecore: {id: 1, external_com_rotation: 10, external_com_rotation_seconds: 2}}");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->external_com_rotation, 2);
+  c = parse("gorgone: {gorgonecore: {id: 1, external_com_rotation: 10}}");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->external_com_rotation, 600);
+  c = parse("gorgone: {gorgonecore: {id: 1, external_com_rotation_seconds: 0}}");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().find("external_com_rotation_seconds"), std::string::npos);
+}
+
+TEST(CoreConfig, GetlogPageSize) {
+  auto c = parse("gorgone: {gorgonecore: {id: 1}}");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->getlog_max_rows, 10000);
+  c = parse("gorgone: {gorgonecore: {id: 1, getlog_max_rows: 250}}");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->getlog_max_rows, 250);
+  c = parse("gorgone: {gorgonecore: {id: 1, getlog_max_rows: 0}}");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().find("getlog_max_rows"), std::string::npos);
+}
+
 TEST(CoreConfig, GorgoneAtTheTopIsAcceptedToo) {
   EXPECT_TRUE(parse("gorgone: {gorgonecore: {id: 1}}"));
 }
