@@ -132,6 +132,12 @@ Status Core::setup() {
   Status s = load_keys();
   if (!s) return s;
   add_history(nullptr, code::kStarted, json::message("gorgoned is starting..."));
+  // Gorgone encrypts its internal bus because modules are separate processes; here they are
+  // threads of this process, so encryption would only protect memory copies (doc/protocol.md).
+  if (config_.internal_com_crypt)
+    Logger::instance().log(Severity::kNotice,
+                           "[core] internal_com_crypt ignored: modules run in-process and the internal bus "
+                           "(inproc) never leaves this process");
 
   internal_.emplace(context_, zmq::socket_type::router);
   internal_->set(zmq::sockopt::routing_id, "router-internal");
@@ -314,6 +320,16 @@ void Core::tick() {
     for (auto& m : modules_) (void)m->hooks.gently();
   }
   std::int64_t now = now_s();
+  if (!touched_identities_.empty() && (now - last_touch_flush_ >= 30 || stopping_)) {
+    last_touch_flush_ = now;
+    for (const auto& identity : touched_identities_) {
+      const auto* session = handshake_ ? handshake_->session(identity) : nullptr;
+      if (!session) continue;
+      Status st = history_->touch_identity(hex_identity(identity), session->mtime);
+      if (!st) log_error("[core] cannot store the activity of session " + hex_identity(identity) + ": " + st.message());
+    }
+    touched_identities_.clear();
+  }
   if (!stopping_ && now != last_check_) {
     last_check_ = now;
     for (auto& m : modules_) {
@@ -324,7 +340,8 @@ void Core::tick() {
     for (auto it = parents_.begin(); it != parents_.end();)
       it = (now - it->second.last_time > 1800) ? parents_.erase(it) : std::next(it);
   }
-  if (handshake_ && now - last_rotation_check_ >= 5) {
+  // Every 5 s as in Gorgone, or more often when the rotation period itself is shorter.
+  if (handshake_ && now - last_rotation_check_ >= std::min<std::int64_t>(5, config_.external_com_rotation)) {
     last_rotation_check_ = now;
     for (const auto& rot : handshake_->rotate(now, config_.external_com_rotation)) {
       send_router(*external_, rot.identity, rot.wire);
@@ -402,7 +419,9 @@ void Core::read_external() {
         break;
       }
       case Kind::kMessage:
-        (void)history_->touch_identity(hex_identity(identity), now);
+        // The session's mtime is written to the database in batches (tick), not once per
+        // message: it only matters for purging and for restoring sessions after a restart.
+        touched_identities_.insert(identity);
         message_run("external", identity, out.plaintext);
         break;
     }
@@ -508,7 +527,16 @@ std::string Core::getlog_reply(const std::string& data, int& code) {
   try {
     if (auto v = text("id")) f.id = std::stoll(*v);
     if (auto v = text("token")) f.token = *v;
-    if (auto v = text("ctime")) f.ctime = std::stod(*v);
+    // A number is taken as is: going through text would round it to 6 decimals and
+    // move a log-sync cursor off the node's ctime.
+    auto ctime = doc.FindMember("ctime");
+    if (ctime != doc.MemberEnd() && ctime->value.IsNumber()) {
+      f.ctime = ctime->value.GetDouble();
+    } else if (auto v = text("ctime")) {
+      std::size_t used = 0;
+      f.ctime = std::stod(*v, &used);
+      if (used != v->size()) return json::message("request not well formatted");
+    }
     if (auto v = text("etime")) f.etime = std::stoll(*v);
     if (auto v = text("code")) f.code = std::stoi(*v);
     if (auto v = text("limit")) {
@@ -519,6 +547,9 @@ std::string Core::getlog_reply(const std::string& data, int& code) {
     return json::message("request not well formatted");
   }
   if (f.empty()) return json::message("need at least one filter");
+  // A parent syncing its cursor (the proxy sends exactly {"ctime": x}) gets the backlog
+  // in pages, oldest first; any other request keeps Gorgone's answer.
+  if (f.ctime && !f.id && !f.token && !f.etime && !f.code && !f.limit) f.ctime_page = config_.getlog_max_rows;
   auto rows = history_->getlog(f);
   if (!rows) {
     log_error("[core] getlog: " + rows.error());
@@ -551,6 +582,11 @@ std::string Core::getlog_reply(const std::string& data, int& code) {
     w.EndObject();
   }
   w.EndArray();
+  // Not in Gorgone (a Perl parent ignores it): the page was full, ask again.
+  if (f.ctime_page && static_cast<std::int64_t>(rows->size()) >= *f.ctime_page) {
+    w.Key("more");
+    w.Bool(true);
+  }
   w.Key("id");
   std::string id = core_info().id;
   w.String(id.c_str());

@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 #include <zmq.hpp>
@@ -99,6 +100,8 @@ class Core final : public Host {
   std::chrono::steady_clock::time_point stop_started_;
   std::chrono::steady_clock::time_point last_gently_;
   std::int64_t last_rotation_check_ = 0;
+  std::set<std::string> touched_identities_;  // sessions active since the last flush
+  std::int64_t last_touch_flush_ = 0;
   std::int64_t last_check_ = 0;
 };
 

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <httplib.h>
 #include <regex>
+#include <unistd.h>
 #include <zmq.hpp>
 
 #include "core.hpp"
@@ -122,8 +123,19 @@ RestServer::RestServer(Core& core, HttpConfig config) : core_(core), config_(std
 RestServer::~RestServer() { stop(); }
 
 Status RestServer::start() {
-  if (config_.ssl) return Status::failure("httpserver: ssl is not supported by this host yet; put a TLS proxy in front");
-  server_ = std::make_unique<httplib::Server>();
+  if (config_.ssl) {
+    for (const auto& [what, file] : {std::make_pair("ssl_cert_file", config_.ssl_cert_file),
+                                     std::make_pair("ssl_key_file", config_.ssl_key_file)})
+      if (::access(file.c_str(), R_OK) != 0)
+        return Status::failure(std::string("httpserver: cannot read ") + what + " '" + file + "'");
+    auto tls = std::make_unique<httplib::SSLServer>(config_.ssl_cert_file.c_str(), config_.ssl_key_file.c_str());
+    if (!tls->is_valid())
+      return Status::failure("httpserver: cannot use the certificate '" + config_.ssl_cert_file + "' with key '" +
+                             config_.ssl_key_file + "' (not PEM, or they do not match)");
+    server_ = std::move(tls);
+  } else {
+    server_ = std::make_unique<httplib::Server>();
+  }
   server_->set_payload_max_length(64 << 20);
   auto handler = [this](const httplib::Request& req, httplib::Response& res) { handle(req, res); };
   server_->Get(".*", handler);
@@ -135,7 +147,7 @@ Status RestServer::start() {
     return Status::failure("httpserver: cannot listen on " + config_.address + ":" + std::to_string(config_.port));
   port_ = config_.port;
   thread_ = std::thread([this] { server_->listen_after_bind(); });
-  log_info("[httpserver] REST API on http://" + config_.address + ":" + std::to_string(config_.port) + "/api/");
+  log_info(std::string("[httpserver] REST API on ") + (config_.ssl ? "https" : "http") + "://" + config_.address + ":" + std::to_string(config_.port) + "/api/");
   return Status::success();
 }
 

@@ -14,6 +14,9 @@
 namespace gorgone::proxy {
 namespace {
 
+// Unanswered frames remembered per session (only used to resend after a lost session).
+constexpr std::size_t kMaxInFlight = 10000;
+
 using Clock = std::chrono::steady_clock;
 
 std::string text_or(const json::Value& obj, const char* name, std::string fallback = "") {
@@ -58,6 +61,10 @@ class NodeConnection {
   std::string hello;          // handshake message waiting to be sent
   Clock::time_point deadline;  // answer expected before this
   bool waiting = false;        // a handshake message was sent and is unanswered
+  // Frames sent on this session and not answered yet, oldest first. A node's core answers
+  // every frame it could decrypt, in order, so each answer retires the oldest one; what is
+  // left when the node says it lost our session never ran there and is sent again.
+  std::deque<Pending> in_flight;
   // Node.
   std::deque<Pending> queue;
   Clock::time_point retry_at;  // no session before this (back-off after silence)
@@ -144,8 +151,14 @@ void Worker::run() {
       for (auto& [id, c] : connections_)
         if (c.get() == owners[i] && c->socket) owner = c.get();
       if (!owner) continue;
-      if (items[i].revents & ZMQ_POLLIN) on_node_message(*owner);
-      if (owner->socket) flush(*owner);
+      if (items[i].revents & ZMQ_POLLIN) {
+        // A refused handshake erases the connection: find it again by id before flushing.
+        std::string id = owner->id;
+        on_node_message(*owner);
+        auto it = connections_.find(id);
+        owner = it == connections_.end() ? nullptr : it->second.get();
+      }
+      if (owner && owner->socket) flush(*owner);
     }
     check_timeouts();
   }
@@ -246,18 +259,37 @@ NodeConnection* Worker::connection_for(const std::string& node_id) {
   c->endpoint = target_type + "://" + target_path;
   CoreInfo core = host_.core_info();
   std::string privkey_path = text_or(d, "client_privkey", core.privkey_path);
-  auto key = protocol::RsaKey::load_private_file(privkey_path);
-  if (!key) {
-    host_.log(Severity::kError, "[proxy] node '" + node_id + "': cannot load client key: " + key.error());
-    return nullptr;
+  // One parsed key per file for the whole worker: nodes share it (reference-counted).
+  auto cached = client_keys_.find(privkey_path);
+  if (cached == client_keys_.end()) {
+    auto key = protocol::RsaKey::load_private_file(privkey_path);
+    if (!key) {
+      host_.log(Severity::kError, "[proxy] node '" + node_id + "': cannot load client key: " + key.error());
+      return nullptr;
+    }
+    cached = client_keys_.emplace(privkey_path, std::move(key.value())).first;
   }
-  c->client_key = std::move(key.value());
+  c->client_key = cached->second;
   std::string target = c->endpoint;
   std::string mode = core.fingerprint_mode;
   Host* host = &host_;
-  c->check = [host, target, mode](const protocol::RsaKey& server) -> Status {
-    if (mode == "always") return Status::success();
+  // server_pubkey pins the node's key: stronger than any fingerprint_mode, so a match needs no
+  // stored fingerprint and a mismatch is refused even in "always" mode. The file is read at each
+  // handshake so that replacing it takes effect on the next connection.
+  std::string pinned_path = text_or(d, "server_pubkey");
+  c->check = [host, target, mode, pinned_path, node_id](const protocol::RsaKey& server) -> Status {
     std::string fp = server.jwk_thumbprint();
+    if (!pinned_path.empty()) {
+      auto pinned = protocol::RsaKey::load_public_file(pinned_path);
+      if (!pinned)
+        return Status::failure("cannot load server_pubkey of node '" + node_id + "': " + pinned.error());
+      if (pinned->jwk_thumbprint() != fp)
+        return Status::failure("server key of target '" + target + "' does not match server_pubkey '" + pinned_path +
+                               "' [expected fingerprint: " + pinned->jwk_thumbprint() + "] [received fingerprint: " +
+                               fp + "]");
+      return Status::success();
+    }
+    if (mode == "always") return Status::success();
     auto known = host->history().target_fingerprint(target);
     if (!known) return Status::failure("cannot get fingerprint for target '" + target + "'");
     if (!known->has_value()) {
@@ -286,6 +318,9 @@ bool Worker::open_session(NodeConnection& c) {
   socket->set(zmq::sockopt::linger, 0);
   socket->set(zmq::sockopt::reconnect_ivl, 1000);
   socket->set(zmq::sockopt::connect_timeout, 30000);
+  // A node that sends more than max_frame_size gets its connection closed by ZMQ rather than
+  // making this process buffer it.
+  socket->set(zmq::sockopt::maxmsgsize, settings_.max_frame_size);
   // Queue only on a live connection: while the node is away, frames stay in our own
   // bounded queue (visible, counted) instead of ZMQ's, which a close would discard.
   socket->set(zmq::sockopt::immediate, 1);
@@ -304,6 +339,7 @@ bool Worker::open_session(NodeConnection& c) {
 }
 
 void Worker::end_session(NodeConnection& c) {
+  c.in_flight.clear();
   c.socket.reset();
   c.handshake.reset();
   c.hello.clear();
@@ -330,6 +366,8 @@ void Worker::flush(NodeConnection& c) {
   while (!c.queue.empty()) {
     std::string wire = c.handshake->encrypt(c.queue.front().text);
     if (!c.socket->send(zmq::buffer(wire), zmq::send_flags::dontwait)) return;  // node away: keep the rest
+    c.in_flight.push_back(std::move(c.queue.front()));
+    if (c.in_flight.size() > kMaxInFlight) c.in_flight.pop_front();
     c.queue.pop_front();
   }
 }
@@ -370,7 +408,10 @@ void Worker::on_node_message(NodeConnection& c) {
         if (was_established) {
           // The node lost our session (restarted without it, or forgot it after 24 h idle):
           // open a new one and keep the held frames.
-          host_.log(Severity::kError, "[proxy] node '" + c.id + "': session lost (" + step.text + "); reconnecting");
+          host_.log(Severity::kError, "[proxy] node '" + c.id + "': session lost (" + step.text + "); reconnecting, " +
+                                          std::to_string(c.in_flight.size()) + " unanswered frame(s) sent again");
+          c.queue.insert(c.queue.begin(), std::make_move_iterator(c.in_flight.begin()),
+                         std::make_move_iterator(c.in_flight.end()));
           end_session(c);
           c.retry_at = Clock::now();
           flush(c);
@@ -387,6 +428,10 @@ void Worker::on_node_message(NodeConnection& c) {
 void Worker::on_node_text(NodeConnection& c, std::string_view text) {
   auto r = protocol::parse_response(text);
   if (!r) return;
+  // REGISTERNODES, UNREGISTERNODES and SYNCLOGS are the node's own requests; anything else
+  // is its answer to our oldest unanswered frame.
+  bool request = r->type == "REGISTERNODES" || r->type == "UNREGISTERNODES" || r->type == "SYNCLOGS";
+  if (!request && !c.in_flight.empty()) c.in_flight.pop_front();
   if (r->type == "PONG") {
     json::Document d;
     if (!json::parse(d, r->json) || !d.IsObject()) return;

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "gorgone/module.hpp"
+#include "gorgone/protocol/crypto.hpp"
 #include "settings.hpp"
 
 namespace gorgone::proxy {
@@ -56,6 +57,7 @@ class Worker {
   std::unique_ptr<zmq::socket_t> control_;
   std::map<std::string, std::string> node_configs_;  // id -> node JSON from PROXYADDNODE
   std::map<std::string, std::unique_ptr<NodeConnection>> connections_;
+  std::map<std::string, protocol::RsaKey> client_keys_;  // private key file -> parsed key
 };
 
 }  // namespace gorgone::proxy

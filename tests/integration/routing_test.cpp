@@ -10,6 +10,27 @@
 namespace gorgone::testing {
 namespace {
 
+// A TCP port that accepts connections and never says a word (a hung node).
+class SilentListener {
+ public:
+  SilentListener() : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || ::listen(fd_, 16) != 0)
+      throw std::runtime_error("SilentListener: cannot listen");
+    socklen_t len = sizeof(a);
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+  }
+  ~SilentListener() { ::close(fd_); }
+  int port() const { return port_; }
+
+ private:
+  int fd_;
+  int port_ = 0;
+};
+
 class Routing : public ::testing::Test {
  protected:
   void TearDown() override {
@@ -76,16 +97,9 @@ TEST_F(Routing, ThreeHops) {
 
 TEST_F(Routing, ADeadNodeDoesNotDelayTheOthersOnItsWorker) {
   // Node 3 accepts TCP connections and never speaks: its handshake never completes.
-  int silent = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-  ASSERT_EQ(::listen(silent, 16), 0);
-  socklen_t len = sizeof(a);
-  ::getsockname(silent, reinterpret_cast<sockaddr*>(&a), &len);
+  SilentListener silent;
   std::string dead = "  - id: 3\n    type: push_zmq\n    address: 127.0.0.1\n    port: " +
-                     std::to_string(ntohs(a.sin_port)) + "\n";
+                     std::to_string(silent.port()) + "\n";
   fleet_.declare({"2", true, {"1"}});
   fleet_.start("2");
   // One worker for both nodes.
@@ -98,7 +112,6 @@ TEST_F(Routing, ADeadNodeDoesNotDelayTheOthersOnItsWorker) {
   auto cs = fleet_.constatus("1");
   EXPECT_GE(cs["data"]["2"]["ping_ok"].GetInt(), 1);
   EXPECT_EQ(cs["data"]["3"]["ping_ok"].GetInt(), 0);
-  ::close(silent);
 }
 
 TEST_F(Routing, FramesForADownNodeAreHeldAndDeliveredInOrderWhenItComesBack) {
@@ -150,17 +163,10 @@ TEST_F(Routing, BeyondTheQueueBoundFramesGetAKoNamingNodeAndBound) {
 }
 
 TEST_F(Routing, RepeatedPingTimeoutsCloseAndRebuildTheConnection) {
-  int silent = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-  ASSERT_EQ(::listen(silent, 16), 0);
-  socklen_t len = sizeof(a);
-  ::getsockname(silent, reinterpret_cast<sockaddr*>(&a), &len);
+  SilentListener silent;
   fleet_.declare({"1", false, {}, true,
                   "      pool: 1\n      ping: 1\n      pong_discard_timeout: 1\n      pong_max_timeout: 2\n",
-                  "  - id: 3\n    type: push_zmq\n    address: 127.0.0.1\n    port: " + std::to_string(ntohs(a.sin_port)) + "\n",
+                  "  - id: 3\n    type: push_zmq\n    address: 127.0.0.1\n    port: " + std::to_string(silent.port()) + "\n",
                   true});
   fleet_.start("1");
   ASSERT_TRUE(eventually([&] {
@@ -171,7 +177,6 @@ TEST_F(Routing, RepeatedPingTimeoutsCloseAndRebuildTheConnection) {
   auto cs = fleet_.constatus("1");
   EXPECT_GE(cs["data"]["3"]["ping_failed"].GetInt(), 2);
   EXPECT_EQ(cs["data"]["3"]["ping_ok"].GetInt(), 0);
-  ::close(silent);
 }
 
 // An authorized client of the central's external router may send REGISTERNODES, as a pull

@@ -16,13 +16,27 @@
 namespace gorgone::testing {
 
 struct HostSpec {
+  static constexpr const char* kProxyDirectives = "      pool: 2\n      ping: 1\n      synchistory_time: 1\n";
+
+  // The common fields in order, so that tests can write {"4", true, {"1"}, true, ...}.
+  HostSpec(std::string id_ = "", bool external_ = false, std::vector<std::string> authorized_ = {},
+           bool proxy_ = false, std::string proxy_directives_ = kProxyDirectives, std::string nodes_yaml_ = "",
+           bool http_ = false)
+      : id(std::move(id_)), external(external_), authorized(std::move(authorized_)), proxy(proxy_),
+        proxy_directives(std::move(proxy_directives_)), nodes_yaml(std::move(nodes_yaml_)), http(http_) {}
+
   std::string id;
-  bool external = false;                 // binds an external router (a poller or remote)
-  std::vector<std::string> authorized;   // ids of the hosts allowed to connect
-  bool proxy = false;
-  std::string proxy_directives = "      pool: 2\n      ping: 1\n      synchistory_time: 1\n";
-  std::string nodes_yaml;                // register module nodes file (YAML list items)
-  bool http = false;
+  bool external;                        // binds an external router (a poller or remote)
+  std::vector<std::string> authorized;  // ids of the hosts allowed to connect
+  bool proxy;
+  std::string proxy_directives;
+  std::string nodes_yaml;               // register module nodes file (YAML list items)
+  bool http;
+  std::string http_extra;               // more httpserver directives (YAML lines, 6-space indent)
+  bool https = false;                   // the REST API is served over TLS (set ssl in http_extra)
+  bool wait_http = true;                // start() waits until the REST API answers
+  std::string extra_modules;            // more module entries (YAML list items, 4-space indent)
+  std::string core_directives;          // more gorgonecore directives (YAML lines, 4-space indent)
 };
 
 class Fleet {
@@ -51,6 +65,7 @@ class Fleet {
   }
 
   int port(const std::string& id) { return hosts_.at(id).port; }
+  const std::string& thumbprint(const std::string& id) { return hosts_.at(id).thumbprint; }
   std::string private_key(const std::string& id) { return dir_ + "/" + id + "/rsakey.priv.pem"; }
   const std::string& db(const std::string& id) { return hosts_.at(id).db; }
 
@@ -64,7 +79,7 @@ class Fleet {
     std::ostringstream y;
     y << "gorgone:\n  gorgonecore:\n    id: " << id << "\n    hostname: host-" << id << "\n"
       << "    privkey: " << d << "/rsakey.priv.pem\n    pubkey: " << d << "/rsakey.pub.pem\n"
-      << "    gorgone_db_type: Pg\n    gorgone_db_name: \"" << e.db << "\"\n";
+      << "    gorgone_db_type: Pg\n    gorgone_db_name: \"" << e.db << "\"\n" << s.core_directives;
     if (s.external) {
       y << "    external_com_type: tcp\n    external_com_path: 127.0.0.1:" << e.port << "\n";
       y << "    authorized_clients:\n";
@@ -74,7 +89,8 @@ class Fleet {
     if (s.proxy) y << "    - name: proxy\n      package: gorgone::modules::core::proxy::hooks\n      enable: true\n" << s.proxy_directives;
     if (s.http)
       y << "    - name: httpserver\n      package: gorgone::modules::core::httpserver::hooks\n      enable: true\n"
-        << "      address: 127.0.0.1\n      port: " << e.http_port << "\n";
+        << "      address: 127.0.0.1\n      port: " << e.http_port << "\n" << s.http_extra;
+    y << s.extra_modules;
     if (!s.nodes_yaml.empty()) {
       write_file(d + "/nodes.yaml", "nodes:\n" + s.nodes_yaml);
       y << "    - name: register\n      package: gorgone::modules::core::register::hooks\n      enable: true\n"
@@ -84,7 +100,8 @@ class Fleet {
     auto daemon = std::make_unique<Daemon>(d + "/config.yaml", d + "/gorgone.log");
     daemon->start();
     daemons_[id] = std::move(daemon);
-    if (s.http && !eventually([&] { return get(id, "/api/internal/constatus").first == 200; }))
+    // Any HTTP answer (even a 401) means the API is up.
+    if (s.http && s.wait_http && !eventually([&] { return get(id, "/api/internal/constatus").first != 0; }))
       throw std::runtime_error("host " + id + ": REST API never answered");
   }
 
@@ -97,11 +114,23 @@ class Fleet {
     return out;
   }
 
-  std::pair<int, std::string> get(const std::string& id, const std::string& path) {
-    httplib::Client c("127.0.0.1", hosts_.at(id).http_port);
+  int http_port(const std::string& id) { return hosts_.at(id).http_port; }
+
+  std::pair<int, std::string> get(const std::string& id, const std::string& path,
+                                  const httplib::Headers& headers = {}) {
+    const Entry& e = hosts_.at(id);
+    auto answer = [](const httplib::Result& r) {
+      return r ? std::make_pair(r->status, r->body) : std::make_pair(0, std::string());
+    };
+    if (e.spec.https) {
+      httplib::SSLClient c("127.0.0.1", e.http_port);
+      c.enable_server_certificate_verification(false);
+      c.set_read_timeout(15, 0);
+      return answer(c.Get(path.c_str(), headers));
+    }
+    httplib::Client c("127.0.0.1", e.http_port);
     c.set_read_timeout(15, 0);
-    auto r = c.Get(path.c_str());
-    return r ? std::make_pair(r->status, r->body) : std::make_pair(0, std::string());
+    return answer(c.Get(path.c_str(), headers));
   }
   std::pair<int, std::string> post(const std::string& id, const std::string& path, const std::string& body) {
     httplib::Client c("127.0.0.1", hosts_.at(id).http_port);

@@ -4,7 +4,7 @@ set -euo pipefail
 packages=(meson ninja-build pkg-config g++ clang libclang-rt-14-dev
   libzmq3-dev cppzmq-dev libssh-dev rapidjson-dev libyaml-cpp-dev libpq-dev libboost-dev
   libgtest-dev libgmock-dev libssl-dev libarchive-dev libcpp-httplib-dev
-  postgresql openssh-server curl python3 procps)
+  postgresql openssh-server openssl curl python3 procps)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -36,6 +36,11 @@ class WireClient {
     return false;
   }
   void send(const std::string& frame) { send_raw(client_.encrypt(frame)); }
+  // Reads and drops whatever arrived (the central's ACKs), keeping key rotations applied.
+  void drain() {
+    zmq::message_t m;
+    while (socket_.recv(m, zmq::recv_flags::dontwait)) (void)client_.on_message(m.to_string_view());
+  }
   // Next decrypted frame from the central, skipping its ACKs.
   std::optional<std::string> next(std::chrono::seconds limit) {
     auto deadline = std::chrono::steady_clock::now() + limit;
