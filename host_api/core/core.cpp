@@ -143,6 +143,11 @@ Status Core::setup() {
   internal_->set(zmq::sockopt::routing_id, "router-internal");
   internal_->set(zmq::sockopt::linger, 0);
   internal_->set(zmq::sockopt::router_handover, 1);
+  internal_->set(zmq::sockopt::router_mandatory, 1);
+  // In-process peers: no high-water mark, so a burst towards a busy worker waits in its
+  // queue instead of being dropped (each node's own queue is bounded by the proxy).
+  internal_->set(zmq::sockopt::sndhwm, 0);
+  internal_->set(zmq::sockopt::rcvhwm, 0);
   internal_->bind(kInternalEndpoint);
 
   if (!config_.external_com_type.empty()) {
@@ -168,6 +173,7 @@ Status Core::setup() {
     external_->set(zmq::sockopt::routing_id, "router-external");
     external_->set(zmq::sockopt::linger, 0);
     external_->set(zmq::sockopt::router_handover, 1);
+    external_->set(zmq::sockopt::router_mandatory, 1);
     external_->set(zmq::sockopt::maxmsgsize, config_.max_frame_size);
     if (config_.external_com_type == "tcp") external_->set(zmq::sockopt::tcp_keepalive, 1);
     std::string endpoint = config_.external_com_type + "://" + config_.external_com_path;
@@ -356,12 +362,19 @@ void Core::tick() {
   }
 }
 
-void Core::send_router(zmq::socket_t& router, const std::string& identity, std::string_view body) {
+bool Core::send_router(zmq::socket_t& router, const std::string& identity, std::string_view body) {
+  // Both routers are ROUTER_MANDATORY: a peer that is gone, or whose queue is full, is an
+  // error we report, never a message dropped without a word.
   try {
-    router.send(zmq::buffer(identity), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    if (!router.send(zmq::buffer(identity), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+      log_error("[core] cannot send to '" + identity + "': its queue is full");
+      return false;
+    }
     router.send(zmq::buffer(body.data(), body.size()), zmq::send_flags::dontwait);
+    return true;
   } catch (const zmq::error_t& e) {
     log_error("[core] cannot send to '" + identity + "': " + e.what());
+    return false;
   }
 }
 
@@ -746,7 +759,7 @@ Status Core::send_external(const std::string& routing_id, const Frame& frame) {
   if (!handshake_) return Status::failure("no external router");
   auto wire = handshake_->encrypt_for(routing_id, protocol::build_frame(frame));
   if (!wire) return Status::failure("no session for " + hex_identity(routing_id));
-  send_router(*external_, routing_id, *wire);
+  if (!send_router(*external_, routing_id, *wire)) return Status::failure("not connected");
   return Status::success();
 }
 

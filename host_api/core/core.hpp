@@ -70,7 +70,7 @@ class Core final : public Host {
   void run_internal_action(const std::string& router, const std::string& identity, protocol::Frame& frame);
   void reply(const std::string& router, const std::string& identity, std::string_view type,
              std::string_view token, int code, std::string_view data_json);
-  void send_router(zmq::socket_t& router, const std::string& identity, std::string_view body);
+  bool send_router(zmq::socket_t& router, const std::string& identity, std::string_view body);
   LoadedModule* proxy() const;
   std::string constatus_json();
   std::string getlog_reply(const std::string& data, int& code);

@@ -116,6 +116,9 @@ void Worker::run() {
   control_ = std::make_unique<zmq::socket_t>(host_.zmq_context(), zmq::socket_type::dealer);
   control_->set(zmq::sockopt::routing_id, "gorgone-proxy-" + std::to_string(pool_id_));
   control_->set(zmq::sockopt::linger, 0);
+  // In-process link to the core: never drop on a high-water mark (see the core's router).
+  control_->set(zmq::sockopt::sndhwm, 0);
+  control_->set(zmq::sockopt::rcvhwm, 0);
   control_->connect(host_.core_info().internal_endpoint);
   to_core("PROXYREADY", protocol::generate_token(), "{\"pool_id\":" + std::to_string(pool_id_) + "}");
 

@@ -179,6 +179,42 @@ TEST_F(Routing, RepeatedPingTimeoutsCloseAndRebuildTheConnection) {
   EXPECT_EQ(cs["data"]["3"]["ping_ok"].GetInt(), 0);
 }
 
+TEST_F(Routing, ALongOutageWithManyFramesStaysBoundedAndLosesNothingSilently) {
+  fleet_.declare({"9"});
+  fleet_.declare({"2", true, {"1"}});  // down for now
+  fleet_.declare({"1", true, {"9"}, true, "      pool: 1\n      ping: 3600\n      synchistory_time: 3600\n      max_queue: 100\n",
+                  node("2"), true});
+  fleet_.start("1");
+  zmq::context_t ctx;
+  WireClient sender(ctx, "9", fleet_.private_key("9"), fleet_.port("1"));
+  ASSERT_TRUE(sender.handshake());
+  const int frames = 3000;
+  for (int i = 0; i < frames; ++i) {
+    sender.send("[COMMAND] [tok-" + std::to_string(i) + "] [2] {\"content\":[{\"command\":\"echo n-" +
+                std::to_string(i) + "\"}]}");
+    if (i % 100 == 0) sender.drain();
+  }
+  // Every frame beyond the bound gets its own KO row; the held ones wait.
+  auto refused = [&] {
+    std::string sql = "SELECT count(*) FROM gorgone_history WHERE token LIKE 'tok-%' AND code = 1 "
+                      "AND data LIKE '%(max_queue)%'";
+    PGconn* c = PQconnectdb(fleet_.db("1").c_str());
+    PGresult* r = PQexec(c, sql.c_str());
+    long n = PQresultStatus(r) == PGRES_TUPLES_OK ? std::atol(PQgetvalue(r, 0, 0)) : -1;
+    PQclear(r);
+    PQfinish(c);
+    return n;
+  };
+  // A periodic GETLOG may hold one slot.
+  ASSERT_TRUE(eventually([&] { return refused() >= frames - 100; })) << refused();
+  EXPECT_LE(refused(), frames - 99);
+  // The held frames are delivered in order once the node is back: the first and the last
+  // accepted ones run.
+  fleet_.start("2");
+  EXPECT_TRUE(eventually([&] { return fleet_.result("1", "tok-0", "2") == "n-0"; }, std::chrono::seconds(60)));
+  EXPECT_TRUE(eventually([&] { return fleet_.result("1", "tok-98", "2") == "n-98"; }, std::chrono::seconds(60)));
+}
+
 // An authorized client of the central's external router may send REGISTERNODES, as a pull
 // poller does: the tests use one to change the registry at run time.
 class Registrar {
