@@ -207,8 +207,8 @@ void Proxy::route(const protocol::Frame& in) {
       s.in_progress_time = now;
     }
   }
-  if (frame.action == "REMOTECOPY") {
-    ko(&frame.token, "proxy - remote copy is not available on this proxy yet");
+  if (frame.action == "REMOTECOPY" && parent && is_pullish(parent->type)) {
+    ko(&frame.token, "proxy - remote copy through a " + parent->type + " node is not available yet");
     return;
   }
   if (parent && is_pullish(parent->type)) {

@@ -9,6 +9,7 @@
 #include "gorgone/protocol/crypto.hpp"
 #include "gorgone/protocol/handshake.hpp"
 #include "gorgone/status_codes.hpp"
+#include "remote_copy.hpp"
 #include "gorgone/protocol/response.hpp"
 
 namespace gorgone::proxy {
@@ -47,7 +48,11 @@ class NodeConnection {
     std::string action;
     std::string token;
     std::string target;
-    std::string text;
+    std::string text;  // the frame as sent; for a copy, its current message ("" = not made yet)
+    // REMOTECOPY: the PROCESSCOPY series is made one message at a time as the node takes
+    // them, and stays at the front of the queue until its `end` message went out.
+    std::shared_ptr<RemoteCopy> copy;
+    std::string wire_target;
   };
   std::string id;
   std::string type;
@@ -239,7 +244,16 @@ void Worker::on_control(std::string_view text) {
                                  std::to_string(settings_.max_queue) + " frames already wait for it (max_queue)");
     return;
   }
-  c->queue.push_back({a, frame->token, target, std::move(out)});
+  if (a == "REMOTECOPY") {
+    auto job = RemoteCopy::start(frame->data, parent, frame->token, static_cast<std::size_t>(settings_.buffer_size));
+    if (!job) {
+      history_ko(frame->token, job.error());
+      return;
+    }
+    c->queue.push_back({"PROCESSCOPY", frame->token, target, "", std::move(job.value()), parent == target ? "" : target});
+  } else {
+    c->queue.push_back({a, frame->token, target, std::move(out), nullptr, ""});
+  }
   flush(*c);
 }
 
@@ -367,10 +381,24 @@ void Worker::flush(NodeConnection& c) {
   }
   if (!c.established()) return;
   while (!c.queue.empty()) {
-    std::string wire = c.handshake->encrypt(c.queue.front().text);
+    NodeConnection::Pending& p = c.queue.front();
+    if (p.copy && p.text.empty()) {
+      auto data = p.copy->next();
+      if (!data) {
+        history_ko(p.token, data.error());
+        c.queue.pop_front();
+        continue;
+      }
+      p.text = protocol::build_frame("PROCESSCOPY", p.token, p.wire_target, *data);
+    }
+    std::string wire = c.handshake->encrypt(p.text);
     if (!c.socket->send(zmq::buffer(wire), zmq::send_flags::dontwait)) return;  // node away: keep the rest
-    c.in_flight.push_back(std::move(c.queue.front()));
+    c.in_flight.push_back({p.action, p.token, p.target, p.text, nullptr, ""});
     if (c.in_flight.size() > kMaxInFlight) c.in_flight.pop_front();
+    if (p.copy && !p.copy->done()) {
+      p.text.clear();  // the next message of this copy
+      continue;
+    }
     c.queue.pop_front();
   }
 }

@@ -215,6 +215,56 @@ TEST_F(Routing, ALongOutageWithManyFramesStaysBoundedAndLosesNothingSilently) {
   EXPECT_TRUE(eventually([&] { return fleet_.result("1", "tok-98", "2") == "n-98"; }, std::chrono::seconds(60)));
 }
 
+TEST_F(Routing, RemoteCopyOfAFileAndADirectoryReachesThePoller) {
+  fleet_.declare({"2", true, {"1"}});
+  fleet_.start("2");
+  HostSpec central{"1", false, {}, true, "      pool: 1\n      ping: 1\n      synchistory_time: 1\n      buffer_size: 1000\n",
+                   node("2"), true};
+  fleet_.declare(central);
+  fleet_.start("1");
+  std::string dir = make_temp_dir("gorgone-copy");
+  std::string big(25000, '\0');
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 7 % 251);
+  write_file(dir + "/src/file.bin", big);
+  write_file(dir + "/tree/a.cfg", "alpha\n");
+  write_file(dir + "/tree/sub/b.cfg", "beta\n");
+  std::filesystem::create_directories(dir + "/cache");  // as /var/cache/centreon exists on a poller
+  auto copy = [&](const std::string& source, const std::string& destination) {
+    auto [status, body] = fleet_.post("1", "/api/nodes/2/core/proxy/remotecopy",
+                                      R"({"source":")" + source + R"(","destination":")" + destination +
+                                          R"(","cache_dir":")" + dir + R"(/cache"})");
+    json::Document d;
+    EXPECT_EQ(status, 200) << body;
+    return json::parse(d, body) && d.HasMember("token") ? std::string(d["token"].GetString()) : std::string();
+  };
+  auto finished = [&](const std::string& token) {
+    for (const auto& [code, data] : fleet_.rows("1", token, "2"))
+      if (code == 2) return true;
+    return false;
+  };
+  std::string t1 = copy(dir + "/src/file.bin", dir + "/dst/");
+  std::string t2 = copy(dir + "/tree", dir + "/dsttree");
+  ASSERT_TRUE(eventually([&] { return finished(t1); }, std::chrono::seconds(40))) << fleet_.logs();
+  ASSERT_TRUE(eventually([&] { return finished(t2); }, std::chrono::seconds(40))) << fleet_.logs();
+  EXPECT_EQ(read_file(dir + "/dst/file.bin"), big);
+  EXPECT_EQ(read_file(dir + "/dsttree/a.cfg"), "alpha\n");
+  EXPECT_EQ(read_file(dir + "/dsttree/sub/b.cfg"), "beta\n");
+  // 25 chunks of 1000 bytes, each acknowledged on the poller with a progress row.
+  int progress = 0;
+  for (const auto& [code, data] : fleet_.rows("1", t1)) progress += code == 101 ? 1 : 0;
+  EXPECT_EQ(progress, 25);
+
+  // No node: Gorgone's text.
+  auto [status, body] = fleet_.post("1", "/api/core/proxy/remotecopy", R"({"source":"/etc/hostname","destination":"/tmp/"})");
+  json::Document d;
+  ASSERT_TRUE(json::parse(d, body));
+  std::string token = d["token"].GetString();
+  std::vector<std::pair<int, std::string>> got;
+  ASSERT_TRUE(eventually([&] { return !(got = fleet_.rows("1", token)).empty(); }));
+  EXPECT_EQ(got[0].second, R"({"message":"proxy - need a valid node id"})");
+  std::filesystem::remove_all(dir);
+}
+
 // An authorized client of the central's external router may send REGISTERNODES, as a pull
 // poller does: the tests use one to change the registry at run time.
 class Registrar {

@@ -1,0 +1,96 @@
+// REMOTECOPY -> PROCESSCOPY series, checked against the series recorded from Gorgone.
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <gtest/gtest.h>
+
+#include "gorgone/json.hpp"
+#include "gorgone/protocol/crypto.hpp"
+#include "remote_copy.hpp"
+
+namespace gorgone::proxy {
+namespace {
+namespace fs = std::filesystem;
+
+json::Document load_vectors() {
+  std::ifstream in(std::string(std::getenv("GORGONE_VECTORS_DIR")) + "/proxy_frames.json");
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  json::Document d;
+  EXPECT_TRUE(json::parse(d, text));
+  return d;
+}
+
+std::string temp_dir() {
+  std::string t = (fs::temp_directory_path() / "gorgone-rc.XXXXXX").string();
+  EXPECT_NE(::mkdtemp(t.data()), nullptr);
+  return t;
+}
+
+TEST(RemoteCopy, ARegularFileMakesGorgonesSeriesByteForByte) {
+  auto v = load_vectors();
+  const auto& series = v["PROCESSCOPY_series_buffer_size_64"]["series"][0];
+  std::string dir = temp_dir();
+  auto bytes = protocol::from_hex(series["reassembled_hex"].GetString());
+  ASSERT_TRUE(bytes);
+  std::ofstream(dir + "/file.txt", std::ios::binary) << *bytes;
+  std::string request = R"({"content":{"source":")" + dir + R"(/file.txt","destination":"/tmp/gw/rc/dst/",)"
+                        R"("cache_dir":"/tmp/gw/rc/cache","owner":"root","group":"root","mode":"0640"}})";
+  auto job = RemoteCopy::start(request, "4", series["token"].GetString(), 64);
+  ASSERT_TRUE(job) << job.error();
+  const auto& expected = series["messages"];
+  for (rapidjson::SizeType i = 0; i < expected.Size(); ++i) {
+    ASSERT_FALSE((*job)->done()) << "series ended early at " << i;
+    auto data = (*job)->next();
+    ASSERT_TRUE(data) << data.error();
+    json::Document got;
+    ASSERT_TRUE(json::parse(got, *data));
+    EXPECT_TRUE(got["content"] == expected[i]["content"]) << "message " << i << ": " << *data;
+    EXPECT_TRUE(got["parameters"] == expected[i]["parameters"]);
+  }
+  EXPECT_TRUE((*job)->done());
+  fs::remove_all(dir);
+}
+
+TEST(RemoteCopy, ADirectoryTravelsAsAGzipTarWithItsMd5) {
+  std::string dir = temp_dir(), cache = temp_dir();
+  fs::create_directories(dir + "/src/sub");
+  std::ofstream(dir + "/src/a.cfg") << "alpha\n";
+  std::ofstream(dir + "/src/sub/b.cfg") << "beta\n";
+  std::string request = R"({"content":{"source":")" + dir + R"(/src","destination":"/tmp/dst","cache_dir":")" + cache +
+                        R"(","type":"engine"}})";
+  auto job = RemoteCopy::start(request, "4", "tok", 64);
+  ASSERT_TRUE(job) << job.error();
+  std::string archive;
+  std::string md5;
+  while (!(*job)->done()) {
+    auto data = (*job)->next();
+    ASSERT_TRUE(data);
+    json::Document d;
+    ASSERT_TRUE(json::parse(d, *data));
+    EXPECT_STREQ(d["content"]["type"].GetString(), "archive");
+    if (d["content"]["chunk"].IsObject()) archive += protocol::base64_decode_lenient(d["content"]["chunk"]["data"].GetString());
+    else md5 = d["content"]["md5"].GetString();
+  }
+  ASSERT_GT(archive.size(), 20u);
+  EXPECT_EQ(static_cast<unsigned char>(archive[0]), 0x1f);  // gzip magic
+  EXPECT_EQ(md5.size(), 32u);
+  // The temporary archive is gone once the series is made and the job dropped.
+  job.value().reset();
+  EXPECT_TRUE(fs::is_empty(cache));
+  fs::remove_all(dir);
+  fs::remove_all(cache);
+}
+
+TEST(RemoteCopy, BadRequestsGetGorgonesTexts) {
+  EXPECT_EQ(RemoteCopy::start(R"({"content":{"destination":"/tmp/x"}})", "4", "t", 64).error(), "remote copy failed");
+  EXPECT_EQ(RemoteCopy::start(R"({"content":{"source":"/nonexistent/x","destination":"/tmp/x"}})", "4", "t", 64).error(),
+            "unknown source");
+  EXPECT_NE(RemoteCopy::start(R"({"content":{"source":"/etc/../etc/hostname","destination":"/tmp/x"}})", "4", "t", 64)
+                .error()
+                .find("without '..'"),
+            std::string::npos);
+  EXPECT_EQ(RemoteCopy::start("not json", "4", "t", 64).error(), "remote copy failed");
+}
+
+}  // namespace
+}  // namespace gorgone::proxy
