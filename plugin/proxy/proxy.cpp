@@ -104,7 +104,7 @@ void Proxy::routing(const protocol::Frame& frame, const RouteContext& ctx) {
         for (const auto& [id, pid] : nodes_pool_)
           if (pid == p)
             if (const Node* n = registry_.node(id))
-              send_to_pool(id, protocol::Frame{"PROXYADDNODE", "", id + "~~" + id, n->json}, true);
+              send_to_pool(id, protocol::Frame{"PROXYADDNODE", "", id + "~~" + id, n->json});
         flush_pending();
       }
     }
@@ -151,10 +151,15 @@ int Proxy::choose_pool(const std::string& parent) {
   return 0;
 }
 
-void Proxy::send_to_pool(const std::string& parent, const protocol::Frame& frame, bool control) {
-  (void)control;
+// A worker has one inbound channel: control frames and data frames share its FIFO, which
+// keeps them in the order the hooks routed them (Perl's per-node channels do not).
+void Proxy::send_to_pool(const std::string& parent, const protocol::Frame& frame) {
   int pool = choose_pool(parent);
-  if (pool == 0) return;
+  if (pool == 0) {  // route() holds frames until a worker is ready, so this is a bug
+    host_.log(Severity::kError, "[proxy] no ready worker for node '" + parent + "': " + frame.action + " not sent");
+    if (!frame.token.empty()) ko(&frame.token, "proxy - still not ready");
+    return;
+  }
   host_.send_internal("gorgone-proxy-" + std::to_string(pool), frame);
 }
 
@@ -220,7 +225,7 @@ void Proxy::route(const protocol::Frame& in) {
     if (!s) ko(&frame.token, "proxy - node '" + p.parent + "' had never been connected");
     return;
   }
-  send_to_pool(p.parent, protocol::Frame{frame.action, frame.token, p.target_complete(), frame.data}, p.control);
+  send_to_pool(p.parent, protocol::Frame{frame.action, frame.token, p.target_complete(), frame.data});
 }
 
 void Proxy::on_pong(const json::Document& doc) {

@@ -33,7 +33,7 @@ class Proxy {
  private:
   void ko(const std::string* token, const std::string& message);
   void route(const protocol::Frame& frame);
-  void send_to_pool(const std::string& parent, const protocol::Frame& frame, bool control);
+  void send_to_pool(const std::string& parent, const protocol::Frame& frame);
   void apply(const std::vector<Effect>& effects);
   void setlogs(const protocol::Frame& frame, const json::Document& doc);
   void on_pong(const json::Document& doc);
