@@ -153,6 +153,8 @@ Status Core::setup() {
   if (!config_.external_com_type.empty()) {
     protocol::HandshakeServer::Config hc{*server_key_, config_.authorized_clients, config_.hostname,
                                          config_.external_com_keysize};
+    hc.max_sessions = config_.external_com_max_sessions;
+    hc.helo_per_minute = config_.external_com_helo_per_minute;
     handshake_.emplace(std::move(hc));
     auto ids = history_->load_identities();
     if (ids) {
@@ -172,9 +174,15 @@ Status Core::setup() {
     external_.emplace(context_, zmq::socket_type::router);
     external_->set(zmq::sockopt::routing_id, "router-external");
     external_->set(zmq::sockopt::linger, 0);
-    external_->set(zmq::sockopt::router_handover, 1);
+    // No handover: a second connection with a live peer's routing id is refused, so nobody
+    // takes over the peer's answers (or replays into its session) while it is connected.
+    external_->set(zmq::sockopt::router_handover, 0);
     external_->set(zmq::sockopt::router_mandatory, 1);
     external_->set(zmq::sockopt::maxmsgsize, config_.max_frame_size);
+    // ZMTP heartbeats: a peer that vanished without closing (NAT, cable) is noticed within
+    // 90 s, so its routing id is free again for its reconnection.
+    external_->set(zmq::sockopt::heartbeat_ivl, 30000);
+    external_->set(zmq::sockopt::heartbeat_timeout, 90000);
     if (config_.external_com_type == "tcp") external_->set(zmq::sockopt::tcp_keepalive, 1);
     std::string endpoint = config_.external_com_type + "://" + config_.external_com_path;
     try {
@@ -413,25 +421,38 @@ void Core::read_external() {
       continue;
     }
     std::int64_t now = now_s();
-    auto out = handshake_->on_message(identity, body.to_string_view(), now);
+    // The peer's address (TCP) bounds its HELO rate; routing ids are the peer's to choose.
+    std::string peer;
+    try {
+      if (const char* address = body.gets("Peer-Address")) peer = address;
+    } catch (const zmq::error_t&) {
+    }
+    auto out = handshake_->on_message(identity, body.to_string_view(), now, peer);
     using Kind = protocol::HandshakeServer::Outcome::Kind;
     switch (out.kind) {
       case Kind::kReply:
-        if (!out.log.empty()) log_info("[core] " + out.log);
+        if (!out.log.empty()) log_info("[core] " + out.log + " [identity " + hex_identity(identity) + "]");
         send_router(*external_, identity, out.reply);
         break;
-      case Kind::kNewSession: {
-        log_info("[core] " + (out.log.empty() ? "new session for " + hex_identity(identity) : out.log));
-        if (const auto* s = handshake_->session(identity)) {
-          IdentityRow row{hex_identity(identity), protocol::to_hex(s->key), protocol::to_hex(s->iv), "", "",
-                          s->ctime, s->mtime};
-          Status st = history_->save_identity(row);
-          if (!st) log_error("[core] cannot store session of " + hex_identity(identity) + ": " + st.message());
-        }
+      case Kind::kNewSession:
+        // Stored once the client uses it (its first frame proves it holds the private key).
+        log_info("[core] " + (out.log.empty() ? "handshake with " + hex_identity(identity) : out.log) +
+                 ": key sent, the session starts at its first frame");
         send_router(*external_, identity, out.reply);
         break;
-      }
+      case Kind::kDropped:
+        log_error("[core] " + hex_identity(identity) + (peer.empty() ? "" : " (" + peer + ")") + ": " + out.log);
+        break;
       case Kind::kMessage:
+        if (out.persist) {
+          log_info("[core] new session for " + hex_identity(identity));
+          if (const auto* s = handshake_->session(identity)) {
+            IdentityRow row{hex_identity(identity), protocol::to_hex(s->key), protocol::to_hex(s->iv), "", "",
+                            s->ctime, s->mtime};
+            Status st = history_->save_identity(row);
+            if (!st) log_error("[core] cannot store session of " + hex_identity(identity) + ": " + st.message());
+          }
+        }
         // The session's mtime is written to the database in batches (tick), not once per
         // message: it only matters for purging and for restoring sessions after a restart.
         touched_identities_.insert(identity);
