@@ -109,5 +109,27 @@ TEST(HostilePeer, HelosForgedFromPublicKeysCreateNoSessionAndAreBounded) {
   EXPECT_EQ(answer->rfind("[PONG] [after-flood]", 0), 0u) << *answer;
 }
 
+TEST(HostSignals, SighupReopensTheLogFileAndTheHostKeepsServing) {
+  Fleet fleet;
+  HostSpec central{"1"};
+  central.proxy = true;
+  central.http = true;
+  fleet.declare(central);
+  fleet.start("1");
+  Daemon& host = fleet.daemon("1");
+  std::string log_file = fleet.log_path("1");
+  ASSERT_NE(read_file(log_file).find("REST API on"), std::string::npos);
+  // What logrotate does: move the file, then SIGHUP.
+  std::filesystem::rename(log_file, log_file + ".1");
+  ASSERT_EQ(::kill(host.pid(), SIGHUP), 0);
+  ASSERT_TRUE(eventually([&] { return read_file(log_file).find("SIGHUP: log file reopened") != std::string::npos; }));
+  EXPECT_TRUE(host.alive());
+  EXPECT_EQ(fleet.get("1", "/api/internal/constatus").first, 200);
+  // Twice in a row is no different.
+  ASSERT_EQ(::kill(host.pid(), SIGHUP), 0);
+  EXPECT_TRUE(eventually([&] { return occurrences(read_file(log_file), "SIGHUP: log file reopened") == 2; }));
+  EXPECT_TRUE(host.alive());
+}
+
 }  // namespace
 }  // namespace gorgone::testing
