@@ -51,7 +51,7 @@ int free_port() {
   return ntohs(a.sin_port);
 }
 
-// Only what a worker uses: nothing here is ever asked for fingerprints ("always" mode).
+// Only what a worker uses. Fingerprints are asked for in "first" mode only; none is known.
 class MemoryHistory : public History {
  public:
   Result<std::int64_t> add(const HistoryRow&) override { return std::int64_t{0}; }
@@ -62,8 +62,13 @@ class MemoryHistory : public History {
   Status touch_identity(const std::string&, std::int64_t) override { return Status::success(); }
   Result<std::vector<IdentityRow>> load_identities() override { return std::vector<IdentityRow>{}; }
   Result<std::optional<std::string>> target_fingerprint(const std::string&) override {
+    if (fail_fingerprint > 0) {
+      --fail_fingerprint;
+      throw std::runtime_error("history unavailable");
+    }
     return std::optional<std::string>{};
   }
+  std::atomic<int> fail_fingerprint{0};
   Status add_target_fingerprint(const std::string&, const std::string&) override { return Status::success(); }
 };
 
@@ -88,7 +93,7 @@ class FakeHost : public Host {
       --fail_core_info;
       throw std::runtime_error("core info unavailable");
     }
-    return CoreInfo{"1", "central", privkey_, "", endpoint_, "always"};
+    return CoreInfo{"1", "central", privkey_, "", endpoint_, fingerprint_mode};
   }
   bool stopping() const override { return false; }
   void add_history(const std::string* token, int code, std::string_view data, int) override {
@@ -132,11 +137,12 @@ class FakeHost : public Host {
   // Host services that fail the next n times they are asked (a worker must survive that).
   mutable std::atomic<int> fail_core_info{0};
   std::atomic<int> fail_context{0};
+  std::string fingerprint_mode = "always";  // set before the worker starts
+  MemoryHistory history_;
   zmq::context_t context_;
 
  private:
   std::string endpoint_, privkey_;
-  MemoryHistory history_;
   std::mutex mu_;
   std::vector<std::string> logs_;
   std::vector<Row> rows_;
@@ -217,7 +223,9 @@ class WorkerTest : public ::testing::Test {
     fs::remove_all(dir_);
   }
 
-  std::unique_ptr<Worker> make_worker() { return std::make_unique<Worker>(1, *host_, Settings(), "1"); }
+  std::unique_ptr<Worker> make_worker(Settings settings = Settings()) {
+    return std::make_unique<Worker>(1, *host_, settings, "1");
+  }
   // The core side: waits for the worker's PROXYREADY.
   bool ready() {
     auto deadline = std::chrono::steady_clock::now() + 30s;
@@ -387,6 +395,28 @@ TEST_F(WorkerTest, AnErrorOpeningASessionKeepsTheFramesAndRetries) {
   EXPECT_TRUE(worker->running());
   EXPECT_TRUE(host_->rows_for("kept-1").empty());
   EXPECT_TRUE(host_->logged("[proxy] node '5': internal error opening a session: zmq context unavailable; 1 frame(s) held"))
+      << host_->all_logs();
+  worker->stop();
+}
+
+// An exception while handling a node's message (here: the fingerprint lookup of the
+// handshake fails): the message is dropped with a log line, the worker goes on, and the
+// next session delivers the held frame.
+TEST_F(WorkerTest, AnErrorOnANodeMessageDropsThatMessageOnly) {
+  host_->fingerprint_mode = "first";
+  host_->history_.fail_fingerprint = 1;
+  Settings settings;
+  settings.handshake_timeout = 1;
+  auto worker = make_worker(settings);
+  worker->start();
+  ASSERT_TRUE(ready());
+  add_node("5", node_->port());
+  command("kept-1", "5~~5");
+  EXPECT_TRUE(node_->serve_until([&] { return node_->got("kept-1"); }, 60s)) << host_->all_logs();
+  EXPECT_TRUE(worker->running());
+  EXPECT_TRUE(host_->rows_for("kept-1").empty());
+  EXPECT_TRUE(host_->logged("[proxy] node '5': internal error handling a message from it: history unavailable; "
+                            "message dropped"))
       << host_->all_logs();
   worker->stop();
 }
