@@ -244,6 +244,15 @@ Result<ActionSettings> parse_settings(const YAML::Node& config) {
   if (!timeout) return make_error(timeout.error());
   s.command_timeout = *timeout;
   s.whitelist_cmds = parse_flag(config["whitelist_cmds"]);
+  // A security switch: anything but a plain boolean is an error, not a guess.
+  if (const YAML::Node keep = config["keep_setid"]; keep && !keep.IsNull()) {
+    std::string v = keep.IsScalar() ? keep.Scalar() : std::string("<not a scalar>");
+    std::string lower = v;
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (lower == "true" || lower == "yes" || lower == "1") s.keep_setid = true;
+    else if (lower == "false" || lower == "no" || lower == "0") s.keep_setid = false;
+    else return make_error("keep_setid must be true or false, got '" + v + "'");
+  }
 
   const YAML::Node allowed = config["allowed_cmds"];
   if (allowed && !allowed.IsNull() && !allowed.IsSequence()) return make_error("allowed_cmds must be a list of regular expressions");

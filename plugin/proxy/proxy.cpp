@@ -480,12 +480,17 @@ CheckResult Proxy::check() {
     ko(f.token.empty() ? nullptr : &f.token, "proxy - still not ready");
     pending_.pop_front();
   }
-  // Restart a worker that died.
+  // Restart a worker that died. It gave every frame it held a KO row; the new one takes
+  // over its control socket (frames routed to the pool since are handled, not lost) and its
+  // node configurations, and its PROXYREADY makes routing() send them again anyway.
   for (std::size_t i = 0; i < workers_.size(); ++i) {
     if (!workers_[i]->running()) {
       host_.log(Severity::kError, "[proxy] worker " + std::to_string(i + 1) + " is not running: restarting it");
       ready_[i] = false;
-      workers_[i] = std::make_unique<Worker>(static_cast<int>(i + 1), host_, settings_, core_id_);
+      auto next = std::make_unique<Worker>(static_cast<int>(i + 1), host_, settings_, core_id_);
+      workers_[i]->stop();  // its thread has ended: this only joins it
+      next->adopt(*workers_[i]);
+      workers_[i] = std::move(next);
       workers_[i]->start();
     }
   }
