@@ -504,8 +504,9 @@ Result<std::vector<HistoryRow>> PgHistory::getlog(const GetlogFilter& filter) {
 
 Result<double> PgHistory::sync_position(const std::string& node_id) {
   std::lock_guard<std::mutex> lock(mu_);
+  // The id as store_synced writes it.
   auto r = conn_->exec("sync_position", "SELECT ctime FROM gorgone_synchistory WHERE id = $1",
-                       Params().text(node_id));
+                       Params().text(utf8::sanitize(node_id)));
   if (!r.ok()) return make_error(r.error());
   if (PQntuples(r->get()) == 0) return 0.0;
   return GetDouble(r->get(), 0, 0);

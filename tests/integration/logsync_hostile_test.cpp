@@ -352,5 +352,43 @@ TEST(LogSyncOurPoller, PagesAreCutByBytesAtACtimeBoundary) {
   EXPECT_NE(fleet.daemon("2").log().find("exceeds getlog_max_bytes: sent as a placeholder"), std::string::npos);
 }
 
+// End to end: a poller's backlog far larger than the central accepts in one message
+// (max_frame_size) arrives in pages of getlog_max_bytes, every row once; a row larger than
+// a page arrives as its placeholder and does not hold the rows after it.
+TEST(LogSyncOurPoller, ABacklogLargerThanTheCentralsFrameArrivesInPages) {
+  Fleet fleet;
+  HostSpec poller{"2", true, {"1"}};
+  poller.core_directives = "    getlog_max_bytes: 32768\n";
+  fleet.declare(poller);
+  fleet.start("2");
+  const std::string& db = fleet.db("2");
+  ASSERT_TRUE(eventually([&] { return gorgone_test::PgExec(db, "SELECT 1 FROM gorgone_history LIMIT 1").empty(); }));
+  ASSERT_EQ(gorgone_test::PgExec(
+                db, "INSERT INTO gorgone_history (token, code, etime, ctime, instant, data) "
+                    "SELECT 'page-' || i, 0, 1700000000, extract(epoch from now()) - 3600 + i * 0.001, 0, "
+                    "repeat('p', CASE WHEN i = 50 THEN 100000 ELSE 3000 END) "
+                    "FROM generate_series(0, 99) AS i"),
+            "");
+  fleet.declare(HostSpec{"1", false, {}, true,
+                         std::string(HostSpec::kProxyDirectives) +
+                             "      synchistory_timeout: 2\n      max_frame_size: 65536\n"
+                             "      pong_discard_timeout: 2\n      pong_max_timeout: 1\n",
+                         "  - id: 2\n    type: push_zmq\n    address: 127.0.0.1\n    port: " +
+                             std::to_string(fleet.port("2")) + "\n",
+                         false});
+  fleet.start("1");
+  const std::string central = fleet.db("1");
+  ASSERT_TRUE(eventually([&] { return gorgone_test::PgExec(central, "SELECT 1 FROM gorgone_history LIMIT 1").empty(); }));
+  auto rows = [&] {
+    return PgValue(central, "SELECT count(*) FROM gorgone_history WHERE token LIKE 'page-%'");
+  };
+  EXPECT_TRUE(eventually([&] { return rows() == "100"; }, std::chrono::seconds(60))) << rows() << "\n" << fleet.logs();
+  EXPECT_EQ(PgValue(central, "SELECT count(DISTINCT token) FROM gorgone_history WHERE token LIKE 'page-%'"), "100");
+  EXPECT_EQ(PgValue(central, "SELECT data FROM gorgone_history WHERE token = 'page-50'"),
+            "{\"message\":\"row too large to sync (100000 bytes)\"}");
+  EXPECT_EQ(PgValue(central, "SELECT octet_length(data) FROM gorgone_history WHERE token = 'page-99'"), "3000");
+  EXPECT_EQ(PgValue(central, "SELECT count(*) FROM gorgone_history WHERE data LIKE '%getlog in timeout%'"), "0");
+}
+
 }  // namespace
 }  // namespace gorgone::testing
