@@ -179,6 +179,22 @@ std::string stdout_text(std::string output) {
 
 // ---- running
 
+// A command line often carries passwords (monitoring plugins take them as arguments): logs
+// above debug name its first word only; the whole line goes to debug, as Gorgone does.
+std::string command_label(const std::string& command) {
+  std::size_t start = command.find_first_not_of(" \t");
+  if (start == std::string::npos) return std::string();
+  std::size_t end = command.find_first_of(" \t\n", start);
+  std::string word = command.substr(start, std::min<std::size_t>(end == std::string::npos ? command.size() - start : end - start, 64));
+  bool more = end != std::string::npos && command.find_first_not_of(" \t\n", end) != std::string::npos;
+  return more ? word + " ..." : word;
+}
+
+void log_command(const Output& out, Severity severity, const std::string& command, const std::string& what) {
+  out.write_log(severity, "[action] command '" + command_label(command) + "' " + what);
+  out.write_log(Severity::kDebug, "[action] command line: " + command);
+}
+
 // Checks every entry before anything runs, as Gorgone does. Returns false after writing
 // the KO row.
 bool validate(const Value& content, const ActionSettings& settings, const Output& out) {
@@ -191,7 +207,7 @@ bool validate(const Value& content, const ActionSettings& settings, const Output
       return false;
     }
     if (!command_allowed(settings, *text)) {
-      out.write_log(Severity::kInfo, "[action] command not allowed (whitelist): " + *text);
+      log_command(out, Severity::kInfo, *text, "not allowed (whitelist)");
       out.row(code::kActionFinishKo, json::message("command not allowed (whitelist) at array index '" + index + "'"));
       return false;
     }
@@ -216,8 +232,7 @@ Step run_one(const Value& entry, const ActionSettings& settings, const Output& o
   CommandResult r = run_shell_command(command, options);
   m.end = std::time(nullptr);
   if (r.truncated)
-    out.write_log(Severity::kWarning, "[action] output of '" + command + "' truncated to " +
-                                          std::to_string(settings.output_cap) + " bytes");
+    log_command(out, Severity::kWarning, command, "output truncated to " + std::to_string(settings.output_cap) + " bytes");
 
   // Like Gorgone, a non-zero exit status is still a finished command (code 100): only a
   // command that could not run to its end is an error.
@@ -231,7 +246,7 @@ Step run_one(const Value& entry, const ActionSettings& settings, const Output& o
                     : r.outcome == CommandResult::Outcome::kAborted
                         ? "Command aborted (the action module is stopping)"
                         : r.error;
-  out.write_log(Severity::kError, "[action] command '" + command + "': " + why);
+  log_command(out, Severity::kError, command, "failed: " + why);
   out.row(code::kActionFinishKo, command_result_row("command execution issue", entry, -1, sanitize_utf8(why), m));
   return r.outcome == CommandResult::Outcome::kAborted ? Step::kStop : Step::kError;
 }

@@ -65,10 +65,14 @@ class Core final : public Host {
   void load_modules();
   void register_static_nodes();
   void read_internal();
+  // external_router.cpp
+  Status setup_external();
   void read_external();
+  void external_tick(std::int64_t now);
   void tick();
   // router: "internal", "external", or "" for frames from dispatch() (no reply).
   void message_run(const std::string& router, const std::string& identity, std::string_view text);
+  // internal_actions.cpp
   void run_internal_action(const std::string& router, const std::string& identity, protocol::Frame& frame);
   void reply(const std::string& router, const std::string& identity, std::string_view type,
              std::string_view token, int code, std::string_view data_json);

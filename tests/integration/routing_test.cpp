@@ -267,31 +267,35 @@ TEST_F(Routing, RemoteCopyOfAFileAndADirectoryReachesThePoller) {
 
 // An authorized client of the central's external router may send REGISTERNODES, as a pull
 // poller does: the tests use one to change the registry at run time.
+// Registers nodes through a local module of the central (tests/integration/registrar_module.cpp),
+// the trusted path: a node's own REGISTERNODES cannot redefine nodes (doc/security.md).
 class Registrar {
  public:
-  Registrar(Fleet& fleet, const std::string& central)
-      : client_(ctx_, "9", fleet.private_key("9"), fleet.port(central)) {}
-  bool connect() { return client_.handshake(); }
+  Registrar(Fleet& fleet, const std::string& central) : fleet_(fleet), central_(central) {}
+  static constexpr const char* kModule =
+      "    - name: registrar\n      package: registrar\n      enable: true\n";
   void send(const std::string& action, const std::string& nodes_json) {
-    client_.send("[" + action + "] [] [] {\"nodes\":" + nodes_json + "}");
+    auto [status, body] = fleet_.post(central_, "/api/test/registrar/send",
+                                      "{\"action\":\"" + action + "\",\"nodes\":" + nodes_json + "}");
+    EXPECT_EQ(status, 200) << body;
   }
 
  private:
-  zmq::context_t ctx_;
-  WireClient client_;
+  Fleet& fleet_;
+  std::string central_;
 };
 
 TEST_F(Routing, ReRegistrationWithNewConnectionParametersRecreatesTheSession) {
-  fleet_.declare({"9"});
   fleet_.declare({"2", true, {"1"}});
   fleet_.declare({"7", true, {"1"}, false, "", "", true});
   fleet_.start("2");
   fleet_.start("7");
-  fleet_.declare({"1", true, {"9"}, true, HostSpec().proxy_directives, node("2"), true});
+  HostSpec central{"1", false, {}, true, HostSpec().proxy_directives, node("2"), true};
+  central.extra_modules = Registrar::kModule;
+  fleet_.declare(central);
   fleet_.start("1");
   ASSERT_TRUE(runs("1", "2", "before"));
   Registrar registrar(fleet_, "1");
-  ASSERT_TRUE(registrar.connect());
   registrar.send("REGISTERNODES", "[{\"id\":\"2\",\"type\":\"push_zmq\",\"address\":\"127.0.0.1\",\"port\":\"" +
                                       std::to_string(fleet_.port("7")) + "\"}]");
   // Node 2 now lives at host 7's address: the command runs there.
@@ -308,15 +312,14 @@ TEST_F(Routing, ReRegistrationWithNewConnectionParametersRecreatesTheSession) {
 }
 
 TEST_F(Routing, UnregisteringANodeGivesItsHeldFramesAKo) {
-  fleet_.declare({"9"});
   fleet_.declare({"2", true, {"1"}});  // never started
-  fleet_.declare({"1", true, {"9"}, true, "      pool: 1\n      ping: 60\n      synchistory_time: 3600\n",
-                  node("2"), true});
+  HostSpec central{"1", false, {}, true, "      pool: 1\n      ping: 60\n      synchistory_time: 3600\n", node("2"), true};
+  central.extra_modules = Registrar::kModule;
+  fleet_.declare(central);
   fleet_.start("1");
   std::vector<std::string> tokens;
   for (int i = 0; i < 3; ++i) tokens.push_back(fleet_.command("1", "2", "echo lost-" + std::to_string(i)));
   Registrar registrar(fleet_, "1");
-  ASSERT_TRUE(registrar.connect());
   registrar.send("UNREGISTERNODES", "[{\"id\":\"2\"}]");
   for (const auto& t : tokens) {
     std::vector<std::pair<int, std::string>> got;

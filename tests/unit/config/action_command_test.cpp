@@ -165,8 +165,10 @@ struct Row {
 
 struct Recorder {
   std::vector<Row> rows;
+  std::vector<std::pair<Severity, std::string>> logs;
   Output output() {
     Output out;
+    out.log = [this](Severity s, std::string_view m) { logs.emplace_back(s, std::string(m)); };
     out.history = [this](int code, const std::string& text, int instant) {
       Row row{code, json::Document(), instant};
       EXPECT_TRUE(json::parse(row.data, text)) << text;
@@ -288,6 +290,24 @@ TEST(CommandRequest, Whitelist) {
   auto allowed = run_request(R"([{"command":"echo fine"}])", *settings);
   ASSERT_EQ(allowed.rows.size(), 4u);
   EXPECT_EQ(allowed.rows[3].code, 2);
+}
+
+TEST(CommandRequest, CommandLinesReachTheLogOnlyAtDebug) {
+  // Plugins take passwords as arguments: above debug, a log line names the first word only.
+  auto settings = parse_settings(YAML::Load("whitelist_cmds: true\nallowed_cmds: ['^echo ']\n"));
+  ASSERT_TRUE(settings) << settings.error();
+  auto rec = run_request(R"([{"command":"/usr/lib/centreon/plugins/check --password s3cret"}])", *settings);
+  ASSERT_FALSE(rec.logs.empty());
+  bool named = false;
+  for (const auto& [severity, line] : rec.logs) {
+    if (severity != Severity::kDebug) {
+      EXPECT_EQ(line.find("s3cret"), std::string::npos) << line;
+    }
+    named = named || line == "[action] command '/usr/lib/centreon/plugins/check ...' not allowed (whitelist)";
+  }
+  EXPECT_TRUE(named);
+  EXPECT_EQ(rec.logs.back().first, Severity::kDebug);
+  EXPECT_NE(rec.logs.back().second.find("s3cret"), std::string::npos);
 }
 
 TEST(CommandRequest, InstantFlagOnResultRows) {

@@ -1,0 +1,50 @@
+// A local module that registers and unregisters nodes on request, as Centreon's nodes module
+// does from its database: the trusted path (a module of this host, not a node's frame).
+// POST /api/test/registrar/send {"action":"REGISTERNODES"|"UNREGISTERNODES","nodes":[...]}
+#include "gorgone/json.hpp"
+#include "gorgone/module.hpp"
+
+namespace {
+using gorgone::Status;
+gorgone::Host* g_host = nullptr;
+
+Status reg(const YAML::Node&, const YAML::Node&, gorgone::Host& host, gorgone::Registration& out) noexcept {
+  g_host = &host;
+  out.loaded = true;
+  out.ns = "test";
+  out.name = "registrar";
+  out.events.push_back({"REGISTRARSEND", "/send", "POST"});
+  return Status::success();
+}
+Status init(const std::string&) noexcept { return Status::success(); }
+Status routing(const gorgone::protocol::Frame& frame, const gorgone::RouteContext&) noexcept {
+  try {
+    gorgone::json::Document d;
+    if (!gorgone::json::parse(d, frame.data) || !d.IsObject() || !d.HasMember("content") || !d["content"].IsObject())
+      return Status::failure("registrar: bad request");
+    const auto& c = d["content"];
+    auto action = gorgone::json::member_text(c, "action");
+    if (!action || !c.HasMember("nodes")) return Status::failure("registrar: need action and nodes");
+    g_host->dispatch(gorgone::protocol::Frame{*action, "", "", "{\"nodes\":" + gorgone::json::dump(c["nodes"]) + "}"});
+    return Status::success();
+  } catch (const std::exception& e) {
+    return Status::failure(e.what());
+  }
+}
+Status check(gorgone::CheckResult& out) noexcept {
+  out.count = 0;
+  return Status::success();
+}
+Status broadcast(const gorgone::protocol::Frame&) noexcept { return Status::success(); }
+Status stop() noexcept { return Status::success(); }
+}  // namespace
+
+GORGONE_MODULE_ABI();
+GORGONE_EXPORT_HOOK(reg, gorgone_register)
+GORGONE_EXPORT_HOOK(init, gorgone_init)
+GORGONE_EXPORT_HOOK(routing, gorgone_routing)
+GORGONE_EXPORT_HOOK(check, gorgone_check)
+GORGONE_EXPORT_HOOK(broadcast, gorgone_broadcast)
+GORGONE_EXPORT_HOOK(stop, gorgone_gently)
+GORGONE_EXPORT_HOOK(stop, gorgone_kill)
+GORGONE_EXPORT_HOOK(stop, gorgone_kill_internal)
