@@ -41,6 +41,17 @@ bool builtin_package(const std::string& name, const std::string& package, const 
   return name == what || package == "gorgone::modules::core::" + what + "::hooks";
 }
 
+// A libpq keyword value: single-quoted, with \\ and \' escaped, so that a password holding a
+// space or a quote cannot add keywords of its own to the connection string.
+std::string conninfo_quote(const std::string& v) {
+  std::string out = "'";
+  for (char ch : v) {
+    if (ch == '\\' || ch == '\'') out.push_back('\\');
+    out.push_back(ch);
+  }
+  return out + "'";
+}
+
 }  // namespace
 
 bool yaml_true(const YAML::Node& node, bool fallback) {
@@ -136,7 +147,7 @@ Result<CoreConfig> parse_core_config(const YAML::Node& root, const std::string& 
   // Gorgone's optional separate fields, folded into the conninfo.
   for (const char* k : {"host", "port", "user", "password"}) {
     std::string v = scalar(core[std::string("gorgone_db_") + k]);
-    if (!v.empty()) c.db_name += std::string(c.db_name.empty() ? "" : " ") + k + "=" + v;
+    if (!v.empty()) c.db_name += std::string(c.db_name.empty() ? "" : " ") + k + "=" + conninfo_quote(v);
   }
 
   std::string mode = lower(scalar(core["fingerprint_mode"], "first"));

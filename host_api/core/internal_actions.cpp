@@ -12,7 +12,15 @@ using protocol::Frame;
 using namespace internal;
 
 void Core::count(const std::string& router, const std::string& action, bool proxied) {
+  // Actions are peer text: past a few hundred distinct names per router they share one
+  // counter, so that a peer inventing names cannot grow this map without bound.
+  constexpr std::size_t kMaxCounters = 256;
   std::string a = lower(action);
+  auto room = [&](const std::string& key) {
+    auto it = counters_.find(key);
+    return it == counters_.end() || it->second.count(a) || it->second.size() < kMaxCounters;
+  };
+  if (!room(router) || (proxied && !room("proxy"))) a = "other";
   ++counters_total_;
   if (!router.empty()) {
     ++counters_[router]["total"];

@@ -31,6 +31,29 @@ configuration:
   EXPECT_EQ(c->authorized_clients[0], "pnI6EWkiTbazjikJXRkLmjml5wvVECYtQduJUjS4QK4");
 }
 
+TEST(CoreConfig, DatabaseFieldsCannotInjectConnectionKeywords) {
+  // A password with a space and a quote stays one value: libpq would otherwise read
+  // "sslmode=disable" (or any keyword) from it.
+  auto c = parse(R"(gorgone: {gorgonecore: {id: 1, gorgone_db_name: "dbname=gorgone", gorgone_db_host: /run/postgresql,
+    gorgone_db_password: "x sslmode=disable it's"}})");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->db_name, R"(dbname=gorgone host='/run/postgresql' password='x sslmode=disable it\'s')");
+}
+
+TEST(CoreConfig, ExternalSessionLimits) {
+  auto c = parse("gorgone: {gorgonecore: {id: 1}}");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->external_com_max_sessions, 10000u);
+  EXPECT_EQ(c->external_com_helo_per_minute, 60);
+  c = parse("gorgone: {gorgonecore: {id: 1, external_com_max_sessions: 5, external_com_helo_per_minute: 0}}");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->external_com_max_sessions, 5u);
+  EXPECT_EQ(c->external_com_helo_per_minute, 0);
+  c = parse("gorgone: {gorgonecore: {id: 1, external_com_max_sessions: 0}}");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().find("gorgone.gorgonecore.external_com_max_sessions"), std::string::npos) << c.error();
+}
+
 TEST(CoreConfig, RotationInSecondsOverridesMinutes) {
   auto c = parse("gorgone: {gorgonecore: {id: 1, external_com_rotation: 10, external_com_rotation_seconds: 2}}");
   ASSERT_TRUE(c) << c.error();
