@@ -65,7 +65,7 @@ std::string Proxy::describe(const RouteContext& ctx, const protocol::Frame& fram
     const Node* n = registry_.node_by_identity(ctx.identity);
     return n ? "node '" + n->id + "'" : "connection " + protocol::to_hex(ctx.identity.substr(0, 48));
   }
-  if (relayed(ctx)) return "node '" + frame.target + "'";
+  if (relayed(ctx)) return frame.target.empty() ? "worker " + ctx.identity : "node '" + frame.target + "'";
   return "local module";
 }
 
