@@ -7,8 +7,6 @@
 
 #include "gorgone/protocol/handshake.hpp"
 
-#include "gorgone/protocol/frame.hpp"
-
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -421,16 +419,23 @@ std::uint64_t hash_of(std::string_view tag, std::string_view text) {
 // chunk replayed inside an open series breaks the copy's MD5 check and gets a KO there. A
 // frame without a token is remembered by its whole text, except the idempotent polls above.
 bool admit(ReplayMemory& seen, std::string_view plaintext) {
-  auto frame = parse_frame(plaintext);
-  if (!frame) return true;  // not a request: the core answers it "not well formatted"
-  if (frame->token.empty()) {
-    if (idempotent(frame->action)) return true;
+  // "[ACTION] [TOKEN] ...", read in place: a frame can be megabytes and needs no copy here.
+  // On a text the core would not parse as a frame the figures do not matter: it is refused.
+  std::size_t close = plaintext.find(']');
+  if (plaintext.empty() || plaintext[0] != '[' || close == kNone) return true;
+  std::string_view action = plaintext.substr(1, close - 1);
+  std::size_t open = skip_spaces(plaintext, close + 1);
+  std::size_t end = open < plaintext.size() && plaintext[open] == '[' ? plaintext.find(']', open) : kNone;
+  if (end == kNone) return true;
+  std::string_view token = plaintext.substr(open + 1, end - open - 1);
+  if (token.empty()) {
+    if (idempotent(action)) return true;
     return seen.insert(hash_of("frame", plaintext));
   }
-  std::uint64_t h = hash_of("token", frame->token);
-  if (frame->action == "PROCESSCOPY") {
+  std::uint64_t h = hash_of("token", token);
+  if (action == "PROCESSCOPY") {
     if (seen.contains(h)) return false;
-    if (frame->data.find("\"status\":\"end\"") != std::string::npos) seen.insert(h);
+    if (plaintext.find("\"status\":\"end\"", end) != kNone) seen.insert(h);
     return true;
   }
   return seen.insert(h);
