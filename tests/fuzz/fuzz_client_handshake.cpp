@@ -39,6 +39,9 @@ struct Prototypes {
     auto sealed = server.on_message(kIdentity, helo.text, 1);
     FUZZ_CHECK(sealed.kind == HandshakeServer::Outcome::Kind::kNewSession);
     FUZZ_CHECK(established.on_message(sealed.reply).kind == Kind::kEstablished);
+    // The server's session starts with the client's first frame.
+    FUZZ_CHECK(server.on_message(kIdentity, established.encrypt("[PING] [] [] {}"), 1).kind ==
+               HandshakeServer::Outcome::Kind::kMessage);
     key = server.session(kIdentity)->key;
     iv = server.session(kIdentity)->iv;
   }
