@@ -1,8 +1,18 @@
 #include "rest_server.hpp"
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <fcntl.h>
 #include <httplib.h>
+#include <map>
+#include <mutex>
+#include <netdb.h>
+#include <openssl/ssl.h>
+#include <optional>
+#include <poll.h>
 #include <sys/socket.h>
+#include <type_traits>
 #include <unistd.h>
 #include <zmq.hpp>
 
@@ -50,15 +60,219 @@ class CoreChannel {
   zmq::socket_t socket_;
 };
 
+using Clock = std::chrono::steady_clock;
+
+// Waits until `sock` is ready for `events` (or in error) or `deadline` passes.
+bool wait_until(int sock, short events, Clock::time_point deadline) {
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) return false;
+    pollfd p{sock, events, 0};
+    int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1000)));
+    if (r > 0) return true;
+    if (r < 0 && errno != EINTR) return false;
+  }
+}
+
+// "127.0.0.1" / "::ffff:127.0.0.1" / "::1" and the port, as cpp-httplib reports them.
+void address_of(int sock, bool peer, std::string& ip, int& port) {
+  sockaddr_storage a{};
+  socklen_t len = sizeof(a);
+  if ((peer ? ::getpeername(sock, reinterpret_cast<sockaddr*>(&a), &len)
+            : ::getsockname(sock, reinterpret_cast<sockaddr*>(&a), &len)) != 0)
+    return;
+  if (a.ss_family == AF_INET) port = ntohs(reinterpret_cast<const sockaddr_in*>(&a)->sin_port);
+  else if (a.ss_family == AF_INET6) port = ntohs(reinterpret_cast<const sockaddr_in6*>(&a)->sin6_port);
+  else return;
+  char host[NI_MAXHOST] = {0};
+  if (::getnameinfo(reinterpret_cast<const sockaddr*>(&a), len, host, sizeof(host), nullptr, 0, NI_NUMERICHOST) == 0)
+    ip = host;
+}
+
+// One connection, plain or TLS, on a non-blocking socket. cpp-httplib's own streams bound
+// each read and each write, not their sum: a client sending a header line every few seconds
+// would keep a server thread for ever. Here a request has RestServer::kRequestSeconds from
+// its first byte to the end of its body, and its answer as long to be written; past either,
+// the connection is over (every later call fails, so the server closes it).
+class DeadlineStream final : public httplib::Stream {
+ public:
+  DeadlineStream(int sock, SSL* ssl) : sock_(sock), ssl_(ssl) {}
+
+  // Before each request: waits for its first byte until `deadline`, then starts its clocks.
+  bool next_request(Clock::time_point deadline) {
+    read_deadline_.reset();
+    write_deadline_.reset();
+    return !expired_ && (pos_ < len_ || (ssl_ && SSL_pending(ssl_) > 0) || wait_until(sock_, POLLIN, deadline));
+  }
+
+  bool is_readable() const override {
+    return !expired_ && (pos_ < len_ || (ssl_ && SSL_pending(ssl_) > 0) || wait_until(sock_, POLLIN, Clock::now()));
+  }
+  bool is_writable() const override {
+    return !expired_ && wait_until(sock_, POLLOUT, write_deadline_.value_or(Clock::now() + kBudget));
+  }
+
+  ssize_t read(char* ptr, std::size_t size) override {
+    if (pos_ == len_) {
+      if (!read_deadline_) read_deadline_ = Clock::now() + kBudget;
+      ssize_t n = transfer(buf_, nullptr, sizeof(buf_), *read_deadline_);
+      if (n <= 0) return n;
+      pos_ = 0;
+      len_ = static_cast<std::size_t>(n);
+    }
+    std::size_t n = std::min(size, len_ - pos_);
+    std::memcpy(ptr, buf_ + pos_, n);
+    pos_ += n;
+    return static_cast<ssize_t>(n);
+  }
+
+  ssize_t write(const char* ptr, std::size_t size) override {
+    if (size == 0) return 0;
+    if (!write_deadline_) write_deadline_ = Clock::now() + kBudget;
+    return transfer(nullptr, ptr, std::min<std::size_t>(size, 1 << 30), *write_deadline_);
+  }
+
+  void get_remote_ip_and_port(std::string& ip, int& port) const override { address_of(sock_, true, ip, port); }
+  void get_local_ip_and_port(std::string& ip, int& port) const override { address_of(sock_, false, ip, port); }
+  socket_t socket() const override { return sock_; }
+
+ private:
+  static constexpr auto kBudget = std::chrono::seconds(RestServer::kRequestSeconds);
+
+  // One recv into `in` or send from `out` (SSL_read/SSL_write with TLS), waiting as the socket
+  // or TLS asks until `deadline`. > 0: bytes moved; 0: the peer closed; -1: error or deadline.
+  ssize_t transfer(char* in, const char* out, std::size_t size, Clock::time_point deadline) {
+    if (expired_) return -1;
+    while (true) {
+      short wait_for = 0;
+      if (ssl_) {
+        int n = out ? SSL_write(ssl_, out, static_cast<int>(size)) : SSL_read(ssl_, in, static_cast<int>(size));
+        if (n > 0) return n;
+        int err = SSL_get_error(ssl_, n);
+        if (err == SSL_ERROR_ZERO_RETURN) return 0;
+        if (err == SSL_ERROR_WANT_READ) wait_for = POLLIN;
+        else if (err == SSL_ERROR_WANT_WRITE) wait_for = POLLOUT;
+        else return -1;
+      } else {
+        ssize_t n = out ? ::send(sock_, out, size, MSG_NOSIGNAL) : ::recv(sock_, in, size, 0);
+        if (n >= 0) return n;
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) return -1;
+        wait_for = out ? POLLOUT : POLLIN;
+      }
+      if (!wait_until(sock_, wait_for, deadline)) {
+        expired_ = true;
+        return -1;
+      }
+    }
+  }
+
+  int sock_;
+  SSL* ssl_;
+  char buf_[4096];
+  std::size_t pos_ = 0, len_ = 0;
+  std::optional<Clock::time_point> read_deadline_, write_deadline_;
+  bool expired_ = false;
+};
+
+// How many connections each peer address has in service: one address may hold at most
+// RestServer::kThreadsPerPeer of the pool's threads.
+class PeerCounter {
+ public:
+  bool acquire(const std::string& peer) {
+    std::lock_guard<std::mutex> lock(mu_);
+    int& n = counts_[peer];
+    if (n >= RestServer::kThreadsPerPeer) return false;
+    ++n;
+    return true;
+  }
+  void release(const std::string& peer) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (--counts_[peer] <= 0) counts_.erase(peer);
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, int> counts_;
+};
+
 // cpp-httplib 0.11.4 is a compiled library: its listen() uses the backlog it was built with
 // (CPPHTTPLIB_LISTEN_BACKLOG, 5), whatever this file defines, and a burst of connections
-// beyond it is refused. The listening socket is only visible to subclasses.
+// beyond it is refused; its connections have no overall deadline. The listening socket and
+// the per-connection hook are open to subclasses: this one raises the backlog and serves
+// each connection through a DeadlineStream, then hands each request to cpp-httplib as usual.
 template <class Base>
-class TunedServer : public Base {
+class TunedServer final : public Base {
  public:
   using Base::Base;
   // Linux applies a second listen() on a listening socket as a new backlog.
   bool raise_backlog(int backlog) { return ::listen(this->svr_sock_, backlog) == 0; }
+
+ private:
+  static constexpr bool kTls = std::is_base_of_v<httplib::SSLServer, Base>;
+
+  bool process_and_close_socket(socket_t sock) override {
+    std::string peer;
+    int port = 0;
+    address_of(sock, true, peer, port);
+    bool ret = false;
+    if (peers_.acquire(peer)) {
+      int flags = ::fcntl(sock, F_GETFL, 0);
+      ::fcntl(sock, F_SETFL, flags | O_NONBLOCK);
+      ret = serve(sock);
+      peers_.release(peer);
+    }
+    ::shutdown(sock, SHUT_RDWR);
+    ::close(sock);
+    return ret;
+  }
+
+  bool serve(int sock) {
+    const auto first_byte = std::chrono::seconds(RestServer::kReadTimeoutSeconds);
+    if constexpr (kTls) {
+      SSL* ssl = SSL_new(this->ssl_context());
+      if (!ssl) return false;
+      bool ret = false;
+      if (SSL_set_fd(ssl, sock) == 1 && handshake(sock, ssl, Clock::now() + first_byte * 2)) {
+        ret = requests(sock, ssl);
+        if (ret) SSL_shutdown(ssl);  // best effort: the socket is non-blocking
+      }
+      SSL_free(ssl);
+      return ret;
+    } else {
+      return requests(sock, nullptr);
+    }
+  }
+
+  static bool handshake(int sock, SSL* ssl, Clock::time_point deadline) {
+    while (true) {
+      int r = SSL_accept(ssl);
+      if (r == 1) return true;
+      int err = SSL_get_error(ssl, r);
+      short events = err == SSL_ERROR_WANT_READ ? POLLIN : err == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
+      if (!events || !wait_until(sock, events, deadline)) return false;
+    }
+  }
+
+  // The keep-alive loop of cpp-httplib's own process_and_close_socket, with our stream.
+  bool requests(int sock, SSL* ssl) {
+    DeadlineStream strm(sock, ssl);
+    bool ret = false;
+    auto idle = std::chrono::seconds(RestServer::kReadTimeoutSeconds);
+    for (int left = RestServer::kKeepAliveRequests; left > 0 && this->svr_sock_ != INVALID_SOCKET; --left) {
+      if (!strm.next_request(Clock::now() + idle)) break;
+      idle = std::chrono::seconds(RestServer::kKeepAliveSeconds);
+      bool closed = false;
+      if (ssl)
+        ret = this->process_request(strm, left == 1, closed, [ssl](httplib::Request& req) { req.ssl = ssl; });
+      else
+        ret = this->process_request(strm, left == 1, closed, nullptr);
+      if (!ret || closed) break;
+    }
+    return ret;
+  }
+
+  PeerCounter peers_;
 };
 
 void send_json(httplib::Response& res, int status, const std::string& body) {
@@ -127,8 +341,10 @@ Status RestServer::start() {
     server_ = std::make_unique<TunedServer<httplib::Server>>();
   }
   server_->new_task_queue = [] { return new httplib::ThreadPool(kWorkerThreads); };
+  // Connections are served by TunedServer's DeadlineStream; these settings only keep what
+  // cpp-httplib still does itself (the Keep-Alive header it sends) in line with it.
   server_->set_read_timeout(kReadTimeoutSeconds, 0);
-  server_->set_write_timeout(kWriteTimeoutSeconds, 0);
+  server_->set_write_timeout(kRequestSeconds, 0);
   server_->set_keep_alive_timeout(kKeepAliveSeconds);
   server_->set_keep_alive_max_count(kKeepAliveRequests);
   // The handlers read bodies themselves with this bound; this one covers cpp-httplib's own paths.
@@ -185,8 +401,9 @@ Status RestServer::start() {
               ": bursts of connections may be refused");
   port_ = config_.port;
   thread_ = std::thread([this] { server_->listen_after_bind(); });
-  log_info(std::string("[httpserver] REST API on ") + (config_.ssl ? "https" : "http") + "://" + config_.address +
-           ":" + std::to_string(config_.port) + "/api/");
+  const bool v6 = config_.address.find(':') != std::string::npos;
+  log_info(std::string("[httpserver] REST API on ") + (config_.ssl ? "https" : "http") + "://" + (v6 ? "[" : "") +
+           config_.address + (v6 ? "]" : "") + ":" + std::to_string(config_.port) + "/api/");
   if (!config_.auth_enabled && !rest::is_loopback_address(config_.address))
     Logger::instance().log(Severity::kWarning,
                            "[httpserver] REST API on " + config_.address + " without auth: anyone who can reach "

@@ -3,9 +3,10 @@
 // exactly like a module. Thread-safe.
 //
 // Before a body is read, every request goes through allowed_hosts, then the declared body
-// size (max_body_size), then Basic auth; connections have read/write timeouts and a bounded
-// keep-alive, and the server has its own pool of kWorkerThreads threads, so that a few slow
-// or hostile clients cannot take the API away from the others.
+// size (max_body_size), then Basic auth. Reading a request and writing its answer each have
+// a deadline, keep-alive is bounded, and one client address may use at most kThreadsPerPeer
+// of the kWorkerThreads threads, so that a few slow or hostile clients cannot take the API
+// away from the others.
 #pragma once
 
 #include <functional>
@@ -29,13 +30,19 @@ class Core;
 
 class RestServer {
  public:
-  // Threads serving connections: a connection holds one while it is read (at most
-  // kReadTimeoutSeconds between two packets) or waits for the core (a few seconds).
+  // Threads serving connections: a connection holds one while its request is read, waits
+  // for the core (at most a few seconds) and its answer is written.
   static constexpr int kWorkerThreads = 64;
+  // Connections from one address served at once: no single peer can hold the whole pool.
+  static constexpr int kThreadsPerPeer = 32;
   // Connections the kernel queues while every thread is busy (capped by net.core.somaxconn).
   static constexpr int kListenBacklog = 1024;
+  // A new connection must start its request (after TLS) within this.
   static constexpr int kReadTimeoutSeconds = 5;
-  static constexpr int kWriteTimeoutSeconds = 5;
+  // Reading a request, from its first byte to the end of its body, and writing its answer,
+  // have this long each; past it the connection is closed.
+  static constexpr int kRequestSeconds = 10;
+  // Between two requests on a kept-alive connection; at most kKeepAliveRequests of them.
   static constexpr int kKeepAliveSeconds = 2;
   static constexpr int kKeepAliveRequests = 20;
 

@@ -11,10 +11,17 @@
 namespace gorgone::testing {
 namespace {
 
-// A raw TCP connection to 127.0.0.1: to send what an HTTP client library would not.
+// A raw TCP connection to 127.0.0.1 (from `source`, another loopback address, when given):
+// to send what an HTTP client library would not.
 class RawConnection {
  public:
-  explicit RawConnection(int port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+  explicit RawConnection(int port, const char* source = nullptr) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    if (source) {
+      sockaddr_in from{};
+      from.sin_family = AF_INET;
+      ::inet_pton(AF_INET, source, &from.sin_addr);
+      ::bind(fd_, reinterpret_cast<sockaddr*>(&from), sizeof(from));
+    }
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -28,6 +35,12 @@ class RawConnection {
   bool connected() const { return connected_; }
   bool send(const std::string& text) {
     return ::send(fd_, text.data(), text.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(text.size());
+  }
+  // True once the server has closed the connection (nothing more to read, or reset).
+  bool closed_by_server() {
+    char c;
+    ssize_t n = ::recv(fd_, &c, 1, MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
   }
   // Everything until the server closes the connection (or 15 s of silence).
   std::string read_all() {
@@ -283,6 +296,50 @@ TEST(Rest, SlowClientsDoNotStarveTheApi) {
   done = true;
   trickle.join();
   EXPECT_EQ(status, 200) << body;
+}
+
+TEST(Rest, OnePeerCannotHoldEveryThread) {
+  Fleet fleet;
+  fleet.declare(api_host());
+  fleet.start("1");
+  // More slow connections from 127.0.0.1 than the server has threads.
+  std::vector<std::unique_ptr<RawConnection>> slow;
+  for (int i = 0; i < 70; ++i) {
+    slow.push_back(std::make_unique<RawConnection>(fleet.http_port("1")));
+    slow.back()->send("GET /api/internal/constatus HTTP/1.1\r\nHost: gorgone\r\n");
+  }
+  std::atomic<bool> done{false};
+  std::thread trickle([&] {
+    while (!done) {
+      for (auto& c : slow) c->send("X-Slow: 1\r\n");
+      for (int i = 0; i < 5 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  // Another address is still served.
+  RawConnection other(fleet.http_port("1"), "127.0.0.2");
+  ASSERT_TRUE(other.connected());
+  ASSERT_TRUE(other.send("GET /api/internal/constatus HTTP/1.1\r\nHost: gorgone\r\nConnection: close\r\n\r\n"));
+  std::string answer = other.read_all();
+  done = true;
+  trickle.join();
+  EXPECT_EQ(status_of(answer), 200) << answer;
+}
+
+TEST(Rest, ARequestStillUnreadAtItsDeadlineIsDropped) {
+  Fleet fleet;
+  fleet.declare(api_host());
+  fleet.start("1");
+  // A header line ten times a second: never a gap long enough for a per-read timeout.
+  RawConnection slow(fleet.http_port("1"));
+  ASSERT_TRUE(slow.send("GET /api/internal/constatus HTTP/1.1\r\nHost: gorgone\r\n"));
+  bool dropped = eventually(
+      [&] {
+        if (slow.closed_by_server()) return true;
+        return !slow.send("X-Slow: 1\r\n");
+      },
+      std::chrono::seconds(60));
+  EXPECT_TRUE(dropped);
+  EXPECT_EQ(fleet.get("1", "/api/internal/constatus").first, 200);
 }
 
 TEST(Rest, ListensWithABacklogForBursts) {
