@@ -99,6 +99,14 @@ Result<CoreConfig> parse_core_config(const YAML::Node& root, const std::string& 
   if (*keysize != 16 && *keysize != 24 && *keysize != 32)
     return bad(file, "gorgonecore.external_com_keysize", "must be 16, 24 or 32");
   c.external_com_keysize = static_cast<std::size_t>(*keysize);
+  auto max_sessions = integer(core["external_com_max_sessions"], file, "gorgonecore.external_com_max_sessions", 10000,
+                              1, 1000000);
+  if (!max_sessions) return Error{max_sessions.error()};
+  c.external_com_max_sessions = static_cast<std::size_t>(*max_sessions);
+  auto helo_rate = integer(core["external_com_helo_per_minute"], file, "gorgonecore.external_com_helo_per_minute", 60,
+                           0, 1000000);
+  if (!helo_rate) return Error{helo_rate.error()};
+  c.external_com_helo_per_minute = static_cast<int>(*helo_rate);
   auto timeout = integer(core["timeout"], file, "gorgonecore.timeout", 50, 1, 3600);
   if (!timeout) return Error{timeout.error()};
   c.timeout = static_cast<int>(*timeout);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <sys/time.h>
 #include <unistd.h>
@@ -60,6 +61,37 @@ void yaml_to_json(const YAML::Node& n, json::Writer& w) {
 }
 
 std::string hex_identity(const std::string& id) { return protocol::to_hex(id); }
+
+// {"error":<error>,"message":<message>}, both quoted: the message often names peer text.
+std::string error_json(std::string_view error, std::string_view message) {
+  rapidjson::StringBuffer sb;
+  json::Writer w(sb);
+  w.StartObject();
+  w.Key("error");
+  w.String(error.data(), static_cast<rapidjson::SizeType>(error.size()));
+  w.Key("message");
+  w.String(message.data(), static_cast<rapidjson::SizeType>(message.size()));
+  w.EndObject();
+  return std::string(sb.GetString(), sb.GetSize());
+}
+
+// {"action":<action>,"message":<message>[,"data":<data_json>]}: Gorgone's answer to an
+// internal action. data_json is JSON this host built.
+std::string action_json(std::string_view action, std::string_view message, std::string_view data_json = {}) {
+  rapidjson::StringBuffer sb;
+  json::Writer w(sb);
+  w.StartObject();
+  w.Key("action");
+  w.String(action.data(), static_cast<rapidjson::SizeType>(action.size()));
+  w.Key("message");
+  w.String(message.data(), static_cast<rapidjson::SizeType>(message.size()));
+  if (!data_json.empty()) {
+    w.Key("data");
+    w.RawValue(data_json.data(), data_json.size(), rapidjson::kObjectType);
+  }
+  w.EndObject();
+  return std::string(sb.GetString(), sb.GetSize());
+}
 
 }  // namespace
 
@@ -125,6 +157,12 @@ Status Core::load_keys() {
   auto pub = protocol::RsaKey::load_public_file(config_.pubkey);
   if (!pub) return Status::failure(config_.source_file + ": gorgone.gorgonecore.pubkey: " + pub.error());
   server_key_ = std::move(priv.value());
+  // The example pair shipped with the sources (examples/keys/central) is public: a host that
+  // uses it can be impersonated by anyone who has the sources.
+  if (server_key_->jwk_thumbprint() == "CnVbRZdQHHZN8h1vjJ2vG3sQOznWnB1pxsYiWuj63M0")
+    log_warning("[core] the key pair '" + config_.privkey +
+                "' is the public example pair shipped with the sources: anyone can impersonate this host. "
+                "Outside the demo, delete both key files and restart: a new pair is generated");
   return Status::success();
 }
 
@@ -153,6 +191,8 @@ Status Core::setup() {
   if (!config_.external_com_type.empty()) {
     protocol::HandshakeServer::Config hc{*server_key_, config_.authorized_clients, config_.hostname,
                                          config_.external_com_keysize};
+    hc.max_sessions = config_.external_com_max_sessions;
+    hc.helo_per_minute = config_.external_com_helo_per_minute;
     handshake_.emplace(std::move(hc));
     auto ids = history_->load_identities();
     if (ids) {
@@ -172,9 +212,15 @@ Status Core::setup() {
     external_.emplace(context_, zmq::socket_type::router);
     external_->set(zmq::sockopt::routing_id, "router-external");
     external_->set(zmq::sockopt::linger, 0);
-    external_->set(zmq::sockopt::router_handover, 1);
+    // No handover: a second connection with a live peer's routing id is refused, so nobody
+    // takes over the peer's answers (or replays into its session) while it is connected.
+    external_->set(zmq::sockopt::router_handover, 0);
     external_->set(zmq::sockopt::router_mandatory, 1);
     external_->set(zmq::sockopt::maxmsgsize, config_.max_frame_size);
+    // ZMTP heartbeats: a peer that vanished without closing (NAT, cable) is noticed within
+    // 90 s, so its routing id is free again for its reconnection.
+    external_->set(zmq::sockopt::heartbeat_ivl, 30000);
+    external_->set(zmq::sockopt::heartbeat_timeout, 90000);
     if (config_.external_com_type == "tcp") external_->set(zmq::sockopt::tcp_keepalive, 1);
     std::string endpoint = config_.external_com_type + "://" + config_.external_com_path;
     try {
@@ -318,6 +364,10 @@ int Core::run() {
 }
 
 void Core::tick() {
+  if (reopen_requested_.exchange(false)) {
+    if (Logger::instance().reopen()) log_info("[core] SIGHUP: log file reopened");
+    else log_error(std::string("[core] SIGHUP: cannot reopen the log file: ") + std::strerror(errno));
+  }
   if (stop_requested_ && !stopping_) {
     stopping_ = true;
     stop_started_ = std::chrono::steady_clock::now();
@@ -413,25 +463,38 @@ void Core::read_external() {
       continue;
     }
     std::int64_t now = now_s();
-    auto out = handshake_->on_message(identity, body.to_string_view(), now);
+    // The peer's address (TCP) bounds its HELO rate; routing ids are the peer's to choose.
+    std::string peer;
+    try {
+      if (const char* address = body.gets("Peer-Address")) peer = address;
+    } catch (const zmq::error_t&) {
+    }
+    auto out = handshake_->on_message(identity, body.to_string_view(), now, peer);
     using Kind = protocol::HandshakeServer::Outcome::Kind;
     switch (out.kind) {
       case Kind::kReply:
-        if (!out.log.empty()) log_info("[core] " + out.log);
+        if (!out.log.empty()) log_info("[core] " + out.log + " [identity " + hex_identity(identity) + "]");
         send_router(*external_, identity, out.reply);
         break;
-      case Kind::kNewSession: {
-        log_info("[core] " + (out.log.empty() ? "new session for " + hex_identity(identity) : out.log));
-        if (const auto* s = handshake_->session(identity)) {
-          IdentityRow row{hex_identity(identity), protocol::to_hex(s->key), protocol::to_hex(s->iv), "", "",
-                          s->ctime, s->mtime};
-          Status st = history_->save_identity(row);
-          if (!st) log_error("[core] cannot store session of " + hex_identity(identity) + ": " + st.message());
-        }
+      case Kind::kNewSession:
+        // Stored once the client uses it (its first frame proves it holds the private key).
+        log_info("[core] " + (out.log.empty() ? "handshake with " + hex_identity(identity) : out.log) +
+                 ": key sent, the session starts at its first frame");
         send_router(*external_, identity, out.reply);
         break;
-      }
+      case Kind::kDropped:
+        log_error("[core] " + hex_identity(identity) + (peer.empty() ? "" : " (" + peer + ")") + ": " + out.log);
+        break;
       case Kind::kMessage:
+        if (out.persist) {
+          log_info("[core] new session for " + hex_identity(identity));
+          if (const auto* s = handshake_->session(identity)) {
+            IdentityRow row{hex_identity(identity), protocol::to_hex(s->key), protocol::to_hex(s->iv), "", "",
+                            s->ctime, s->mtime};
+            Status st = history_->save_identity(row);
+            if (!st) log_error("[core] cannot store session of " + hex_identity(identity) + ": " + st.message());
+          }
+        }
         // The session's mtime is written to the database in batches (tick), not once per
         // message: it only matters for purging and for restoring sessions after a restart.
         touched_identities_.insert(identity);
@@ -490,7 +553,7 @@ void Core::message_run(const std::string& router, const std::string& identity, s
   if (has_target) {
     LoadedModule* p = proxy();
     if (!p) {
-      std::string msg = R"({"error":"no_proxy","message":"no proxy configured. cannot manage target."})";
+      std::string msg = error_json("no_proxy", "no proxy configured. cannot manage target.");
       add_history(&frame.token, code::kActionFinishKo, msg);
       reply(router, identity, "ACK", frame.token, code::kActionFinishKo, msg);
       return;
@@ -507,7 +570,7 @@ void Core::message_run(const std::string& router, const std::string& identity, s
   }
   auto ev = events_.find(frame.action);
   if (ev == events_.end()) {
-    std::string msg = R"({"error":"unknown_action","message":"action ')" + frame.action + R"(' is unknown"})";
+    std::string msg = error_json("unknown_action", "action '" + frame.action + "' is unknown");
     // Gorgone answers an unknown action with an empty token.
     add_history(&frame.token, code::kActionFinishKo, msg);
     reply(router, identity, "ACK", "", code::kActionFinishKo, msg);
@@ -635,10 +698,10 @@ void Core::run_internal_action(const std::string& router, const std::string& ide
     std::string data;
     int c;
     if (status.empty()) {
-      data = R"({"action":"constatus","message":"cannot get value"})";
+      data = action_json("constatus", "cannot get value");
       c = code::kActionFinishKo;
     } else {
-      data = R"({"action":"constatus","message":"ok","data":)" + status + "}";
+      data = action_json("constatus", "ok", status);
       c = code::kActionFinishOk;
     }
     add_history(token, c, data);
@@ -665,7 +728,7 @@ void Core::run_internal_action(const std::string& router, const std::string& ide
   } else if (a == "SYNCLOGS") {
     if (p && p->hooks.synclog) (void)p->hooks.synclog();
     reply(router, identity, "ACK", frame.token, code::kActionBegin,
-          R"({"action":"synclog","message":"synclog launched"})");
+          action_json("synclog", "synclog launched"));
   } else if (a == "SETCOREID") {
     json::Document doc;
     std::optional<std::string> newid;
@@ -683,10 +746,9 @@ void Core::run_internal_action(const std::string& router, const std::string& ide
       log_info("[core] core id set to " + *newid);
     }
     reply(router, identity, "ACK", frame.token, code::kActionFinishOk,
-          R"({"action":"setcoreid","message":"setcoreid changed"})");
+          action_json("setcoreid", "setcoreid changed"));
   } else if (a == "GETTHUMBPRINT") {
-    std::string data = R"({"action":"getthumbprint","message":"ok","data":{"thumbprint":")" +
-                       server_key_->jwk_thumbprint() + "\"}}";
+    std::string data = action_json("getthumbprint", "ok", "{\"thumbprint\":" + json::quote(server_key_->jwk_thumbprint()) + "}");
     add_history(token, code::kActionFinishOk, data);
     reply(router, identity, "GETTHUMBPRINT", frame.token, code::kActionFinishOk, data);
   } else if (a == "INFORMATION") {
@@ -741,11 +803,11 @@ void Core::run_internal_action(const std::string& router, const std::string& ide
     for (auto& m : modules_) (void)m->hooks.broadcast(frame);
     reply(router, identity, "ACK", frame.token, code::kActionBegin, "null");
   } else if (a.rfind("BCAST", 0) == 0) {
-    std::string msg = R"({"error":"unknown_action","message":"action ')" + a + R"(' is unknown"})";
+    std::string msg = error_json("unknown_action", "action '" + a + "' is unknown");
     reply(router, identity, "ACK", "", code::kActionFinishKo, msg);
   } else {
     // ADDLISTENER, KILL, SETMODULEKEY, LOADMODULE, UNLOADMODULE: not offered by this host.
-    std::string msg = R"({"message":"action ')" + a + R"(' is not supported by this core"})";
+    std::string msg = json::message("action '" + a + "' is not supported by this core");
     add_history(token, code::kActionFinishKo, msg);
     reply(router, identity, "ACK", frame.token, code::kActionFinishKo, msg);
   }

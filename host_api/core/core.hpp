@@ -39,6 +39,8 @@ class Core final : public Host {
   int run();
   // Async-signal-safe.
   void request_stop() { stop_requested_.store(true); }
+  // Async-signal-safe: the loop reopens the log file at its next turn (SIGHUP).
+  void request_reopen() { reopen_requested_.store(true); }
 
   // Host
   void log(Severity severity, std::string_view message) override;
@@ -96,6 +98,7 @@ class Core final : public Host {
   std::unique_ptr<RestServer> rest_;
   mutable std::mutex id_mu_;  // guards config_.id (SETCOREID may set it)
   std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> reopen_requested_{false};
   std::atomic<bool> stopping_{false};
   std::chrono::steady_clock::time_point stop_started_;
   std::chrono::steady_clock::time_point last_gently_;

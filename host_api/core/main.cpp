@@ -14,6 +14,10 @@ gorgone::Core* g_core = nullptr;
 void on_signal(int) {
   if (g_core) g_core->request_stop();
 }
+// logrotate sends SIGHUP after moving the log file: open it again, keep running.
+void on_hangup(int) {
+  if (g_core) g_core->request_reopen();
+}
 
 int usage() {
   std::cerr << "usage: gorgone-host --config FILE [--logfile FILE] [--severity debug|info|notice|warning|error]\n";
@@ -80,6 +84,9 @@ int main(int argc, char** argv) {
   sa.sa_handler = on_signal;
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
+  struct sigaction hup{};
+  hup.sa_handler = on_hangup;
+  sigaction(SIGHUP, &hup, nullptr);
   signal(SIGPIPE, SIG_IGN);
   int rc = (*core)->run();
   g_core = nullptr;

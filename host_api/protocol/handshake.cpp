@@ -7,11 +7,14 @@
 
 #include "gorgone/protocol/handshake.hpp"
 
+#include "gorgone/protocol/frame.hpp"
+
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
 #include <algorithm>
+#include <functional>
 #include <utility>
 
 namespace gorgone::protocol {
@@ -376,52 +379,168 @@ HandshakeServer::Outcome reply(std::string text, std::string log = std::string()
 
 HandshakeServer::Outcome refuse(std::string log) { return reply(std::string(kHandshakeIssueReply), std::move(log)); }
 
+struct Decrypted {
+  std::string plaintext;
+  bool old_key = false;
+};
+
 // Tries the current key then the previous one; the first plaintext that looks like a frame wins.
-std::optional<std::string> decrypt_session_message(const HandshakeServer::Session& s, std::string_view wire) {
+std::optional<Decrypted> decrypt_session_message(const HandshakeServer::Session& s, std::string_view wire) {
   auto raw = base64_decode(wire);
   if (!raw) return std::nullopt;
   const std::pair<const std::string*, const std::string*> keys[] = {{&s.key, &s.iv}, {&s.oldkey, &s.oldiv}};
-  for (const auto& [key, iv] : keys) {
+  for (std::size_t i = 0; i < 2; ++i) {
+    const auto& [key, iv] = keys[i];
     if (key->empty()) continue;
     auto cipher = SymmetricCipher::create(*key, *iv);
     if (!cipher) continue;
     auto plaintext = cipher->decrypt(raw.value());
-    if (plaintext && matches_decrypted_frame(plaintext.value())) return std::move(plaintext.value());
+    if (plaintext && matches_decrypted_frame(plaintext.value()) && matches_session_frame(plaintext.value()))
+      return Decrypted{std::move(plaintext.value()), i == 1};
   }
   return std::nullopt;
 }
 
+// Requests that legitimately come again with the same bytes: periodic polls sent without a
+// token ("[PING] [] [] {}" every period, a pull poller's REGISTERNODES keep-alive). Repeating
+// them changes nothing.
+bool idempotent(std::string_view action) {
+  for (std::string_view a : {"PING", "GETLOG", "REGISTERNODES", "SYNCLOGS", "CONSTATUS", "GETTHUMBPRINT", "INFORMATION"})
+    if (action == a) return true;
+  return false;
+}
+
+std::uint64_t hash_of(std::string_view tag, std::string_view text) {
+  std::uint64_t h = std::hash<std::string_view>{}(text) ^ (std::hash<std::string_view>{}(tag) * 0x9e3779b97f4a7c15ULL);
+  return h;
+}
+
+// Whether a decrypted frame may run, remembering what it must. A frame with a token runs once:
+// the token is what a replay repeats. A REMOTECOPY arrives as a series of PROCESSCOPY frames
+// that share one token, so that token is remembered when the series ends ("status":"end"); a
+// chunk replayed inside an open series breaks the copy's MD5 check and gets a KO there. A
+// frame without a token is remembered by its whole text, except the idempotent polls above.
+bool admit(ReplayMemory& seen, std::string_view plaintext) {
+  auto frame = parse_frame(plaintext);
+  if (!frame) return true;  // not a request: the core answers it "not well formatted"
+  if (frame->token.empty()) {
+    if (idempotent(frame->action)) return true;
+    return seen.insert(hash_of("frame", plaintext));
+  }
+  std::uint64_t h = hash_of("token", frame->token);
+  if (frame->action == "PROCESSCOPY") {
+    if (seen.contains(h)) return false;
+    if (frame->data.find("\"status\":\"end\"") != std::string::npos) seen.insert(h);
+    return true;
+  }
+  return seen.insert(h);
+}
+
 }  // namespace
+
+bool ReplayMemory::contains(std::uint64_t hash) const {
+  if (slots_.empty()) return false;
+  if (hash == 0) hash = 1;
+  std::size_t mask = slots_.size() - 1;
+  for (std::size_t i = hash & mask;; i = (i + 1) & mask) {
+    if (slots_[i] == 0) return false;
+    if (slots_[i] == hash) return true;
+  }
+}
+
+bool ReplayMemory::insert(std::uint64_t hash) {
+  if (hash == 0) hash = 1;
+  if (contains(hash)) return false;
+  if ((size_ + 1) * 2 > slots_.size()) {  // load factor at most 1/2
+    std::vector<std::uint64_t> old;
+    old.swap(slots_);
+    slots_.assign(old.empty() ? 64 : old.size() * 2, 0);
+    size_ = 0;
+    for (std::uint64_t h : old)
+      if (h != 0) insert(h);
+  }
+  std::size_t mask = slots_.size() - 1;
+  std::size_t i = hash & mask;
+  while (slots_[i] != 0) i = (i + 1) & mask;
+  slots_[i] = hash;
+  ++size_;
+  return true;
+}
+
+void ReplayMemory::clear() {
+  std::vector<std::uint64_t>().swap(slots_);
+  size_ = 0;
+}
 
 HandshakeServer::HandshakeServer(Config config) : config_(std::move(config)) {
   // AES only has these key sizes; anything else would make every session unusable.
   if (config_.keysize != 16 && config_.keysize != 24 && config_.keysize != 32) config_.keysize = 32;
+  if (config_.replay_capacity < 16) config_.replay_capacity = 16;
   pubkey_reply_ = "[PUBKEY] [" + base64_encode(config_.server_key.public_pem_wire()) + "]";
 }
 
+HandshakeServer::Outcome HandshakeServer::accept_frame(Session& s, bool old_key, std::string plaintext,
+                                                        std::int64_t now, bool promoted) {
+  ReplayMemory& seen = old_key ? s.seen_old : s.seen;
+  if (!admit(seen, plaintext)) {
+    Outcome out{Outcome::Kind::kDropped, std::string(), std::string(),
+                "replayed frame refused (its token was already received on this session): " + excerpt(plaintext.substr(0, 64))};
+    return out;
+  }
+  if (s.seen.size() >= config_.replay_capacity) s.rekey = true;
+  s.mtime = now;
+  Outcome out{Outcome::Kind::kMessage, std::string(), std::move(plaintext), std::string()};
+  out.persist = promoted;
+  return out;
+}
+
+std::optional<HandshakeServer::Outcome> HandshakeServer::over_limits(const std::string& identity, const std::string& peer,
+                                                                     std::int64_t now) {
+  if (config_.helo_per_minute > 0) {
+    Bucket& b = helo_buckets_[peer];
+    if (b.window != now / 60) b = Bucket{now / 60, 0, false};
+    if (++b.count > config_.helo_per_minute) {
+      // One log line per peer and minute, however many HELOs it sends.
+      std::string log = b.reported ? std::string()
+                                   : "handshake refused: more than " + std::to_string(config_.helo_per_minute) +
+                                         " HELO per minute from " + (peer.empty() ? std::string("one peer") : excerpt(peer));
+      b.reported = true;
+      return refuse(std::move(log));
+    }
+  }
+  bool known = sessions_.count(identity) || pending_.count(identity);
+  if (!known && sessions_.size() + pending_.size() >= config_.max_sessions)
+    return refuse("handshake refused: " + std::to_string(config_.max_sessions) + " sessions already (max_sessions)");
+  if (!pending_.count(identity) && pending_.size() >= config_.max_pending)
+    return refuse("handshake refused: " + std::to_string(config_.max_pending) + " handshakes wait for their first frame");
+  return std::nullopt;
+}
+
 HandshakeServer::Outcome HandshakeServer::on_message(const std::string& identity, std::string_view wire,
-                                                     std::int64_t now) {
+                                                     std::int64_t now, const std::string& peer) {
   if (is_getpubkey(wire)) return reply(pubkey_reply_);
 
   auto it = sessions_.find(identity);
   if (it != sessions_.end()) {
-    auto plaintext = decrypt_session_message(it->second, wire);
-    if (plaintext && matches_session_frame(*plaintext)) {
-      it->second.mtime = now;
-      return Outcome{Outcome::Kind::kMessage, std::string(), std::move(*plaintext), std::string()};
+    if (auto d = decrypt_session_message(it->second, wire)) return accept_frame(it->second, d->old_key, std::move(d->plaintext), now, false);
+    // Not a session message: maybe the frame of a pending handshake, or a new HELO.
+  }
+  auto p = pending_.find(identity);
+  if (p != pending_.end()) {
+    if (auto d = decrypt_session_message(p->second.session, wire)) {
+      // The client proved it holds the private key: the handshake becomes its session.
+      Session& s = sessions_[identity];
+      s = std::move(p->second.session);
+      pending_.erase(p);
+      return accept_frame(s, false, std::move(d->plaintext), now, true);
     }
-    // Not a session message: maybe the client redoes a handshake.
   }
 
-  // library.pm::is_client_can_connect
+  // library.pm::is_client_can_connect, with every check that costs no private-key work first.
   if (wire.size() > kMaxHeloSize) return refuse("Decoding issue. Protocol not good: message too large for a HELO");
   auto fields = match_helo(wire);
   if (!fields) return refuse("Decoding issue. Protocol not good: " + excerpt(wire));
-  auto ct = base64_decode(fields->ciphertext_b64);
-  if (!ct) return refuse("Decoding issue: " + ct.error());
-  auto helo = config_.server_key.decrypt_pkcs1(ct.value());
-  if (!helo) return refuse("Decoding issue: " + helo.error());
-  if (helo.value() != "HELO") return refuse("Encrypted issue for HELO");
+  if (auto limited = over_limits(identity, peer, now)) return std::move(*limited);
   auto pem = base64_decode(fields->pubkey_b64);
   if (!pem) return refuse("Cannot load client pubkey: " + pem.error());
   auto client_key = RsaKey::load_public(pem.value());
@@ -430,6 +549,11 @@ HandshakeServer::Outcome HandshakeServer::on_message(const std::string& identity
   bool authorized = false;
   for (const auto& allowed : config_.authorized_clients) authorized = authorized || allowed == thumbprint;
   if (!authorized) return refuse("Client pubkey is not authorized. Thumbprint is '" + thumbprint + "'");
+  auto ct = base64_decode(fields->ciphertext_b64);
+  if (!ct) return refuse("Decoding issue: " + ct.error());
+  auto helo = config_.server_key.decrypt_pkcs1(ct.value());
+  if (!helo) return refuse("Decoding issue: " + helo.error());
+  if (helo.value() != "HELO") return refuse("Encrypted issue for HELO");
 
   KeyMessage m;
   m.hostname = config_.hostname;
@@ -438,12 +562,13 @@ HandshakeServer::Outcome HandshakeServer::on_message(const std::string& identity
   auto sealed = seal_key_for(client_key.value(), m);
   if (!sealed) return refuse("core key response encrypt issue: " + sealed.error());
 
-  Session& s = sessions_[identity];
-  s = Session{};
-  s.key = std::move(m.key);
-  s.iv = std::move(m.iv);
-  s.ctime = now;
-  s.mtime = now;
+  Pending& pending = pending_[identity];
+  pending = Pending{};
+  pending.since = now;
+  pending.session.key = std::move(m.key);
+  pending.session.iv = std::move(m.iv);
+  pending.session.ctime = now;
+  pending.session.mtime = now;
   return Outcome{Outcome::Kind::kNewSession, std::move(sealed.value()), std::string(),
                  "Connection from " + excerpt(fields->identity)};
 }
@@ -460,6 +585,10 @@ std::optional<std::string> HandshakeServer::encrypt_for(const std::string& ident
 std::vector<HandshakeServer::Rotation> HandshakeServer::rotate(std::int64_t now, std::int64_t rotation_seconds,
                                                                std::int64_t idle_seconds) {
   std::vector<Rotation> out;
+  for (auto it = pending_.begin(); it != pending_.end();)
+    it = now - it->second.since > config_.pending_seconds ? pending_.erase(it) : std::next(it);
+  for (auto it = helo_buckets_.begin(); it != helo_buckets_.end();)
+    it = it->second.window != now / 60 ? helo_buckets_.erase(it) : std::next(it);
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     Session& s = it->second;
     // core.pm::check_external_rotate_keys forgets idle sessions from memory only.
@@ -467,7 +596,7 @@ std::vector<HandshakeServer::Rotation> HandshakeServer::rotate(std::int64_t now,
       it = sessions_.erase(it);
       continue;
     }
-    if (rotation_seconds > 0 && now - s.ctime >= rotation_seconds) {
+    if (s.rekey || (rotation_seconds > 0 && now - s.ctime >= rotation_seconds)) {
       auto current = SymmetricCipher::create(s.key, s.iv);
       if (current) {
         KeyMessage m;
@@ -481,6 +610,10 @@ std::vector<HandshakeServer::Rotation> HandshakeServer::rotate(std::int64_t now,
         s.key = std::move(m.key);
         s.iv = std::move(m.iv);
         s.ctime = now;
+        // Frames under the key before the previous one no longer decrypt: their tokens can go.
+        s.seen_old = std::move(s.seen);
+        s.seen.clear();
+        s.rekey = false;
       }
     }
     ++it;
@@ -497,6 +630,9 @@ const HandshakeServer::Session* HandshakeServer::session(const std::string& iden
   return it == sessions_.end() ? nullptr : &it->second;
 }
 
-void HandshakeServer::forget(const std::string& identity) { sessions_.erase(identity); }
+void HandshakeServer::forget(const std::string& identity) {
+  sessions_.erase(identity);
+  pending_.erase(identity);
+}
 
 }  // namespace gorgone::protocol

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <ctime>
 
+#include "gorgone/protocol/crypto.hpp"
 #include "gorgone/status_codes.hpp"
 
 namespace gorgone::proxy {
@@ -58,61 +59,146 @@ void Proxy::ko(const std::string* token, const std::string& message) {
   host_.add_history(token, code::kActionFinishKo, json::message(message));
 }
 
+std::string Proxy::describe(const RouteContext& ctx, const protocol::Frame& frame) const {
+  if (ctx.router_type == "external") {
+    const Node* n = registry_.node_by_identity(ctx.identity);
+    return n ? "node '" + n->id + "'" : "connection " + protocol::to_hex(ctx.identity.substr(0, 48));
+  }
+  if (relayed(ctx)) return "node '" + frame.target + "'";
+  return "local module";
+}
+
+bool Proxy::relayed(const RouteContext& ctx) { return ctx.router_type == "internal" && ctx.identity.rfind("gorgone-proxy-", 0) == 0; }
+
 void Proxy::routing(const protocol::Frame& frame, const RouteContext& ctx) {
-  (void)ctx;
   json::Document doc;
   std::string error;
   if (!json::parse(doc, frame.data, &error)) {
-    host_.log(Severity::kError, "[proxy] Cannot decode json data for " + frame.action + ": " + error);
+    host_.log(Severity::kError, "[proxy] Cannot decode json data for " + frame.action + " from " + describe(ctx, frame) +
+                                    ": " + error);
     ko(&frame.token, "proxy - cannot decode json");
     return;
   }
   const std::string& a = frame.action;
+  const bool external = ctx.router_type == "external";
+  const bool from_node = external || relayed(ctx);
   std::int64_t now = now_s();
   std::vector<std::string> log;
-  if (a == "PONG") {
-    on_pong(doc);
-  } else if (a == "PONGRESET") {
-    auto id = doc.IsObject() && doc.HasMember("data") ? json::member_text(doc["data"], "id") : std::nullopt;
-    if (id && registry_.pong_reset(*id)) host_.log(Severity::kInfo, "[proxy] PongReset received from '" + *id + "'");
-  } else if (a == "REGISTERNODES") {
-    if (!doc.IsObject() || !doc.HasMember("nodes")) return;
-    auto effects = registry_.register_nodes(doc["nodes"], now, settings_.ping, log);
-    for (const auto& l : log) host_.log(Severity::kInfo, "[proxy] " + l);
-    for (const auto& [id, sync] : registry_.sync()) {
-      if (sync.position_loaded) continue;
-      auto pos = host_.history().sync_position(id);
-      SyncState& s = registry_.sync()[id];
-      s.position_loaded = true;
-      if (pos) s.ctime = *pos;
-      else s.position_error = true;
-    }
-    apply(effects);
-  } else if (a == "UNREGISTERNODES") {
-    if (!doc.IsObject() || !doc.HasMember("nodes")) return;
-    auto effects = registry_.unregister_nodes(doc["nodes"], log);
-    for (const auto& l : log) host_.log(Severity::kInfo, "[proxy] " + l);
-    apply(effects);
-    for (auto it = nodes_pool_.begin(); it != nodes_pool_.end();)
-      it = registry_.node(it->first) ? std::next(it) : nodes_pool_.erase(it);
-  } else if (a == "PROXYREADY") {
-    if (auto pool = json::member_text(doc, "pool_id")) {
-      int p = std::atoi(pool->c_str());
-      if (p >= 1 && p <= static_cast<int>(ready_.size())) {
-        ready_[p - 1] = true;
-        // Re-sync a (re)started worker with its nodes.
-        for (const auto& [id, pid] : nodes_pool_)
-          if (pid == p)
-            if (const Node* n = registry_.node(id))
-              send_to_pool(id, protocol::Frame{"PROXYADDNODE", "", id + "~~" + id, n->json});
-        flush_pending();
+  // What a pull node's connection says about a node id comes from the connection itself.
+  const Node* speaker = external ? registry_.node_by_identity(ctx.identity) : nullptr;
+  if (a == "PONG" || a == "SETLOGS") {
+    if (external) {
+      if (!speaker) {
+        host_.log(Severity::kError, "[proxy] " + a + " from " + describe(ctx, frame) +
+                                        " refused: the connection has not registered as a node");
+        return;
       }
+      set_sender_id(doc, speaker->id);
     }
-  } else if (a == "SETLOGS") {
-    setlogs(frame, doc);
+    if (a == "PONG") on_pong(doc);
+    else setlogs(frame, doc);
+  } else if (a == "PONGRESET" || a == "PROXYREADY") {
+    if (external) {
+      host_.log(Severity::kError, "[proxy] " + a + " from " + describe(ctx, frame) + " refused: only this host's workers send it");
+      return;
+    }
+    if (a == "PONGRESET") {
+      auto id = doc.IsObject() && doc.HasMember("data") ? json::member_text(doc["data"], "id") : std::nullopt;
+      if (id && registry_.pong_reset(*id)) host_.log(Severity::kInfo, "[proxy] PongReset received from '" + *id + "'");
+    } else {
+      proxy_ready(doc);
+    }
+  } else if (a == "REGISTERNODES" || a == "UNREGISTERNODES") {
+    if (!doc.IsObject() || !doc.HasMember("nodes")) return;
+    if (from_node) return node_registration(frame, doc, ctx, speaker, now);
+    std::vector<Effect> effects = a == "REGISTERNODES" ? registry_.register_nodes(doc["nodes"], now, settings_.ping, log)
+                                                       : registry_.unregister_nodes(doc["nodes"], log);
+    for (const auto& l : log) host_.log(Severity::kInfo, "[proxy] " + l);
+    after_registration(effects);
   } else {
     route(frame);
   }
+}
+
+void Proxy::set_sender_id(json::Document& doc, const std::string& id) {
+  if (!doc.IsObject()) doc.SetObject();
+  if (!doc.HasMember("data") || !doc["data"].IsObject()) {
+    doc.RemoveMember("data");
+    doc.AddMember("data", json::Value(rapidjson::kObjectType), doc.GetAllocator());
+  }
+  json::Value& data = doc["data"];
+  data.RemoveMember("id");
+  data.AddMember("id", json::Value(id.c_str(), static_cast<rapidjson::SizeType>(id.size()), doc.GetAllocator()),
+                 doc.GetAllocator());
+}
+
+void Proxy::proxy_ready(const json::Document& doc) {
+  auto pool = json::member_text(doc, "pool_id");
+  if (!pool) return;
+  int p = std::atoi(pool->c_str());
+  if (p < 1 || p > static_cast<int>(ready_.size())) return;
+  ready_[p - 1] = true;
+  // Re-sync a (re)started worker with its nodes.
+  for (const auto& [id, pid] : nodes_pool_)
+    if (pid == p)
+      if (const Node* n = registry_.node(id))
+        send_to_pool(id, protocol::Frame{"PROXYADDNODE", "", id + "~~" + id, n->json});
+  flush_pending();
+}
+
+// REGISTERNODES/UNREGISTERNODES from a node: what it may say is in Registry::register_from_node.
+void Proxy::node_registration(const protocol::Frame& frame, const json::Document& doc, const RouteContext& ctx,
+                              const Node* speaker, std::int64_t now) {
+  Claimant from;
+  if (ctx.router_type == "external") {
+    from.identity = ctx.identity;
+    if (speaker) from.node = speaker->id;
+  } else {
+    from.node = frame.target;  // the worker names the node whose connection carried it
+  }
+  if (const Node* n = from.node.empty() ? nullptr : registry_.node(from.node)) {
+    json::Document cfg;
+    if (json::parse(cfg, n->json) && cfg.IsObject()) {
+      std::string v = json::member_text(cfg, "accept_remote_registration").value_or("");
+      from.may_register_below = v == "1" || v == "true" || v == "yes";
+    }
+  }
+  std::vector<std::string> log;
+  std::vector<Takeover> takeovers;
+  std::vector<Effect> effects =
+      frame.action == "REGISTERNODES"
+          ? registry_.register_from_node(from, doc["nodes"], now, settings_.ping, log, takeovers)
+          : registry_.unregister_from_node(from, doc["nodes"], log);
+  for (const auto& t : takeovers) {
+    // The id is held by another connection. If that one is gone (the router cannot reach it:
+    // the poller restarted with a new identity) the new connection takes the id over; while
+    // it is connected, nobody else may speak for that node.
+    Status alive = host_.send_external(t.bound_identity, protocol::Frame{"PING", "", t.node, "{}"});
+    if (!alive) {
+      registry_.bind_identity(t.node, t.claimed_identity, now);
+      log.push_back("Node '" + t.node + "' moved to a new connection (the previous one is gone: " + alive.message() + ")");
+    } else {
+      log.push_back("refused: connection " + protocol::to_hex(t.claimed_identity.substr(0, 48)) + " registered node '" +
+                    t.node + "': another live connection speaks for it");
+    }
+  }
+  for (const auto& l : log)
+    host_.log(l.rfind("refused", 0) == 0 ? Severity::kError : Severity::kInfo, "[proxy] " + l);
+  after_registration(effects);
+}
+
+void Proxy::after_registration(const std::vector<Effect>& effects) {
+  for (const auto& [id, sync] : registry_.sync()) {
+    if (sync.position_loaded) continue;
+    auto pos = host_.history().sync_position(id);
+    SyncState& s = registry_.sync()[id];
+    s.position_loaded = true;
+    if (pos) s.ctime = *pos;
+    else s.position_error = true;
+  }
+  apply(effects);
+  for (auto it = nodes_pool_.begin(); it != nodes_pool_.end();)
+    it = registry_.node(it->first) ? std::next(it) : nodes_pool_.erase(it);
 }
 
 void Proxy::apply(const std::vector<Effect>& effects) {

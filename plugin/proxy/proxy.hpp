@@ -31,6 +31,13 @@ class Proxy {
   Registry& registry() { return registry_; }
 
  private:
+  static bool relayed(const RouteContext& ctx);  // a node's own frame, relayed by a worker
+  std::string describe(const RouteContext& ctx, const protocol::Frame& frame) const;
+  static void set_sender_id(json::Document& doc, const std::string& id);
+  void proxy_ready(const json::Document& doc);
+  void node_registration(const protocol::Frame& frame, const json::Document& doc, const RouteContext& ctx,
+                         const Node* speaker, std::int64_t now);
+  void after_registration(const std::vector<Effect>& effects);
   void ko(const std::string* token, const std::string& message);
   void route(const protocol::Frame& frame);
   void send_to_pool(const std::string& parent, const protocol::Frame& frame);

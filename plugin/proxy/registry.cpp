@@ -99,15 +99,18 @@ std::vector<Effect> Registry::register_nodes(const json::Value& nodes, std::int6
           }
         }
       }
+      // A pull node redefined here keeps the connection it announced.
+      auto current = nodes_.find(id);  // `existing` may be gone (unregistered above)
+      if (current != nodes_.end() && is_pullish(current->second.type) && is_pullish(n.type))
+        n.identity = current->second.identity;
+      else if (current != nodes_.end())
+        clear_identity(current->second);
       nodes_[id] = std::move(n);
     }
     Node& registered = nodes_[id];
     if (is_pullish(type)) {
       std::string identity = text_or(entry, "identity");
-      if (!identity.empty() && is_pullish(registered.type)) {
-        registered.identity = identity;
-        if (last_pong_.count(id)) last_pong_[id] = now;
-      }
+      if (!identity.empty() && is_pullish(registered.type)) bind_identity(id, identity, now);
     }
     if (!last_pong_.count(id)) last_pong_[id] = 0;
     if (!sync_.count(id)) sync_[id] = SyncState{};
@@ -129,7 +132,7 @@ void Registry::unregister_one(const std::string& id, const json::Value* entry, s
   bool prevail = prevails_.count(id) > 0;
   if (it != nodes_.end() && !is_pullish(it->second.type))
     effects.push_back(Effect{Effect::Kind::kDelNode, id, entry ? json::dump(*entry) : "{\"id\":" + json::quote(id) + "}"});
-  if (it != nodes_.end() && is_pullish(it->second.type) && prevail) it->second.identity.clear();
+  if (it != nodes_.end() && is_pullish(it->second.type) && prevail) clear_identity(it->second);
   log.push_back("Node '" + id + "' is unregistered");
   if (it != nodes_.end()) {
     for (const auto& [sid, score] : it->second.subnodes) {
@@ -141,7 +144,10 @@ void Registry::unregister_one(const std::string& id, const json::Value* entry, s
       if (s->second.statics.empty() && s->second.dynamics.empty()) subnodes_.erase(s);
     }
     drop_parent_everywhere(id, false, true);
+    for (auto c = claimed_subnodes_.begin(); c != claimed_subnodes_.end();)
+      c = c->second == id ? claimed_subnodes_.erase(c) : std::next(c);
     if (!prevail) {
+      clear_identity(it->second);
       nodes_.erase(it);
       // A prevailing pull node keeps its status so that its pings keep being accounted.
       sync_.erase(id);
@@ -158,6 +164,163 @@ std::vector<Effect> Registry::unregister_nodes(const json::Value& nodes, std::ve
     std::string id = entry.IsObject() ? text_or(entry, "id") : json::as_text(entry).value_or("");
     if (id.empty()) continue;
     unregister_one(id, &entry, effects, log);
+  }
+  return effects;
+}
+
+void Registry::clear_identity(Node& n) {
+  auto b = by_identity_.find(n.identity);
+  if (b != by_identity_.end() && b->second == n.id) by_identity_.erase(b);
+  n.identity.clear();
+}
+
+void Registry::bind_identity(const std::string& id, const std::string& identity, std::int64_t now) {
+  auto it = nodes_.find(id);
+  if (it == nodes_.end() || !is_pullish(it->second.type)) return;
+  clear_identity(it->second);
+  // A connection speaks for one node: a routing id reused for another node leaves the first.
+  auto previous = by_identity_.find(identity);
+  if (previous != by_identity_.end() && previous->second != id)
+    if (auto other = nodes_.find(previous->second); other != nodes_.end()) other->second.identity.clear();
+  it->second.identity = identity;
+  by_identity_[identity] = id;
+  if (last_pong_.count(id)) last_pong_[id] = now;
+}
+
+const Node* Registry::node_by_identity(const std::string& identity) const {
+  auto b = by_identity_.find(identity);
+  return b == by_identity_.end() ? nullptr : node(b->second);
+}
+
+std::vector<Effect> Registry::register_from_node(const Claimant& from, const json::Value& nodes, std::int64_t now,
+                                                 std::int64_t ping, std::vector<std::string>& log,
+                                                 std::vector<Takeover>& takeovers) {
+  std::vector<Effect> effects;
+  if (!nodes.IsArray()) return effects;
+  std::string who = from.node.empty() ? "an unregistered connection" : "node '" + from.node + "'";
+  auto refuse = [&](const std::string& id, const std::string& why) {
+    log.push_back("refused: " + who + " registered node '" + id + "': " + why);
+  };
+  for (const auto& entry : nodes.GetArray()) {
+    if (!entry.IsObject()) continue;
+    std::string id = text_or(entry, "id");
+    if (id.empty() || id.find("~~") != std::string::npos) {
+      refuse(id, "not a valid id");
+      continue;
+    }
+    std::string type = text_or(entry, "type", "push_zmq");
+    std::string identity = text_or(entry, "identity");
+    bool self = !from.identity.empty() && (from.node.empty() || from.node == id);
+    if (self) {
+      // A pull poller announcing itself on the connection that carries the announcement.
+      if (!is_pullish(type)) {
+        refuse(id, "a connected node can only announce itself as pull, not '" + type + "'");
+        continue;
+      }
+      if (identity != from.identity) {
+        refuse(id, "the identity it gives is not the one of its connection");
+        continue;
+      }
+      if (prevails_subnodes_.count(id) || (subnodes_.count(id) && !nodes_.count(id))) {
+        refuse(id, "it is a subnode of another node here");
+        continue;
+      }
+      auto existing = nodes_.find(id);
+      if (existing != nodes_.end() && !is_pullish(existing->second.type)) {
+        refuse(id, "it is a " + existing->second.type + " node here; a node cannot change its type");
+        continue;
+      }
+      if (existing == nodes_.end()) {
+        Node n;
+        n.id = id;
+        n.type = type;
+        n.local = false;
+        rapidjson::StringBuffer sb;
+        json::Writer w(sb);
+        w.StartObject();
+        w.Key("id");
+        w.String(id.c_str(), static_cast<rapidjson::SizeType>(id.size()));
+        w.Key("type");
+        w.String(type.c_str(), static_cast<rapidjson::SizeType>(type.size()));
+        w.EndObject();
+        n.json.assign(sb.GetString(), sb.GetSize());
+        nodes_[id] = std::move(n);
+        if (!last_pong_.count(id)) last_pong_[id] = 0;
+        if (!sync_.count(id)) sync_[id] = SyncState{};
+        PingStatus st;
+        st.type = type;
+        st.next_ping = now + random_below(ping);
+        status_[id] = st;
+        log.push_back("Node '" + id + "' is registered (announced by its connection)");
+      }
+      const Node& n = nodes_[id];
+      if (!n.identity.empty() && n.identity != identity) {
+        takeovers.push_back(Takeover{id, n.identity, identity});
+        continue;
+      }
+      bind_identity(id, identity, now);
+      continue;
+    }
+    // Anything else is an id below the sender.
+    if (from.node.empty()) {
+      refuse(id, "the connection has not announced which node it is");
+      continue;
+    }
+    if (!from.may_register_below) {
+      refuse(id, "its configuration here does not set accept_remote_registration");
+      continue;
+    }
+    if (id == from.node || nodes_.count(id) || prevails_subnodes_.count(id)) {
+      refuse(id, "that id is defined here");
+      continue;
+    }
+    auto claimed = claimed_subnodes_.find(id);
+    auto sub = subnodes_.find(id);
+    bool defined_here = sub != subnodes_.end() && !sub->second.statics.empty() &&
+                        (claimed == claimed_subnodes_.end() || sub->second.statics.size() > 1 ||
+                         !sub->second.statics.count(claimed->second));
+    if (defined_here || (claimed != claimed_subnodes_.end() && claimed->second != from.node)) {
+      refuse(id, "that id is defined here or registered by another node");
+      continue;
+    }
+    claimed_subnodes_[id] = from.node;
+    subnodes_[id].statics[from.node] = 1;
+    log.push_back("Node '" + id + "' is registered below node '" + from.node + "'");
+  }
+  return effects;
+}
+
+std::vector<Effect> Registry::unregister_from_node(const Claimant& from, const json::Value& nodes,
+                                                   std::vector<std::string>& log) {
+  std::vector<Effect> effects;
+  if (!nodes.IsArray()) return effects;
+  std::string who = from.node.empty() ? "an unregistered connection" : "node '" + from.node + "'";
+  for (const auto& entry : nodes.GetArray()) {
+    std::string id = entry.IsObject() ? text_or(entry, "id") : json::as_text(entry).value_or("");
+    if (id.empty()) continue;
+    if (!from.node.empty() && id == from.node && !from.identity.empty()) {
+      Node* n = node(id);
+      if (!n || n->identity != from.identity) continue;
+      if (n->local) {
+        clear_identity(*n);  // a node defined here stays; it is just not connected any more
+        log.push_back("Node '" + id + "' is unregistered (its connection left)");
+      } else {
+        unregister_one(id, &entry, effects, log);
+      }
+      continue;
+    }
+    auto claimed = claimed_subnodes_.find(id);
+    if (claimed != claimed_subnodes_.end() && claimed->second == from.node && !from.node.empty()) {
+      auto sub = subnodes_.find(id);
+      if (sub != subnodes_.end()) {
+        sub->second.statics.erase(from.node);
+        if (sub->second.statics.empty() && sub->second.dynamics.empty()) subnodes_.erase(sub);
+      }
+      claimed_subnodes_.erase(claimed);
+      log.push_back("Node '" + id + "' is unregistered from below node '" + from.node + "'");
+      continue;
+    }
+    log.push_back("refused: " + who + " unregistered node '" + id + "': it does not own it");
   }
   return effects;
 }

@@ -22,6 +22,24 @@ struct Node {
   std::string json;      // the node object as registered (handed to workers)
   std::vector<std::pair<std::string, long>> subnodes;  // static: (id, pathscore)
   bool prevail = false;
+  // Defined by this host's configuration (register file, local modules). A node that only
+  // announced itself (a pull poller) is not local: nothing it says can change a local node.
+  bool local = true;
+};
+
+// Where a REGISTERNODES/UNREGISTERNODES came from, when not from this host's configuration.
+struct Claimant {
+  std::string node;      // the node that sent it, as the connection knows it ("" = not bound yet)
+  std::string identity;  // pull: the routing id of its connection ("" for push nodes)
+  bool may_register_below = false;  // the node's own config allows it (accept_remote_registration)
+};
+
+// A claim on a pull node that another connection holds: only the caller can tell whether that
+// connection is still alive (it asks the router), then calls bind_identity() or refuses.
+struct Takeover {
+  std::string node;
+  std::string bound_identity;
+  std::string claimed_identity;
 };
 
 struct PingStatus {
@@ -71,6 +89,22 @@ class Registry {
   // UNREGISTERNODES {"nodes":[{"id":...}]}.
   std::vector<Effect> unregister_nodes(const json::Value& nodes, std::vector<std::string>& log);
 
+  // The same events sent by a node (doc/security.md): a pull node may announce itself (its id,
+  // a pull type and the identity of the connection that sent it), and, when the central's
+  // configuration of that node says accept_remote_registration, ids below itself that no local
+  // configuration defines (they become its static subnodes). Nothing else: a node never changes
+  // another node's definition, and unregisters only itself and the subnodes it registered.
+  // Every refusal is one line in `log` ("refused: ..."). Claims on a pull node held by another
+  // live-or-not connection come back in `takeovers`.
+  std::vector<Effect> register_from_node(const Claimant& from, const json::Value& nodes, std::int64_t now,
+                                         std::int64_t ping, std::vector<std::string>& log,
+                                         std::vector<Takeover>& takeovers);
+  std::vector<Effect> unregister_from_node(const Claimant& from, const json::Value& nodes, std::vector<std::string>& log);
+  // Binds a pull-ish node to the routing id of the connection that speaks for it.
+  void bind_identity(const std::string& id, const std::string& identity, std::int64_t now);
+  // The node a pull connection speaks for; nullptr when it has not registered.
+  const Node* node_by_identity(const std::string& identity) const;
+
   // A PONG from `id` with its own constatus (`status`, may be null).
   bool pong(const std::string& id, const json::Value* status, std::int64_t now);
   bool pong_reset(const std::string& id);
@@ -102,7 +136,11 @@ class Registry {
   void drop_parent_everywhere(const std::string& parent, bool statics, bool dynamics);
   void learn_dynamic_rec(const std::string& parent, const json::Value& status, int depth, std::set<std::string>& seen);
 
+  void clear_identity(Node& n);
+
   std::map<std::string, Node> nodes_;
+  std::map<std::string, std::string> by_identity_;      // pull routing id -> node id
+  std::map<std::string, std::string> claimed_subnodes_;  // subnode id -> node that registered it
   std::map<std::string, Subnode> subnodes_;
   std::set<std::string> prevails_;
   std::set<std::string> prevails_subnodes_;

@@ -471,7 +471,11 @@ void Worker::on_node_text(NodeConnection& c, std::string_view text) {
     data.RemoveMember("id");
     data.AddMember("id", json::Value(c.id.c_str(), d.GetAllocator()), d.GetAllocator());
     to_core("PONG", r->token, json::dump(d));
-  } else if (r->type == "REGISTERNODES" || r->type == "UNREGISTERNODES" || r->type == "SYNCLOGS") {
+  } else if (r->type == "REGISTERNODES" || r->type == "UNREGISTERNODES") {
+    // The node's own request: the target names the node whose connection carried it, so that
+    // the proxy applies what that node may register, not what the configuration may.
+    control_->send(zmq::buffer(protocol::build_frame(r->type, r->token, c.id, r->json)), zmq::send_flags::dontwait);
+  } else if (r->type == "SYNCLOGS") {
     to_core(r->type, r->token, r->json);
   } else if (r->type == "ACK") {
     json::Document d;

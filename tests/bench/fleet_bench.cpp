@@ -67,6 +67,7 @@ class Simulator {
     auto out = server_.on_message(id, body, ::time(nullptr));
     std::string reply;
     if (out.kind != protocol::HandshakeServer::Outcome::Kind::kMessage) {
+      if (out.reply.empty()) return;
       reply = out.reply;
     } else {
       auto f = protocol::parse_frame(out.plaintext);

@@ -55,6 +55,7 @@ class Node {
         auto out = server_.on_message(id.to_string(), body.to_string_view(), ::time(nullptr));
         using Kind = protocol::HandshakeServer::Outcome::Kind;
         if (out.kind != Kind::kMessage) {
+          if (out.reply.empty()) continue;
           socket_.send(id, zmq::send_flags::sndmore);
           socket_.send(zmq::buffer(out.reply), zmq::send_flags::none);
           continue;

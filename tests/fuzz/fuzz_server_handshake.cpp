@@ -3,9 +3,11 @@
 // fuzzer cannot forge AES), HELOs with a fuzzed first field, and key rotations in between.
 // Input: flags byte (bit 0: a session exists, bit 1: it has a previous key), identity length
 // byte, identity, then records: op % 5 = 0 raw, 1 current key, 2 previous key, 3 HELO whose
-// first field is the body, 4 rotation (body: 3 bytes of clock advance, 3 bytes of period).
+// first field is the body, 4 rotation (body: 3 bytes of clock advance, 3 bytes of period). A
+// handshake answered is pending: op 1 encrypts with its key (flag bit 2: even when a session lives).
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "fuzz_support.hpp"
@@ -54,6 +56,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return v;
   };
   std::int64_t now = 1000000;
+  std::optional<KeyMessage> offered;  // the key of the last handshake answered (pending)
   std::uint8_t op = 0;
   std::string body;
   for (int steps = 0; steps < 16 && in.next(&op, &body); ++steps) {
@@ -69,8 +72,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     std::string wire;
     const HandshakeServer::Session* s = server.session(identity);
-    if (op == 1 && s != nullptr) {
+    if (op == 1 && s != nullptr && !(offered && (flags & 4))) {
       wire = SymmetricCipher::create(s->key, s->iv).value().encrypt_to_base64(body);
+    } else if (op == 1 && offered) {
+      wire = SymmetricCipher::create(offered->key, offered->iv).value().encrypt_to_base64(body);
     } else if (op == 2 && s != nullptr && !s->oldkey.empty()) {
       wire = SymmetricCipher::create(s->oldkey, s->oldiv).value().encrypt_to_base64(body);
     } else if (op == 3) {
@@ -85,20 +90,26 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         FUZZ_CHECK(!out.reply.empty());
         break;
       case HandshakeServer::Outcome::Kind::kNewSession: {
-        const auto* fresh = server.session(identity);
-        FUZZ_CHECK(fresh != nullptr && fresh->oldkey.empty());
-        // The sealed KEY is readable by the client and carries the stored session key.
+        // The sealed KEY is readable by the client; the session stays pending (a live one is
+        // not replaced) until a frame under that key arrives.
         auto sealed = base64_decode(out.reply);
         FUZZ_CHECK(sealed.ok());
         auto plain = client_key().decrypt_pkcs1(sealed.value());
         FUZZ_CHECK(plain.ok());
         auto m = parse_key_message(plain.value());
-        FUZZ_CHECK(m.ok() && m->key == fresh->key && m->iv == fresh->iv);
+        FUZZ_CHECK(m.ok());
+        const auto* live = server.session(identity);
+        FUZZ_CHECK(live == nullptr || live->key != m->key);
+        offered = std::move(m.value());
         break;
       }
       case HandshakeServer::Outcome::Kind::kMessage:
         FUZZ_CHECK(!out.plaintext.empty() && out.plaintext[0] == '[');
         FUZZ_CHECK(server.session(identity) != nullptr);
+        if (out.persist) FUZZ_CHECK(offered && server.session(identity)->key == offered->key);
+        break;
+      case HandshakeServer::Outcome::Kind::kDropped:
+        FUZZ_CHECK(!out.log.empty() && out.reply.empty() && out.plaintext.empty());
         break;
     }
   }

@@ -116,6 +116,7 @@ class Fleet {
   }
 
   int http_port(const std::string& id) { return hosts_.at(id).http_port; }
+  std::string log_path(const std::string& id) const { return dir_ + "/" + id + "/gorgone.log"; }
 
   std::pair<int, std::string> get(const std::string& id, const std::string& path,
                                   const httplib::Headers& headers = {}) {

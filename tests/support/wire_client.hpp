@@ -36,6 +36,9 @@ class WireClient {
     return false;
   }
   void send(const std::string& frame) { send_raw(client_.encrypt(frame)); }
+  // The bytes send() would put on the wire (to record them, as an eavesdropper would).
+  std::string encrypt(const std::string& frame) const { return client_.encrypt(frame); }
+  void send_raw(const std::string& text) { socket_.send(zmq::buffer(text), zmq::send_flags::none); }
   // Reads and drops whatever arrived (the central's ACKs), keeping key rotations applied.
   void drain() {
     zmq::message_t m;
@@ -56,7 +59,6 @@ class WireClient {
   }
 
  private:
-  void send_raw(const std::string& text) { socket_.send(zmq::buffer(text), zmq::send_flags::none); }
   std::optional<std::string> recv_raw(std::chrono::milliseconds limit) {
     zmq::pollitem_t item{static_cast<void*>(socket_), 0, ZMQ_POLLIN, 0};
     zmq::poll(&item, 1, limit);

@@ -146,6 +146,10 @@ class Handshake : public ::testing::Test {
     auto step = client.on_message(out.reply);
     ASSERT_EQ(step.kind, ClientKind::kEstablished) << step.text;
     ASSERT_EQ(client.state(), State::kEstablished);
+    // The session becomes live with the client's first frame.
+    auto first = server.on_message(id, client.encrypt("[PING] [] [] {}"), now);
+    ASSERT_EQ(first.kind, ServerKind::kMessage) << first.log;
+    ASSERT_TRUE(first.persist);
   }
 
   // Client frame -> server plaintext.
@@ -194,6 +198,16 @@ TEST_F(Handshake, FullExchange) {
   auto key = parse_key_message(key_plain.value());
   ASSERT_TRUE(key.ok()) << key.error();
   EXPECT_EQ(key->hostname, "poller-2");
+  // Pending until the client uses the key: anyone can build a HELO from public keys.
+  EXPECT_EQ(server.session(kId), nullptr);
+  EXPECT_EQ(server.pending(), 1u);
+
+  ASSERT_EQ(client.on_message(out.reply).kind, ClientKind::kEstablished);
+  auto first = server.on_message(kId, client.encrypt("[PING] [] [] {}"), 1005);
+  ASSERT_EQ(first.kind, ServerKind::kMessage) << first.log;
+  EXPECT_EQ(first.plaintext, "[PING] [] [] {}");
+  EXPECT_TRUE(first.persist);
+  EXPECT_EQ(server.pending(), 0u);
   const HandshakeServer::Session* s = server.session(kId);
   ASSERT_NE(s, nullptr);
   EXPECT_EQ(s->key, key->key);
@@ -201,11 +215,9 @@ TEST_F(Handshake, FullExchange) {
   EXPECT_EQ(s->key.size(), 32u);
   EXPECT_TRUE(s->oldkey.empty());
   EXPECT_EQ(s->ctime, 1000);
-  EXPECT_EQ(s->mtime, 1000);
-
-  ASSERT_EQ(client.on_message(out.reply).kind, ClientKind::kEstablished);
-  expect_delivered(server, kId, client.encrypt("[PING] [] [] {}"), "[PING] [] [] {}", 1005);
-  EXPECT_EQ(server.session(kId)->mtime, 1005);
+  EXPECT_EQ(s->mtime, 1005);
+  expect_delivered(server, kId, client.encrypt("[PING] [] [] {}"), "[PING] [] [] {}", 1006);
+  EXPECT_EQ(server.session(kId)->mtime, 1006);
 
   auto pong = server.encrypt_for(kId, "[PONG] [t] [] {\"code\":0,\"data\":{}}");
   ASSERT_TRUE(pong.has_value());
@@ -580,6 +592,196 @@ TEST_F(Handshake, RestoredSessionsDecryptWithTheOldKeyToo) {
   EXPECT_EQ(server.on_message("gorgone-broken", new_cipher->encrypt_to_base64("[PING] [] [] {}"), 40).reply,
             kHandshakeIssueReply);
   EXPECT_EQ(server.encrypt_for("gorgone-broken", "x"), std::nullopt);
+}
+
+}  // namespace
+}  // namespace gorgone::protocol
+
+namespace gorgone::protocol {
+namespace {
+
+// What anyone can send without a private key: a HELO made of public keys only.
+std::string forged_helo(const RsaKey& server_pub, const RsaKey& victim_pub, const std::string& name) {
+  return "[" + name + "] [" + base64_encode(victim_pub.public_pem_wire()) + "] [" +
+         base64_encode(server_pub.encrypt_pkcs1("HELO").value()) + "]";
+}
+
+class HandshakeHostile : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    server_key_ = new RsaKey(RsaKey::generate(2048).value());
+    client_key_ = new RsaKey(RsaKey::generate(2048).value());
+    stranger_key_ = new RsaKey(RsaKey::generate(2048).value());
+  }
+  static void TearDownTestSuite() {
+    delete server_key_;
+    delete client_key_;
+    delete stranger_key_;
+  }
+  HandshakeServer::Config config() {
+    return HandshakeServer::Config{*server_key_, {client_key_->jwk_thumbprint()}, "poller-2", 32};
+  }
+  // A client with a live session on `server` under routing id `id`.
+  static HandshakeClient connect(HandshakeServer& server, const std::string& id, std::int64_t now,
+                                 const std::string& peer = "127.0.0.1") {
+    HandshakeClient client("gorgone-" + id, *client_key_);
+    auto helo = client.on_message(server.on_message(id, client.start(), now, peer).reply);
+    auto key = server.on_message(id, helo.text, now, peer);
+    EXPECT_EQ(key.kind, ServerKind::kNewSession) << key.log;
+    EXPECT_EQ(client.on_message(key.reply).kind, ClientKind::kEstablished);
+    auto first = server.on_message(id, client.encrypt("[PING] [] [] {}"), now, peer);
+    EXPECT_EQ(first.kind, ServerKind::kMessage) << first.log;
+    return client;
+  }
+  static RsaKey* server_key_;
+  static RsaKey* client_key_;
+  static RsaKey* stranger_key_;
+};
+RsaKey* HandshakeHostile::server_key_ = nullptr;
+RsaKey* HandshakeHostile::client_key_ = nullptr;
+RsaKey* HandshakeHostile::stranger_key_ = nullptr;
+
+TEST_F(HandshakeHostile, AnUnauthorizedKeyIsRefusedBeforeAnyPrivateKeyWork) {
+  HandshakeServer server(config());
+  // The ciphertext is garbage: decrypting it first would answer "Decoding issue".
+  std::string helo = "[gorgone-x] [" + base64_encode(stranger_key_->public_pem_wire()) + "] [" +
+                     base64_encode(std::string(256, 'x')) + "]";
+  auto out = server.on_message("gorgone-x", helo, 1000);
+  EXPECT_EQ(out.kind, ServerKind::kReply);
+  EXPECT_EQ(out.log, "Client pubkey is not authorized. Thumbprint is '" + stranger_key_->jwk_thumbprint() + "'");
+}
+
+TEST_F(HandshakeHostile, HelosBuiltFromPublicKeysCreateNoSessionAndReplaceNone) {
+  auto cfg = config();
+  cfg.max_pending = 50;
+  cfg.helo_per_minute = 0;
+  HandshakeServer server(cfg);
+  HandshakeClient victim = connect(server, "gorgone-2-victim", 1000);
+  RsaKey server_pub = RsaKey::load_public(server_key_->public_pem_wire()).value();
+  RsaKey victim_pub = RsaKey::load_public(client_key_->public_pem_wire()).value();
+  int answered = 0, refused = 0;
+  for (int i = 0; i < 300; ++i) {
+    std::string id = i == 0 ? "gorgone-2-victim" : "gorgone-flood-" + std::to_string(i);
+    auto out = server.on_message(id, forged_helo(server_pub, victim_pub, "flood"), 1001);
+    (out.kind == ServerKind::kNewSession ? answered : refused) += 1;
+  }
+  EXPECT_EQ(answered, 50);  // bounded by max_pending
+  EXPECT_EQ(refused, 250);
+  EXPECT_EQ(server.pending(), 50u);
+  EXPECT_EQ(server.sessions().size(), 1u);  // only the victim's, still live
+  auto out = server.on_message("gorgone-2-victim", victim.encrypt("[COMMAND] [t1] [] {}"), 1002);
+  EXPECT_EQ(out.kind, ServerKind::kMessage) << out.log;
+  EXPECT_FALSE(out.persist);
+  // Pending handshakes nobody used are forgotten.
+  (void)server.rotate(1001 + 61, 0);
+  EXPECT_EQ(server.pending(), 0u);
+}
+
+TEST_F(HandshakeHostile, HelosAreRateLimitedPerPeerAndTheRefusalIsLoggedOnce) {
+  auto cfg = config();
+  cfg.helo_per_minute = 5;
+  HandshakeServer server(cfg);
+  RsaKey server_pub = RsaKey::load_public(server_key_->public_pem_wire()).value();
+  RsaKey pub = RsaKey::load_public(client_key_->public_pem_wire()).value();
+  int answered = 0, logged = 0;
+  for (int i = 0; i < 20; ++i) {
+    auto out = server.on_message("gorgone-f" + std::to_string(i), forged_helo(server_pub, pub, "f"), 1020, "10.1.2.3");
+    if (out.kind == ServerKind::kNewSession) ++answered;
+    else if (!out.log.empty()) ++logged;
+  }
+  EXPECT_EQ(answered, 5);
+  EXPECT_EQ(logged, 1);
+  // Another peer is not affected, and the next minute the first one may try again.
+  EXPECT_EQ(server.on_message("gorgone-g", forged_helo(server_pub, pub, "g"), 1020, "10.9.9.9").kind,
+            ServerKind::kNewSession);
+  EXPECT_EQ(server.on_message("gorgone-h", forged_helo(server_pub, pub, "h"), 1080, "10.1.2.3").kind,
+            ServerKind::kNewSession);
+}
+
+TEST_F(HandshakeHostile, SessionCountIsCapped) {
+  auto cfg = config();
+  cfg.max_sessions = 3;
+  HandshakeServer server(cfg);
+  for (int i = 0; i < 3; ++i) connect(server, "gorgone-s" + std::to_string(i), 1000);
+  HandshakeClient extra("gorgone-extra", *client_key_);
+  auto helo = extra.on_message(server.on_message("gorgone-s9", extra.start(), 1000).reply);
+  auto out = server.on_message("gorgone-s9", helo.text, 1000);
+  EXPECT_EQ(out.kind, ServerKind::kReply);
+  EXPECT_EQ(out.log, "handshake refused: 3 sessions already (max_sessions)");
+}
+
+TEST_F(HandshakeHostile, AReplayedFrameRunsOnce) {
+  HandshakeServer server(config());
+  HandshakeClient client = connect(server, "gorgone-r", 1000);
+  std::string wire = client.encrypt("[COMMAND] [tok-1] [] {\"content\":[{\"command\":\"touch /tmp/x\"}]}");
+  EXPECT_EQ(server.on_message("gorgone-r", wire, 1001).kind, ServerKind::kMessage);
+  auto again = server.on_message("gorgone-r", wire, 1002);
+  EXPECT_EQ(again.kind, ServerKind::kDropped);
+  EXPECT_NE(again.log.find("replayed frame refused"), std::string::npos);
+  // The same token with other content is refused too; other tokens pass.
+  EXPECT_EQ(server.on_message("gorgone-r", client.encrypt("[COMMAND] [tok-1] [] {}"), 1003).kind, ServerKind::kDropped);
+  EXPECT_EQ(server.on_message("gorgone-r", client.encrypt("[COMMAND] [tok-2] [] {}"), 1003).kind, ServerKind::kMessage);
+  // Periodic polls repeat byte for byte, and must.
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(server.on_message("gorgone-r", client.encrypt("[PING] [] [] {}"), 1004).kind, ServerKind::kMessage);
+    EXPECT_EQ(server.on_message("gorgone-r", client.encrypt("[GETLOG] [] [] {\"ctime\":5}"), 1004).kind,
+              ServerKind::kMessage);
+  }
+  // A request without a token runs once for the same text.
+  std::string tokenless = client.encrypt("[COMMAND] [] [] {\"content\":[]}");
+  EXPECT_EQ(server.on_message("gorgone-r", tokenless, 1005).kind, ServerKind::kMessage);
+  EXPECT_EQ(server.on_message("gorgone-r", tokenless, 1005).kind, ServerKind::kDropped);
+}
+
+TEST_F(HandshakeHostile, ACopySeriesSharesItsTokenUntilItsEnd) {
+  HandshakeServer server(config());
+  HandshakeClient client = connect(server, "gorgone-c", 1000);
+  // Two identical chunks (a file of zeros) are both delivered.
+  std::string chunk = "[PROCESSCOPY] [copy-1] [] {\"content\":{\"status\":\"inprogress\",\"chunk\":{\"data\":\"AAAA\\n\",\"size\":3}}}";
+  std::string end = "[PROCESSCOPY] [copy-1] [] {\"content\":{\"status\":\"end\",\"md5\":\"x\"}}";
+  EXPECT_EQ(server.on_message("gorgone-c", client.encrypt(chunk), 1001).kind, ServerKind::kMessage);
+  EXPECT_EQ(server.on_message("gorgone-c", client.encrypt(chunk), 1001).kind, ServerKind::kMessage);
+  EXPECT_EQ(server.on_message("gorgone-c", client.encrypt(end), 1001).kind, ServerKind::kMessage);
+  // After its end, the whole series is a replay.
+  EXPECT_EQ(server.on_message("gorgone-c", client.encrypt(chunk), 1002).kind, ServerKind::kDropped);
+  EXPECT_EQ(server.on_message("gorgone-c", client.encrypt(end), 1002).kind, ServerKind::kDropped);
+}
+
+TEST_F(HandshakeHostile, AFullReplayMemoryRotatesTheKeyAndOldFramesStayRefused) {
+  auto cfg = config();
+  cfg.replay_capacity = 16;
+  HandshakeServer server(cfg);
+  HandshakeClient client = connect(server, "gorgone-m", 1000);
+  std::vector<std::string> first_key_frames;
+  for (int i = 0; i < 16; ++i) {
+    first_key_frames.push_back(client.encrypt("[COMMAND] [a" + std::to_string(i) + "] [] {}"));
+    EXPECT_EQ(server.on_message("gorgone-m", first_key_frames.back(), 1001).kind, ServerKind::kMessage);
+  }
+  EXPECT_TRUE(server.session("gorgone-m")->rekey);
+  auto rotations = server.rotate(1002, 0);  // no age rotation: the memory asks for it
+  ASSERT_EQ(rotations.size(), 1u);
+  ASSERT_EQ(client.on_message(rotations[0].wire).kind, ClientKind::kRotated);
+  // Frames under the previous key are still accepted once, and their replays still refused.
+  EXPECT_EQ(server.on_message("gorgone-m", first_key_frames[0], 1003).kind, ServerKind::kDropped);
+  EXPECT_EQ(server.on_message("gorgone-m", client.encrypt("[COMMAND] [a0] [] {}"), 1003).kind, ServerKind::kMessage);
+  // Two rotations later the first key no longer decrypts at all: a replay is not a frame.
+  for (int i = 0; i < 16; ++i) (void)server.on_message("gorgone-m", client.encrypt("[COMMAND] [b" + std::to_string(i) + "] [] {}"), 1004);
+  auto second = server.rotate(1005, 0);
+  ASSERT_EQ(second.size(), 1u);
+  auto stale = server.on_message("gorgone-m", first_key_frames[1], 1006);
+  EXPECT_NE(stale.kind, ServerKind::kMessage);
+  EXPECT_EQ(server.session("gorgone-m")->seen.size() + server.session("gorgone-m")->seen_old.size(), 17u);
+}
+
+TEST(ReplayMemory, RemembersManyHashesAndForgetsOnClear) {
+  ReplayMemory m;
+  for (std::uint64_t i = 0; i < 10000; ++i) EXPECT_TRUE(m.insert(i * 0x9e3779b97f4a7c15ULL));
+  EXPECT_EQ(m.size(), 10000u);
+  for (std::uint64_t i = 0; i < 10000; ++i) EXPECT_FALSE(m.insert(i * 0x9e3779b97f4a7c15ULL));
+  EXPECT_TRUE(m.contains(0));  // 0 is stored as 1, and 0 went in first
+  m.clear();
+  EXPECT_EQ(m.size(), 0u);
+  EXPECT_FALSE(m.contains(12345));
 }
 
 }  // namespace

