@@ -405,9 +405,8 @@ Status RestServer::start() {
   log_info(std::string("[httpserver] REST API on ") + (config_.ssl ? "https" : "http") + "://" + (v6 ? "[" : "") +
            config_.address + (v6 ? "]" : "") + ":" + std::to_string(config_.port) + "/api/");
   if (!config_.auth_enabled && !rest::is_loopback_address(config_.address))
-    Logger::instance().log(Severity::kWarning,
-                           "[httpserver] REST API on " + config_.address + " without auth: anyone who can reach "
-                           "this address can send commands to every node (enable auth, or listen on 127.0.0.1)");
+    log_warning("[httpserver] REST API on " + config_.address + " without auth: anyone who can reach this address "
+                "can send commands to every node (enable auth, or listen on 127.0.0.1)");
   return Status::success();
 }
 
