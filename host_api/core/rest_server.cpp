@@ -106,7 +106,8 @@ class DeadlineStream final : public httplib::Stream {
   }
 
   bool is_readable() const override {
-    return !expired_ && (pos_ < len_ || (ssl_ && SSL_pending(ssl_) > 0) || wait_until(sock_, POLLIN, Clock::now()));
+    pollfd p{sock_, POLLIN, 0};
+    return !expired_ && (pos_ < len_ || (ssl_ && SSL_pending(ssl_) > 0) || ::poll(&p, 1, 0) > 0);
   }
   bool is_writable() const override {
     return !expired_ && wait_until(sock_, POLLOUT, write_deadline_.value_or(Clock::now() + kBudget));
