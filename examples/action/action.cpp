@@ -8,8 +8,8 @@
 //    the frame, one worker thread of the module does the work;
 //  * results go to the history through Host::add_history, which any thread may call;
 //  * shutdown: gently() asks the worker to finish the request in hand and stop; check()
-//    reports the worker until it has stopped; kill() also kills the running command and
-//    joins the worker.
+//    reports the worker until it has stopped; kill() also kills the running command (or
+//    stops an archive extraction before its next entry) and joins the worker.
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -60,6 +60,8 @@ class ActionModule {
     if (!settings) return Status::failure("[action] " + settings.error());
     std::lock_guard<std::mutex> lock(mu_);
     settings_ = std::move(*settings);
+    // abort_ also stops an archive extraction between entries (kill does not wait for it).
+    copier_ = action::ProcessCopy(action::CopyOptions{settings_.keep_setid, &abort_});
     host_ = &host;
     return Status::success();
   }

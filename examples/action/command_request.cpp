@@ -8,6 +8,7 @@
 
 #include "gorgone/json.hpp"
 #include "gorgone/status_codes.hpp"
+#include "gorgone/utf8.hpp"
 
 namespace gorgone::action {
 namespace {
@@ -244,6 +245,15 @@ Result<ActionSettings> parse_settings(const YAML::Node& config) {
   if (!timeout) return make_error(timeout.error());
   s.command_timeout = *timeout;
   s.whitelist_cmds = parse_flag(config["whitelist_cmds"]);
+  // A security switch: anything but a plain boolean is an error, not a guess.
+  if (const YAML::Node keep = config["keep_setid"]; keep && !keep.IsNull()) {
+    std::string v = keep.IsScalar() ? keep.Scalar() : std::string("<not a scalar>");
+    std::string lower = v;
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (lower == "true" || lower == "yes" || lower == "1") s.keep_setid = true;
+    else if (lower == "false" || lower == "no" || lower == "0") s.keep_setid = false;
+    else return make_error("keep_setid must be true or false, got '" + v + "'");
+  }
 
   const YAML::Node allowed = config["allowed_cmds"];
   if (allowed && !allowed.IsNull() && !allowed.IsSequence()) return make_error("allowed_cmds must be a list of regular expressions");
@@ -312,32 +322,16 @@ void run_command_request(std::string_view data, const ActionSettings& settings, 
 }
 
 std::string sanitize_utf8(std::string_view in) {
-  static const char kReplacement[] = "\xEF\xBF\xBD";
+  // NUL is valid here: the JSON writer escapes it as \u0000.
   std::string out;
   out.reserve(in.size());
-  std::size_t i = 0;
-  while (i < in.size()) {
-    unsigned char c = static_cast<unsigned char>(in[i]);
-    std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    bool ok = len > 0 && i + len <= in.size();
-    std::uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
-    for (std::size_t k = 1; ok && k < len; ++k) {
-      unsigned char cc = static_cast<unsigned char>(in[i + k]);
-      ok = (cc & 0xC0) == 0x80;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    // Overlong forms, surrogates and values past U+10FFFF are invalid too.
-    static const std::uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (ok && (cp < kMin[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))) ok = false;
-    if (ok) {
-      out.append(in.data() + i, len);
-      i += len;
-    } else {
-      out.append(kReplacement, 3);
-      ++i;
-    }
+  for (std::size_t from = 0;;) {
+    std::size_t nul = in.find('\0', from);
+    out += utf8::sanitize(in.substr(from, nul == std::string_view::npos ? std::string_view::npos : nul - from));
+    if (nul == std::string_view::npos) return out;
+    out += '\0';
+    from = nul + 1;
   }
-  return out;
 }
 
 }  // namespace gorgone::action

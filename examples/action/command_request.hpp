@@ -30,10 +30,13 @@ struct ActionSettings {
   std::vector<std::string> allowed_patterns;  // as configured, for log messages
   std::vector<std::regex> allowed_cmds;       // ECMAScript, searched (not anchored) like Perl's =~
   std::size_t output_cap = kDefaultOutputCap;
+  // PROCESSCOPY: keep set-user-id, set-group-id and sticky bits of copied files and archive
+  // entries (directive keep_setid: true). Off by default: they are cleared.
+  bool keep_setid = false;
 };
 
-// Reads the module's directives: command_timeout, whitelist_cmds, allowed_cmds.
-// paranoid_plugins and unknown keys are ignored.
+// Reads the module's directives: command_timeout, whitelist_cmds, allowed_cmds, keep_setid
+// (strictly true/false/yes/no/1/0). paranoid_plugins and unknown keys are ignored.
 Result<ActionSettings> parse_settings(const YAML::Node& module_config);
 
 // True when whitelisting is off or the command matches one of allowed_cmds.

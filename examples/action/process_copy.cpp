@@ -154,7 +154,7 @@ std::optional<gid_t> lookup_group(const std::string& name) {
 
 // Owner, group and mode for the new file: the request's values, else those of the file
 // being replaced (the copy goes through rename, which would otherwise reset them).
-void apply_attributes(int fd, const std::string& target, const Value& content, const Output& out) {
+void apply_attributes(int fd, const std::string& target, const Value& content, bool keep_setid, const Output& out) {
   struct stat old;
   bool existed = ::stat(target.c_str(), &old) == 0 && S_ISREG(old.st_mode);
   uid_t uid = existed ? old.st_uid : static_cast<uid_t>(-1);
@@ -172,6 +172,11 @@ void apply_attributes(int fd, const std::string& target, const Value& content, c
     out.write_log(Severity::kWarning, "[action] Copy processing - cannot chown '" + target + "': " + errno_text());
   mode_t mode = existed ? (old.st_mode & 07777) : 0644;
   if (auto m = parse_mode(content)) mode = *m;
+  if (!keep_setid && (mode & 07000)) {
+    out.write_log(Severity::kWarning, "[action] Copy processing - set-id/sticky bits of '" + target +
+                                          "' cleared (keep_setid is off)");
+    mode &= 0777;
+  }
   if (::fchmod(fd, mode) != 0)
     out.write_log(Severity::kWarning, "[action] Copy processing - cannot chmod '" + target + "': " + errno_text());
 }
@@ -193,7 +198,7 @@ Result<std::string> regular_target(const std::string& destination, const Value& 
 // Writes a temporary file next to the target and renames it over the target, so that
 // readers (Engine reloading its configuration) never see a half-written file.
 Status install_regular(const std::string& cache_file, const std::string& destination, const Value& content,
-                       const Output& out) {
+                       bool keep_setid, const Output& out) {
   auto target = regular_target(destination, content);
   if (!target) return Status::failure(target.error());
   auto fail = [&](const std::string& why) { return Status::failure("Can't copy file to " + *target + ", " + why); };
@@ -210,7 +215,7 @@ Status install_regular(const std::string& cache_file, const std::string& destina
   if (tmp_fd.get() < 0) return fail(errno_text());
   bool ok = copy_fd(in.get(), tmp_fd.get());
   std::string why = ok ? std::string() : errno_text();
-  if (ok) apply_attributes(tmp_fd.get(), *target, content, out);
+  if (ok) apply_attributes(tmp_fd.get(), *target, content, keep_setid, out);
   if (ok && !tmp_fd.close()) {
     ok = false;
     why = errno_text();
@@ -261,34 +266,77 @@ Status copy_entry_data(struct archive* in, struct archive* out) {
   }
 }
 
+const char* kind_of(mode_t type) {
+  switch (type) {
+    case AE_IFCHR: return "character device";
+    case AE_IFBLK: return "block device";
+    case AE_IFIFO: return "FIFO";
+    case AE_IFSOCK: return "socket";
+    default: return "entry of unknown type";
+  }
+}
+
+// A hard link may only name a regular file already below `destination`, reached without
+// going through a symlink (one placed there earlier, by this archive or anyone else).
+Status check_hard_link_target(const std::string& destination, const std::string& target) {
+  std::string path = destination;
+  const fs::path parts(target);
+  for (auto it = parts.begin(); it != parts.end(); ++it) {
+    if (it->empty() || *it == ".") continue;
+    path = join(path, it->string());
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) return Status::failure("no such file in the destination");
+    if (S_ISLNK(st.st_mode)) return Status::failure("it goes through the symlink '" + path + "'");
+    if (std::next(it) == parts.end() && !S_ISREG(st.st_mode)) return Status::failure("not a regular file");
+  }
+  return Status::success();
+}
+
 // Checks one entry and points it below `destination`. Empty result: skip the entry.
-Result<std::string> place_entry(struct archive_entry* entry, const std::string& destination) {
+Result<std::string> place_entry(struct archive_entry* entry, const std::string& destination,
+                                const CopyOptions& options, const Output& out) {
   const char* raw = archive_entry_pathname(entry);
   std::string name = strip_dot_slash(raw ? raw : "");
   if (name.empty() || name == "." || name == "./") return std::string();  // the root: leave it as is
   if (!is_inside_name(name)) return make_error("refusing entry '" + name + "' (absolute path or '..')");
-  if (archive_entry_filetype(entry) == AE_IFLNK) {
+  const char* hard = archive_entry_hardlink(entry);
+  const mode_t type = archive_entry_filetype(entry);
+  if (!hard && type != AE_IFREG && type != AE_IFDIR && type != AE_IFLNK)
+    return make_error(std::string("refusing ") + kind_of(type) + " '" + name +
+                      "' (only files, directories and links are extracted)");
+  if (type == AE_IFLNK && !hard) {
     const char* link = archive_entry_symlink(entry);
     if (!link || !is_inside_name(link))
       return make_error("refusing symlink '" + name + "' pointing outside the destination");
   }
-  if (const char* hard = archive_entry_hardlink(entry)) {
+  if (hard) {
     std::string target = strip_dot_slash(hard);
     if (!is_inside_name(target)) return make_error("refusing hard link '" + name + "' to '" + target + "'");
+    Status s = check_hard_link_target(destination, target);
+    if (!s) return make_error("refusing hard link '" + name + "' to '" + target + "' (" + s.message() + ")");
     archive_entry_copy_hardlink(entry, join(destination, target).c_str());
+  }
+  const mode_t perm = archive_entry_perm(entry);
+  if (!options.keep_setid && (perm & 07000)) {
+    archive_entry_set_perm(entry, perm & 0777);
+    out.write_log(Severity::kWarning, "[action] Copy processing - set-id/sticky bits of '" + name +
+                                          "' cleared (keep_setid is off)");
   }
   std::string full = join(destination, name);
   archive_entry_copy_pathname(entry, full.c_str());
   return full;
 }
 
-Status extract_entries(struct archive* in, struct archive* disk, const std::string& destination) {
+Status extract_entries(struct archive* in, struct archive* disk, const std::string& destination,
+                       const CopyOptions& options, const Output& out) {
   struct archive_entry* entry;
   for (;;) {
+    // Between entries: a module being killed does not wait for the rest of a big archive.
+    if (options.abort && options.abort->load()) return Status::failure("the action module is stopping");
     int r = archive_read_next_header(in, &entry);
     if (r == ARCHIVE_EOF) return Status::success();
     if (r < ARCHIVE_WARN) return Status::failure(archive_error_string(in));
-    auto full = place_entry(entry, destination);
+    auto full = place_entry(entry, destination, options, out);
     if (!full) return Status::failure(full.error());
     if (full->empty()) continue;
     if (archive_write_header(disk, entry) < ARCHIVE_WARN) return Status::failure(archive_error_string(disk));
@@ -300,11 +348,16 @@ Status extract_entries(struct archive* in, struct archive* disk, const std::stri
   }
 }
 
-Status extract_archive(const std::string& cache_file, const std::string& destination) {
+Status extract_archive(const std::string& cache_file, const std::string& requested, const CopyOptions& options,
+                       const Output& out) {
   auto fail = [](const std::string& why) { return Status::failure("untar failed: " + why); };
   std::error_code ec;
-  fs::create_directories(destination, ec);
-  if (ec) return fail("cannot create '" + destination + "': " + ec.message());
+  fs::create_directories(requested, ec);
+  if (ec) return fail("cannot create '" + requested + "': " + ec.message());
+  // Its real path: SECURE_SYMLINKS refuses any symlink on the way, and symlinks above the
+  // destination (/var/run -> /run) are the administrator's, not the archive's.
+  const std::string destination = fs::canonical(requested, ec).string();
+  if (ec) return fail("cannot resolve '" + requested + "': " + ec.message());
 
   std::unique_ptr<struct archive, ArchiveDeleter> in(archive_read_new());
   std::unique_ptr<struct archive, DiskDeleter> disk(archive_write_disk_new());
@@ -315,14 +368,18 @@ Status extract_archive(const std::string& cache_file, const std::string& destina
   archive_read_support_filter_xz(in.get());
   archive_read_support_format_tar(in.get());
   // Archive::Tar runs with SAME_PERMISSIONS and restores owners when run as root.
-  int flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_SECURE_NODOTDOT;
+  // No ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS: every entry is renamed to an absolute path
+  // below the destination (no chdir in a threaded host); place_entry refuses absolute
+  // member names before that.
+  int flags = ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
+              ARCHIVE_EXTRACT_SECURE_SYMLINKS;
   if (::geteuid() == 0) flags |= ARCHIVE_EXTRACT_OWNER;
   archive_write_disk_set_options(disk.get(), flags);
   archive_write_disk_set_standard_lookup(disk.get());
 
   if (archive_read_open_filename(in.get(), cache_file.c_str(), 65536) != ARCHIVE_OK)
     return fail(archive_error_string(in.get()));
-  Status s = extract_entries(in.get(), disk.get(), destination);
+  Status s = extract_entries(in.get(), disk.get(), destination, options, out);
   if (!s) return fail(s.message());
   if (archive_write_close(disk.get()) < ARCHIVE_WARN) return fail(archive_error_string(disk.get()));
   return Status::success();
@@ -450,8 +507,8 @@ Status ProcessCopy::install(const Value& content, const std::string& cache_file,
   if (!local) return Status::failure(local.error());
   if (!same_hex(*local, *md5)) return Status::failure("md5 does not match");
 
-  if (*type == "archive") return extract_archive(cache_file, *destination);
-  return install_regular(cache_file, *destination, content, out);
+  if (*type == "archive") return extract_archive(cache_file, *destination, options_, out);
+  return install_regular(cache_file, *destination, content, options_.keep_setid, out);
 }
 
 }  // namespace gorgone::action

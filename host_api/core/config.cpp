@@ -116,6 +116,9 @@ Result<CoreConfig> parse_core_config(const YAML::Node& root, const std::string& 
   auto page = integer(core["getlog_max_rows"], file, "gorgonecore.getlog_max_rows", 10000, 1, 10000000);
   if (!page) return Error{page.error()};
   c.getlog_max_rows = *page;
+  auto page_bytes = integer(core["getlog_max_bytes"], file, "gorgonecore.getlog_max_bytes", 4 << 20, 1024, 1LL << 31);
+  if (!page_bytes) return Error{page_bytes.error()};
+  c.getlog_max_bytes = *page_bytes;
 
   if (YAML::Node ac = core["authorized_clients"]) {
     if (!ac.IsSequence()) return bad(file, "gorgonecore.authorized_clients", "must be a list of {key: <thumbprint>}");

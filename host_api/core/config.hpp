@@ -52,6 +52,7 @@ struct CoreConfig {
   int timeout = 50;  // seconds to wait for modules when stopping
   std::int64_t max_frame_size = 64 << 20;
   std::int64_t getlog_max_rows = 10000;  // rows per GETLOG {"ctime"} answer (log-sync page)
+  std::int64_t getlog_max_bytes = 4 << 20;  // JSON bytes of such an answer
 
   std::vector<ModuleEntry> modules;  // enabled, non built-in modules
   HttpConfig http;

@@ -631,14 +631,9 @@ std::string Core::getlog_reply(const std::string& data, int& code) {
     log_error("[core] getlog: " + rows.error());
     return json::message("database issue");
   }
-  rapidjson::StringBuffer sb;
-  json::Writer w(sb);
-  w.StartObject();
-  w.Key("action");
-  w.String("getlog");
-  w.Key("result");
-  w.StartArray();
-  for (const auto& r : *rows) {
+  auto row_json = [](const HistoryRow& r, const std::string* data) {
+    rapidjson::StringBuffer sb;
+    json::Writer w(sb);
     w.StartObject();
     w.Key("id");
     w.String(std::to_string(r.id).c_str());
@@ -654,17 +649,66 @@ std::string Core::getlog_reply(const std::string& data, int& code) {
     w.Key("instant");
     w.Int(r.instant);
     w.Key("data");
-    w.String(r.data.c_str(), static_cast<rapidjson::SizeType>(r.data.size()));
+    if (!data) data = &r.data;
+    w.String(data->c_str(), static_cast<rapidjson::SizeType>(data->size()));
     w.EndObject();
+    return std::string(sb.GetString(), sb.GetSize());
+  };
+  const std::string id = core_info().id;
+  // A log-sync page is bounded in bytes too: beyond the parent's max_frame_size its
+  // connection is closed and the same page asked again forever. The page is cut only
+  // between two ctimes (the parent's next cursor is the last ctime it got, so a row tied
+  // with it must come now); a row larger than the bound alone travels as a placeholder
+  // with its token, code and times, so that the cursor moves past it.
+  std::vector<std::string> page;
+  bool cut = false;
+  const bool paged = f.ctime_page.has_value();
+  const std::size_t cap = static_cast<std::size_t>(config_.getlog_max_bytes);
+  // {"action":"getlog","result":[],"more":true,"id":"<id>"}
+  const std::size_t envelope = 60 + json::quote(id).size();
+  std::size_t size = envelope;
+  for (std::size_t i = 0; i < rows->size();) {
+    std::size_t end = i + 1;  // [i, end): the rows of one ctime
+    while (end < rows->size() && (*rows)[end].ctime == (*rows)[i].ctime) ++end;
+    std::vector<std::string> group;
+    std::size_t group_size = 0;
+    for (std::size_t k = i; k < end; ++k) {
+      const HistoryRow& r = (*rows)[k];
+      std::string text = row_json(r, nullptr);
+      // Too large alone, or (the page's first ctime, which cannot be put off) too large
+      // for what is left.
+      if (paged && (envelope + text.size() + 1 > cap || (page.empty() && size + group_size + text.size() + 1 > cap))) {
+        std::string placeholder = json::message("row too large to sync (" + std::to_string(r.data.size()) + " bytes)");
+        text = row_json(r, &placeholder);
+        log_error("[core] getlog: row " + std::to_string(r.id) + " (token " + r.token.value_or("") + ", " +
+                  std::to_string(r.data.size()) + " bytes) exceeds getlog_max_bytes: sent as a placeholder");
+      }
+      group_size += text.size() + 1;
+      group.push_back(std::move(text));
+    }
+    if (paged && !page.empty() && size + group_size > cap) {
+      cut = true;
+      break;
+    }
+    for (auto& text : group) page.push_back(std::move(text));
+    size += group_size;
+    i = end;
   }
+  rapidjson::StringBuffer sb;
+  json::Writer w(sb);
+  w.StartObject();
+  w.Key("action");
+  w.String("getlog");
+  w.Key("result");
+  w.StartArray();
+  for (const auto& text : page) w.RawValue(text.c_str(), text.size(), rapidjson::kObjectType);
   w.EndArray();
-  // Not in Gorgone (a Perl parent ignores it): the page was full, ask again.
-  if (f.ctime_page && static_cast<std::int64_t>(rows->size()) >= *f.ctime_page) {
+  // Not in Gorgone (a Perl parent ignores it): the page was full or cut, ask again.
+  if (cut || (f.ctime_page && static_cast<std::int64_t>(rows->size()) >= *f.ctime_page)) {
     w.Key("more");
     w.Bool(true);
   }
   w.Key("id");
-  std::string id = core_info().id;
   w.String(id.c_str());
   w.EndObject();
   code = code::kActionBegin;

@@ -10,6 +10,10 @@
 #include <string_view>
 #include <utility>
 
+#include "gorgone/json.hpp"
+#include "gorgone/status_codes.hpp"
+#include "gorgone/utf8.hpp"
+
 namespace gorgone {
 
 namespace {
@@ -201,6 +205,31 @@ void AppendCopyText(std::string& out, std::string_view v) {
   }
 }
 
+// The row with its text made valid UTF-8 without NUL; nullopt when it is clean already.
+std::optional<HistoryRow> Sanitized(const HistoryRow& row) {
+  bool token_clean = !row.token || utf8::is_clean(*row.token);
+  if (token_clean && utf8::is_clean(row.data)) return std::nullopt;
+  HistoryRow out = row;
+  if (out.token) utf8::sanitize_in_place(*out.token);
+  utf8::sanitize_in_place(out.data);
+  return out;
+}
+
+// A reason for a KO row: the server's message, bounded (its detail may quote the row).
+std::string Reason(std::string text) {
+  constexpr std::size_t kMax = 512;
+  if (text.size() > kMax) {
+    text.resize(kMax);
+    text += "...";
+  }
+  utf8::sanitize_in_place(text);  // the cut may split a character
+  return text;
+}
+
+constexpr const char* kInsertRowSql =
+    "INSERT INTO gorgone_history (token, code, etime, ctime, instant, data) "
+    "VALUES ($1, $2, $3, $4, $5, $6)";
+
 // Notices ("relation already exists, skipping") and the FATAL a backend sends
 // before closing an idle connection would go to stderr by default.
 void IgnoreNotice(void*, const char*) {}
@@ -254,6 +283,9 @@ class PgHistory::Conn {
     }
     return Status::success();
   }
+
+  // False once the connection is lost: a failure then says nothing about the data.
+  bool connected() const { return PQstatus(conn_) == CONNECTION_OK; }
 
   // Best effort: the server rolls back by itself if the connection is gone.
   void rollback() {
@@ -383,7 +415,9 @@ std::int64_t PgHistory::next_ctime_ticks() {
   return ticks;
 }
 
-Result<std::int64_t> PgHistory::add(const HistoryRow& row) {
+Result<std::int64_t> PgHistory::add(const HistoryRow& original) {
+  std::optional<HistoryRow> fixed = Sanitized(original);
+  const HistoryRow& row = fixed ? *fixed : original;
   std::lock_guard<std::mutex> lock(mu_);
   Params p;
   p.optional(row.token)
@@ -470,8 +504,9 @@ Result<std::vector<HistoryRow>> PgHistory::getlog(const GetlogFilter& filter) {
 
 Result<double> PgHistory::sync_position(const std::string& node_id) {
   std::lock_guard<std::mutex> lock(mu_);
+  // The id as store_synced writes it.
   auto r = conn_->exec("sync_position", "SELECT ctime FROM gorgone_synchistory WHERE id = $1",
-                       Params().text(node_id));
+                       Params().text(utf8::sanitize(node_id)));
   if (!r.ok()) return make_error(r.error());
   if (PQntuples(r->get()) == 0) return 0.0;
   return GetDouble(r->get(), 0, 0);
@@ -532,10 +567,36 @@ Status PgHistory::copy_rows(const std::vector<HistoryRow>& rows) {
 
 Status PgHistory::store_synced(const std::string& node_id, const std::vector<HistoryRow>& rows,
                                double new_position) {
-  if (rows.empty() && new_position == 0) return Status::success();
-  if (HasNul(node_id)) return Failure("store_synced", "node id contains a NUL byte");
+  std::vector<RefusedRow> refused;
+  return store_synced_reporting(node_id, rows, new_position, refused);
+}
+
+Status PgHistory::store_synced_reporting(const std::string& node_id,
+                                         const std::vector<HistoryRow>& original,
+                                         double new_position, std::vector<RefusedRow>& refused) {
+  refused.clear();
+  if (original.empty() && new_position == 0) return Status::success();
+  const std::string node = utf8::sanitize(node_id);
+  // Copy the page only when a row needs repair (nearly never).
+  std::vector<HistoryRow> fixed;
+  for (std::size_t i = 0; i < original.size(); ++i) {
+    std::optional<HistoryRow> row = Sanitized(original[i]);
+    if (!row) continue;
+    if (fixed.empty()) fixed = original;
+    fixed[i] = std::move(*row);
+  }
+  const std::vector<HistoryRow>& rows = fixed.empty() ? original : fixed;
 
   std::lock_guard<std::mutex> lock(mu_);
+  Status st = store_page(node, rows, new_position);
+  // A lost connection says nothing about the rows: the caller asks again. Otherwise the
+  // server refused something in the page; row by row, one bad row costs itself only.
+  if (st.ok() || rows.empty() || !conn_->connected()) return st;
+  return store_row_by_row(node, rows, new_position, refused);
+}
+
+Status PgHistory::store_page(const std::string& node_id, const std::vector<HistoryRow>& rows,
+                             double new_position) {
   // Only BEGIN may be retried after a reconnection: once rows are sent, a lost
   // connection means the server rolled everything back and the caller asks again.
   Status st = conn_->begin("store_synced");
@@ -556,6 +617,66 @@ Status PgHistory::store_synced(const std::string& node_id, const std::vector<His
   if (st.ok()) st = conn_->commit("store_synced");
   if (!st.ok()) conn_->rollback();
   return st;
+}
+
+Status PgHistory::store_row_by_row(const std::string& node_id, const std::vector<HistoryRow>& rows,
+                                   double new_position, std::vector<RefusedRow>& refused) {
+  using Mode = Conn::Mode;
+  const std::string what = "store_synced (row by row)";
+  auto fail = [&](const std::string& message) {
+    conn_->rollback();
+    refused.clear();
+    return Status::failure(message);
+  };
+  Status st = conn_->begin(what);
+  if (!st.ok()) return fail(st.message());
+  const std::int64_t now = std::time(nullptr);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const HistoryRow& row = rows[i];
+    auto mark = conn_->exec(what, "SAVEPOINT synced_row", Params(), Mode::kInTransaction);
+    if (!mark.ok()) return fail(mark.error());
+    Params p;
+    p.optional(row.token)
+        .integer(row.code)
+        .integer(row.etime != 0 ? row.etime : now)
+        .real(next_ctime())
+        .integer(row.instant)
+        .text(row.data);
+    auto r = conn_->exec("storing row " + std::to_string(i) + " synced from node '" + node_id + "'",
+                         kInsertRowSql, p, Mode::kInTransaction);
+    if (r.ok()) {
+      // Released at once: thousands of nested subtransactions would slow the server down.
+      auto release = conn_->exec(what, "RELEASE SAVEPOINT synced_row", Params(), Mode::kInTransaction);
+      if (!release.ok()) return fail(release.error());
+      continue;
+    }
+    if (!conn_->connected()) return fail(r.error());
+    auto back = conn_->exec(what, "ROLLBACK TO SAVEPOINT synced_row", Params(), Mode::kInTransaction);
+    if (!back.ok()) return fail(back.error());
+    // The row's place is taken by a KO row: whoever waits on its token learns why. If even
+    // that cannot be written, nothing is stored and the caller asks again.
+    std::string reason = Reason(r.error());
+    Params ko;
+    ko.optional(row.token)
+        .integer(code::kActionFinishKo)
+        .integer(now)
+        .real(next_ctime())
+        .integer(0)
+        .text(json::message(reason));
+    auto k = conn_->exec(what + " (KO row)", kInsertRowSql, ko, Mode::kInTransaction);
+    if (!k.ok()) return fail(k.error());
+    refused.push_back(RefusedRow{i, std::move(reason)});
+  }
+  if (new_position != 0) {
+    auto r = conn_->exec("store_synced (position)",
+                         "INSERT INTO gorgone_synchistory (id, ctime) VALUES ($1, $2) "
+                         "ON CONFLICT (id) DO UPDATE SET ctime = EXCLUDED.ctime",
+                         Params().text(node_id).real(new_position), Mode::kInTransaction);
+    if (!r.ok()) return fail(r.error());
+  }
+  st = conn_->commit(what);
+  if (!st.ok()) return fail(st.message());
+  return Status::success();
 }
 
 Status PgHistory::save_identity(const IdentityRow& row) {

@@ -4,6 +4,10 @@
 // backend killed) is reset once per call; every value is bound as a parameter.
 // ctime values written by this object are strictly increasing (steps of 10 us), so a
 // parent that syncs with "ctime > cursor" cannot miss a row inserted here.
+// Every text it writes into gorgone_history (token, data, node id) goes through
+// utf8::sanitize: a database in UTF8 refuses ill-formed bytes and NUL, and one such row
+// (a command's Latin-1 output, a foreign node's page) would otherwise be lost or, synced,
+// block its node's log sync for good.
 // Thread-safety: thread-safe.
 #pragma once
 
@@ -34,8 +38,13 @@ class PgHistory : public History {
 
   Result<double> sync_position(const std::string& node_id) override;
   // etime 0 in a row means "now", as in add(). new_position 0 leaves the position alone.
+  // The page goes in with one COPY; when the server refuses it (and the connection is
+  // still up), it is stored again row by row in one transaction, each refused row
+  // replaced by a KO row (code 1, its token).
   Status store_synced(const std::string& node_id, const std::vector<HistoryRow>& rows,
                       double new_position) override;
+  Status store_synced_reporting(const std::string& node_id, const std::vector<HistoryRow>& rows,
+                                double new_position, std::vector<RefusedRow>& refused) override;
 
   Status save_identity(const IdentityRow& row) override;
   Status touch_identity(const std::string& identity_hex, std::int64_t mtime) override;
@@ -60,6 +69,10 @@ class PgHistory : public History {
   std::int64_t next_ctime_ticks();
   // REQUIRES: mu_ held and a COPY ... FROM STDIN in progress.
   Status copy_rows(const std::vector<HistoryRow>& rows);
+  // The two ways of store_synced. REQUIRES: mu_ held; rows and node_id sanitized.
+  Status store_page(const std::string& node_id, const std::vector<HistoryRow>& rows, double new_position);
+  Status store_row_by_row(const std::string& node_id, const std::vector<HistoryRow>& rows,
+                          double new_position, std::vector<RefusedRow>& refused);
 
   std::mutex mu_;
   std::unique_ptr<Conn> conn_;      // guarded by mu_

@@ -1,6 +1,7 @@
 #include "proxy.hpp"
 
 #include <cmath>
+#include <cstdio>
 #include <ctime>
 
 #include "gorgone/protocol/crypto.hpp"
@@ -365,7 +366,10 @@ void Proxy::setlogs(const protocol::Frame& frame, const json::Document& doc) {
   }
   const double cursor = sit->second.ctime;
   double position = cursor;
-  std::size_t stale = 0;
+  std::size_t stale = 0, ahead = 0;
+  // A ctime far ahead of our clock (a node's broken clock, or a hostile 1e300) would move
+  // the cursor there, and "ctime > cursor" would never bring a later row again.
+  const double horizon = static_cast<double>(std::time(nullptr)) + 86400;
   std::vector<HistoryRow> rows;
   rows.reserve(result->value.Size());
   for (const auto& r : result->value.GetArray()) {
@@ -381,6 +385,18 @@ void Proxy::setlogs(const protocol::Frame& frame, const json::Document& doc) {
       ++stale;
       continue;
     }
+    if (*ctime > horizon) {
+      ++ahead;
+      std::set<double>& logged = future_ctimes_logged_[*id];
+      if (logged.size() < 64 && logged.insert(*ctime).second) {
+        char text[32];
+        std::snprintf(text, sizeof(text), "%.17g", *ctime);
+        host_.log(Severity::kError, "[proxy] node '" + *id + "' sent a row with ctime " + text +
+                                        ", more than one day ahead of this clock: refused, the sync position "
+                                        "does not move there");
+      }
+      continue;
+    }
     HistoryRow row;
     auto token = r.FindMember("token");
     if (token != r.MemberEnd() && !token->value.IsNull()) row.token = json::as_text(token->value).value_or("");
@@ -393,13 +409,19 @@ void Proxy::setlogs(const protocol::Frame& frame, const json::Document& doc) {
     if (*ctime > position) position = *ctime;
   }
   host_.log(Severity::kInfo, "[proxy] Received setlogs for '" + *id + "' (" + std::to_string(rows.size()) + " rows" +
-                                 (stale ? ", " + std::to_string(stale) + " already stored" : std::string()) + ")");
+                                 (stale ? ", " + std::to_string(stale) + " already stored" : std::string()) +
+                                 (ahead ? ", " + std::to_string(ahead) + " refused for a ctime ahead" : std::string()) +
+                                 ")");
   if (rows.empty()) return;
-  Status s = host_.history().store_synced(*id, rows, position);
+  std::vector<RefusedRow> refused;
+  Status s = host_.history().store_synced_reporting(*id, rows, position, refused);
   if (!s) {
     host_.log(Severity::kError, "[proxy] cannot store logs of node '" + *id + "': " + s.message());
     return;
   }
+  for (const auto& r : refused)
+    host_.log(Severity::kError, "[proxy] a row of node '" + *id + "' (token " + json::quote(rows[r.index].token.value_or("")) +
+                                    ") was refused by the history store, a KO row took its place: " + r.reason);
   sit->second.ctime = position;
   host_.send_to_parents(protocol::Frame{"SYNCLOGS", "", "", "{\"code\":0,\"data\":{\"id\":" + json::quote(core_id_) + "}}"});
   // A node that pages its backlog says so; fetch the next page now rather than one
@@ -480,12 +502,17 @@ CheckResult Proxy::check() {
     ko(f.token.empty() ? nullptr : &f.token, "proxy - still not ready");
     pending_.pop_front();
   }
-  // Restart a worker that died.
+  // Restart a worker that died. It gave every frame it held a KO row; the new one takes
+  // over its control socket (frames routed to the pool since are handled, not lost) and its
+  // node configurations, and its PROXYREADY makes routing() send them again anyway.
   for (std::size_t i = 0; i < workers_.size(); ++i) {
     if (!workers_[i]->running()) {
       host_.log(Severity::kError, "[proxy] worker " + std::to_string(i + 1) + " is not running: restarting it");
       ready_[i] = false;
-      workers_[i] = std::make_unique<Worker>(static_cast<int>(i + 1), host_, settings_, core_id_);
+      auto next = std::make_unique<Worker>(static_cast<int>(i + 1), host_, settings_, core_id_);
+      workers_[i]->stop();  // its thread has ended: this only joins it
+      next->adopt(*workers_[i]);
+      workers_[i] = std::move(next);
       workers_[i]->start();
     }
   }

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <deque>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -63,6 +65,9 @@ class Proxy {
     std::int64_t since;
   };
   std::deque<Held> pending_;  // frames waiting for the first ready worker
+  // SETLOGS ctimes refused as too far ahead, per node, already logged (a node sends the
+  // same rows at every sync); bounded per node.
+  std::map<std::string, std::set<double>> future_ctimes_logged_;
   bool stopping_ = false;
 };
 

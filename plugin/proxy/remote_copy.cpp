@@ -2,6 +2,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <cctype>
 #include <fcntl.h>
 #include <filesystem>
 #include <openssl/evp.h>
@@ -41,32 +42,70 @@ std::optional<std::string> text_member(const json::Value& obj, const char* name)
   return v;
 }
 
+// A request value quoted in an error message: enough to recognise it, never a flood.
+std::string shown(const std::string& v) { return v.size() <= 64 ? v : v.substr(0, 64) + "..."; }
+
+// 1 to 4 octal digits ("0640", "755", "4755"): the permission bits and nothing more.
+std::optional<mode_t> parse_mode(const std::string& text) {
+  if (text.empty() || text.size() > 4) return std::nullopt;
+  mode_t mode = 0;
+  for (char c : text) {
+    if (c < '0' || c > '7') return std::nullopt;
+    mode = static_cast<mode_t>(mode * 8 + static_cast<mode_t>(c - '0'));
+  }
+  return mode;
+}
+
+// A POSIX portable user or group name: [A-Za-z0-9_][A-Za-z0-9_.-]*, at most 32 characters
+// (so never an option such as "-x", never a path, never empty).
+bool portable_name(const std::string& name) {
+  if (name.empty() || name.size() > 32) return false;
+  auto word = [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+  };
+  if (!word(name[0])) return false;
+  for (char c : name)
+    if (!word(c) && c != '.' && c != '-') return false;
+  return true;
+}
+
+bool stopping(const std::atomic<bool>* stop) { return stop && stop->load(); }
+
 // Writes `dir` as a gzip tar of its content (entries relative to it, as Gorgone's
 // Archive::Tar run from inside the directory). No chdir: paths are joined explicitly.
-Status write_archive(const std::string& dir, const std::string& out_path, const std::optional<std::string>& owner,
-                     const std::optional<std::string>& group, const std::optional<std::string>& mode) {
+// Gives up (kStopped) as soon as `stop` becomes true.
+enum class ArchiveOutcome { kOk, kFailed, kStopped };
+ArchiveOutcome write_archive(const std::string& dir, const std::string& out_path,
+                             const std::optional<std::string>& owner, const std::optional<std::string>& group,
+                             std::optional<mode_t> mode, const std::atomic<bool>* stop) {
   struct archive* a = archive_write_new();
   archive_write_add_filter_gzip(a);
   archive_write_set_format_pax_restricted(a);
   if (archive_write_open_filename(a, out_path.c_str()) != ARCHIVE_OK) {
-    std::string e = archive_error_string(a) ? archive_error_string(a) : "open failed";
     archive_write_free(a);
-    return Status::failure(e);
+    return ArchiveOutcome::kFailed;
   }
   std::error_code ec;
   std::vector<char> buf(65536);
+  bool stopped = false;
   for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::none, ec);
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (stopping(stop)) {
+      stopped = true;
+      break;
+    }
     const fs::path& p = it->path();
     struct stat st;
     if (::lstat(p.c_str(), &st) != 0) continue;
     if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) continue;  // no links or devices
+    fs::path relative = p.lexically_relative(dir);
+    if (relative.empty()) continue;
     struct archive_entry* e = archive_entry_new();
     archive_entry_copy_stat(e, &st);
-    archive_entry_set_pathname(e, fs::relative(p, dir).c_str());
+    archive_entry_set_pathname(e, relative.c_str());
     if (owner) archive_entry_set_uname(e, owner->c_str());
     if (group) archive_entry_set_gname(e, group->c_str());
-    if (mode && S_ISREG(st.st_mode)) archive_entry_set_perm(e, static_cast<mode_t>(std::stoul(*mode, nullptr, 8)));
+    if (mode && S_ISREG(st.st_mode)) archive_entry_set_perm(e, *mode);
     int rc = archive_write_header(a, e);
     archive_entry_free(e);
     if (rc != ARCHIVE_OK) break;
@@ -74,19 +113,22 @@ Status write_archive(const std::string& dir, const std::string& out_path, const 
       int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
       if (fd < 0) continue;
       ssize_t n;
-      while ((n = ::read(fd, buf.data(), buf.size())) > 0) archive_write_data(a, buf.data(), static_cast<size_t>(n));
+      while (!(stopped = stopping(stop)) && (n = ::read(fd, buf.data(), buf.size())) > 0)
+        archive_write_data(a, buf.data(), static_cast<size_t>(n));
       ::close(fd);
+      if (stopped) break;
     }
   }
-  bool ok = !ec && archive_write_close(a) == ARCHIVE_OK;
+  bool ok = !stopped && !ec && archive_write_close(a) == ARCHIVE_OK;
   archive_write_free(a);
-  return ok ? Status::success() : Status::failure("archive write failed");
+  return stopped ? ArchiveOutcome::kStopped : ok ? ArchiveOutcome::kOk : ArchiveOutcome::kFailed;
 }
 
 }  // namespace
 
 Result<std::unique_ptr<RemoteCopy>> RemoteCopy::start(const std::string& request, const std::string& parent,
-                                                      const std::string& token, std::size_t buffer_size) {
+                                                      const std::string& token, std::size_t buffer_size,
+                                                      const std::atomic<bool>* stop) {
   json::Document d;
   if (!json::parse(d, request) || !d.IsObject() || !d.HasMember("content") || !d["content"].IsObject())
     return make_error("remote copy failed");
@@ -103,8 +145,16 @@ Result<std::unique_ptr<RemoteCopy>> RemoteCopy::start(const std::string& request
   job->owner_ = text_member(c, "owner");
   job->group_ = text_member(c, "group");
   job->mode_ = text_member(c, "mode");
-  if (job->mode_ && job->mode_->find_first_not_of("01234567") != std::string::npos)
-    return make_error("remote copy failed: mode must be octal");
+  // Checked here, once: these values reach libarchive and the node's chown/chmod.
+  std::optional<mode_t> mode;
+  if (job->mode_ && !(mode = parse_mode(*job->mode_)))
+    return make_error("remote copy failed: mode must be 1 to 4 octal digits, got '" + shown(*job->mode_) + "'");
+  if (job->owner_ && !portable_name(*job->owner_))
+    return make_error("remote copy failed: owner must be a user name ([A-Za-z0-9_][A-Za-z0-9_.-]*, at most 32 "
+                      "characters), got '" + shown(*job->owner_) + "'");
+  if (job->group_ && !portable_name(*job->group_))
+    return make_error("remote copy failed: group must be a group name ([A-Za-z0-9_][A-Za-z0-9_.-]*, at most 32 "
+                      "characters), got '" + shown(*job->group_) + "'");
   if (d.HasMember("logging")) job->logging_json_ = json::dump(d["logging"]);
 
   struct stat st;
@@ -129,9 +179,11 @@ Result<std::unique_ptr<RemoteCopy>> RemoteCopy::start(const std::string& request
     ::close(fd);
     job->local_path_ = name;
     job->remove_local_ = true;
-    Status s = write_archive(*source, name, job->owner_, job->group_, job->mode_);
-    if (!s) {
+    ArchiveOutcome outcome = write_archive(*source, name, job->owner_, job->group_, mode, stop);
+    if (outcome != ArchiveOutcome::kOk) {
       ::unlink(name.c_str());
+      if (outcome == ArchiveOutcome::kStopped)
+        return make_error("remote copy failed: the proxy is stopping; archive of '" + *source + "' abandoned");
       return make_error("tar failed");
     }
   } else {

@@ -5,6 +5,7 @@
 // Thread-compatible (owned by one worker).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -22,9 +23,15 @@ class RemoteCopy {
   // `request`: the REMOTECOPY frame's JSON data ({"content":{source, destination, cache_dir,
   // type?, owner?, group?, mode?}, "logging"?}). `parent`: the node the archive is named
   // after. Errors are Gorgone's history texts ("remote copy failed", "unknown source",
-  // "tar failed", ...).
+  // "tar failed", ...), with the reason after a colon for what Gorgone does not check:
+  // `mode` must be 1 to 4 octal digits, `owner`/`group` POSIX portable names
+  // ([A-Za-z0-9_][A-Za-z0-9_.-]*, at most 32 characters).
+  // A directory is archived here, on the caller's thread: `stop` (may be null) is read
+  // between entries and between blocks of a file, and when it is true the archive is
+  // abandoned with an error, so that a large directory cannot hold up a shutdown.
   static Result<std::unique_ptr<RemoteCopy>> start(const std::string& request, const std::string& parent,
-                                                   const std::string& token, std::size_t buffer_size);
+                                                   const std::string& token, std::size_t buffer_size,
+                                                   const std::atomic<bool>* stop = nullptr);
   ~RemoteCopy();
 
   bool done() const { return done_; }
@@ -44,7 +51,7 @@ class RemoteCopy {
   bool done_ = false;
   std::string type_;  // regular | archive
   std::string destination_, cache_dir_, logging_json_ = "null";
-  std::optional<std::string> owner_, group_, mode_;
+  std::optional<std::string> owner_, group_, mode_;  // validated by start()
 };
 
 }  // namespace gorgone::proxy

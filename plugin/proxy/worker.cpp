@@ -3,6 +3,7 @@
 #include <chrono>
 #include <deque>
 #include <optional>
+#include <set>
 #include <vector>
 
 #include "gorgone/json.hpp"
@@ -83,18 +84,65 @@ class NodeConnection {
 Worker::Worker(int pool_id, Host& host, Settings settings, std::string core_id)
     : pool_id_(pool_id), host_(host), settings_(settings), core_id_(std::move(core_id)) {}
 
-Worker::~Worker() { stop(); }
+Worker::~Worker() {
+  stop();
+  // A worker that failed and was not replaced (the proxy is stopping): what reached its
+  // control socket since gets its KO rows before the socket closes.
+  if (failure_ && control_) {
+    try {
+      std::set<std::string> done;
+      ko_unread(stopped_text(*failure_), done);
+    } catch (...) {
+    }
+  }
+}
+
+std::string Worker::stopped_text(const std::string& why) const {
+  return "proxy worker " + std::to_string(pool_id_) + " stopped on an internal error (" + why + ")";
+}
+
+void Worker::adopt(Worker& failed) {
+  control_ = std::move(failed.control_);
+  node_configs_ = std::move(failed.node_configs_);
+  failed.failure_.reset();
+}
 
 void Worker::start() {
   running_ = true;
+  if (!control_) {
+    // Connected here, on the caller's thread, so that the routing id exists on the core's
+    // router as soon as start() returns (the thread only takes the socket over).
+    control_ = std::make_unique<zmq::socket_t>(host_.zmq_context(), zmq::socket_type::dealer);
+    control_->set(zmq::sockopt::routing_id, "gorgone-proxy-" + std::to_string(pool_id_));
+    control_->set(zmq::sockopt::linger, 0);
+    // In-process link to the core: never drop on a high-water mark (see the core's router).
+    control_->set(zmq::sockopt::sndhwm, 0);
+    control_->set(zmq::sockopt::rcvhwm, 0);
+    control_->connect(host_.core_info().internal_endpoint);
+  }
   thread_ = std::thread([this] {
+    std::optional<std::string> error;
     try {
       run();
     } catch (const std::exception& e) {
-      host_.log(Severity::kError, "[proxy] worker " + std::to_string(pool_id_) + " stopped on error: " + e.what());
+      error = e.what();
+    } catch (...) {
+      error = "unknown exception";
+    }
+    if (error) {
+      try {
+        fail_held(*error);
+      } catch (...) {
+        host_.log(Severity::kError, "[proxy] worker " + std::to_string(pool_id_) +
+                                        ": could not give every held frame its KO row");
+      }
+      // The control socket stays open: frames routed here until the proxy replaces this
+      // worker wait in it for the successor, which adopts it (see adopt()).
+      failure_ = *error;
+    } else {
+      control_.reset();
     }
     connections_.clear();
-    control_.reset();
     running_ = false;
   });
 }
@@ -118,18 +166,12 @@ void Worker::pong_reset(const std::string& node_id) {
 }
 
 void Worker::run() {
-  control_ = std::make_unique<zmq::socket_t>(host_.zmq_context(), zmq::socket_type::dealer);
-  control_->set(zmq::sockopt::routing_id, "gorgone-proxy-" + std::to_string(pool_id_));
-  control_->set(zmq::sockopt::linger, 0);
-  // In-process link to the core: never drop on a high-water mark (see the core's router).
-  control_->set(zmq::sockopt::sndhwm, 0);
-  control_->set(zmq::sockopt::rcvhwm, 0);
-  control_->connect(host_.core_info().internal_endpoint);
   to_core("PROXYREADY", protocol::generate_token(), "{\"pool_id\":" + std::to_string(pool_id_) + "}");
 
   std::vector<zmq::pollitem_t> items;
   std::vector<NodeConnection*> owners;
   while (!stop_) {
+    if (turn_hook_) turn_hook_();
     items.clear();
     owners.clear();
     items.push_back({static_cast<void*>(*control_), 0, ZMQ_POLLIN, 0});
@@ -148,7 +190,7 @@ void Worker::run() {
       for (int i = 0; i < 1000; ++i) {
         zmq::message_t msg;
         if (!control_->recv(msg, zmq::recv_flags::dontwait)) break;
-        on_control(msg.to_string_view());
+        handle_control(msg.to_string_view());
       }
     }
     for (std::size_t i = 1; i < items.size(); ++i) {
@@ -180,29 +222,59 @@ void Worker::close_node(const std::string& node_id, bool reset) {
   if (reset) pong_reset(node_id);
 }
 
-void Worker::on_control(std::string_view text) {
-  auto frame = protocol::parse_frame(text);
-  if (!frame) return;  // the core's ACKs to what we sent
-  const std::string& a = frame->action;
+namespace {
+
+// "parent~~target" -> the node the frame is for, for messages.
+std::string node_of(const std::string& target) {
+  auto sep = target.find("~~");
+  return sep == std::string::npos ? target : target.substr(sep + 2);
+}
+
+// Frames of the proxy to its workers: they carry no request of a caller.
+bool is_control_action(const std::string& a) {
+  return a == "ACK" || a == "PROXYADDNODE" || a == "PROXYDELNODE" || a == "PROXYCLOSECONNECTION" ||
+         a.rfind("BCAST", 0) == 0;
+}
+
+}  // namespace
+
+void Worker::handle_control(std::string_view text) {
+  std::optional<protocol::Frame> frame;
+  try {
+    frame = protocol::parse_frame(text);
+    if (frame) on_control(*frame);  // no frame: the core's ACKs to what we sent
+  } catch (const std::exception& e) {
+    std::string action = frame ? frame->action : std::string("a frame");
+    std::string node = frame ? node_of(frame->target) : std::string("?");
+    bool ko = frame && !frame->token.empty() && !is_control_action(frame->action);
+    host_.log(Severity::kError, "[proxy] worker " + std::to_string(pool_id_) + ": internal error handling " + action +
+                                    " for node '" + node + "': " + e.what() + (ko ? " (KO row written)" : ""));
+    if (ko)
+      history_ko(frame->token, "proxy - internal error handling " + action + " for node '" + node + "': " + e.what());
+  }
+}
+
+void Worker::on_control(const protocol::Frame& frame) {
+  const std::string& a = frame.action;
   if (a == "ACK") return;
   std::string parent, target;
-  auto sep = frame->target.find("~~");
+  auto sep = frame.target.find("~~");
   if (sep != std::string::npos) {
-    parent = frame->target.substr(0, sep);
-    target = frame->target.substr(sep + 2);
+    parent = frame.target.substr(0, sep);
+    target = frame.target.substr(sep + 2);
   }
   if (a == "PROXYADDNODE") {
     if (parent.empty()) return;
     auto old = node_configs_.find(parent);
     if (old != node_configs_.end() && connections_.count(parent)) {
-      if (scalars(old->second) == scalars(frame->data)) {
+      if (scalars(old->second) == scalars(frame.data)) {
         host_.log(Severity::kDebug, "[proxy] Session not changed " + parent);
       } else {
         host_.log(Severity::kInfo, "[proxy] Recreate session for " + parent);
         close_node(parent, true);
       }
     }
-    node_configs_[parent] = frame->data;
+    node_configs_[parent] = frame.data;
     return;
   }
   if (a == "PROXYDELNODE") {
@@ -225,34 +297,36 @@ void Worker::on_control(std::string_view text) {
   }
   if (a.rfind("BCAST", 0) == 0) return;
   if (sep == std::string::npos) {
-    history_ko(frame->token, "unknown target format '" + frame->target + "'");
+    history_ko(frame.token, "unknown target format '" + frame.target + "'");
     return;
   }
   NodeConnection* c = connection_for(parent);
   if (!c) {
-    history_ko(frame->token, "cannot connect on target node '" + parent + "'");
+    history_ko(frame.token, "cannot connect on target node '" + parent + "'");
     return;
   }
-  std::string out = protocol::build_frame(a, frame->token, parent == target ? "" : target, frame->data);
+  std::string out = protocol::build_frame(a, frame.token, parent == target ? "" : target, frame.data);
   // Periodic PING and GETLOG carry no token; while a node is away keep one of each, so
   // that it does not get a burst of stale ones when it comes back.
-  if (frame->token.empty())
+  if (frame.token.empty())
     for (const auto& p : c->queue)
       if (p.action == a && p.token.empty()) return;
   if (c->queue.size() >= settings_.max_queue) {
-    history_ko(frame->token, "Send message problem for '" + target + "': node '" + parent + "' is unreachable and " +
+    history_ko(frame.token, "Send message problem for '" + target + "': node '" + parent + "' is unreachable and " +
                                  std::to_string(settings_.max_queue) + " frames already wait for it (max_queue)");
     return;
   }
   if (a == "REMOTECOPY") {
-    auto job = RemoteCopy::start(frame->data, parent, frame->token, static_cast<std::size_t>(settings_.buffer_size));
+    // Archiving a directory happens here, on this thread: it gives up when we are asked to stop.
+    auto job =
+        RemoteCopy::start(frame.data, parent, frame.token, static_cast<std::size_t>(settings_.buffer_size), &stop_);
     if (!job) {
-      history_ko(frame->token, job.error());
+      history_ko(frame.token, job.error());
       return;
     }
-    c->queue.push_back({"PROCESSCOPY", frame->token, target, "", std::move(job.value()), parent == target ? "" : target});
+    c->queue.push_back({"PROCESSCOPY", frame.token, target, "", std::move(job.value()), parent == target ? "" : target});
   } else {
-    c->queue.push_back({a, frame->token, target, std::move(out), nullptr, ""});
+    c->queue.push_back({a, frame.token, target, std::move(out), nullptr, ""});
   }
   flush(*c);
 }
@@ -364,6 +438,29 @@ void Worker::end_session(NodeConnection& c) {
 }
 
 void Worker::flush(NodeConnection& c) {
+  bool on_frame = false;  // true while the front frame is being made or sent
+  try {
+    flush_queue(c, on_frame);
+  } catch (const std::exception& e) {
+    if (on_frame && !c.queue.empty()) {
+      // This frame cannot be sent: it alone gets a KO; the ones behind it still go.
+      NodeConnection::Pending p = std::move(c.queue.front());
+      c.queue.pop_front();
+      host_.log(Severity::kError, "[proxy] node '" + c.id + "': internal error sending " + p.action + ": " + e.what() +
+                                      (p.token.empty() ? "" : " (KO row written)"));
+      if (!p.token.empty())
+        history_ko(p.token, "Send message problem for '" + p.target + "': internal error sending " + p.action +
+                                " to node '" + c.id + "': " + e.what());
+      return;
+    }
+    host_.log(Severity::kError, "[proxy] node '" + c.id + "': internal error opening a session: " + e.what() + "; " +
+                                    std::to_string(c.queue.size()) + " frame(s) held, retrying in 5 s");
+    end_session(c);
+    c.retry_at = Clock::now() + std::chrono::seconds(5);
+  }
+}
+
+void Worker::flush_queue(NodeConnection& c, bool& on_frame) {
   auto now = Clock::now();
   if (!c.socket) {
     if (c.queue.empty() || now < c.retry_at) return;
@@ -381,6 +478,7 @@ void Worker::flush(NodeConnection& c) {
   }
   if (!c.established()) return;
   while (!c.queue.empty()) {
+    on_frame = true;
     NodeConnection::Pending& p = c.queue.front();
     if (p.copy && p.text.empty()) {
       auto data = p.copy->next();
@@ -392,7 +490,10 @@ void Worker::flush(NodeConnection& c) {
       p.text = protocol::build_frame("PROCESSCOPY", p.token, p.wire_target, *data);
     }
     std::string wire = c.handshake->encrypt(p.text);
-    if (!c.socket->send(zmq::buffer(wire), zmq::send_flags::dontwait)) return;  // node away: keep the rest
+    if (!c.socket->send(zmq::buffer(wire), zmq::send_flags::dontwait)) {
+      on_frame = false;
+      return;  // node away: keep the rest
+    }
     c.in_flight.push_back({p.action, p.token, p.target, p.text, nullptr, ""});
     if (c.in_flight.size() > kMaxInFlight) c.in_flight.pop_front();
     if (p.copy && !p.copy->done()) {
@@ -401,6 +502,42 @@ void Worker::flush(NodeConnection& c) {
     }
     c.queue.pop_front();
   }
+  on_frame = false;
+}
+
+std::size_t Worker::ko_unread(const std::string& worker, std::set<std::string>& done) {
+  std::size_t unread = 0;
+  zmq::message_t msg;
+  while (control_->recv(msg, zmq::recv_flags::dontwait)) {
+    auto frame = protocol::parse_frame(msg.to_string_view());
+    if (!frame || frame->token.empty() || is_control_action(frame->action)) continue;
+    if (!done.insert(frame->token).second) continue;
+    ++unread;
+    history_ko(frame->token, "Send message problem for '" + node_of(frame->target) + "': " + worker +
+                                 " before reading this " + frame->action);
+  }
+  return unread;
+}
+
+void Worker::fail_held(const std::string& why) {
+  const std::string worker = stopped_text(why);
+  std::set<std::string> done;  // a copy's token appears once per chunk: one row each
+  auto ko = [&](const std::string& token, const std::string& message) {
+    if (token.empty() || !done.insert(token).second) return;
+    history_ko(token, message);
+  };
+  for (const auto& [id, c] : connections_) {
+    for (const auto& p : c->in_flight)
+      ko(p.token, "Send message problem for '" + p.target + "': " + worker + " before node '" + id + "' answered");
+    for (const auto& p : c->queue)
+      ko(p.token, "Send message problem for '" + p.target + "': " + worker + "; the frame held for node '" + id +
+                      "' was not sent");
+  }
+  // Frames the core routed to this worker that it never read.
+  std::size_t unread = control_ ? ko_unread(worker, done) : 0;
+  host_.log(Severity::kError, "[proxy] worker " + std::to_string(pool_id_) + " stopped on error: " + why + "; " +
+                                  std::to_string(done.size()) + " held frame(s) got a KO row (" +
+                                  std::to_string(unread) + " unread)");
 }
 
 void Worker::fail_node(NodeConnection& c, const std::string& reason) {
@@ -412,80 +549,113 @@ void Worker::fail_node(NodeConnection& c, const std::string& reason) {
 }
 
 void Worker::on_node_message(NodeConnection& c) {
+  const std::string id = c.id;  // handling may close the connection and free `c`
   for (int i = 0; i < 1000 && c.socket; ++i) {
     zmq::message_t msg;
     if (!c.socket->recv(msg, zmq::recv_flags::dontwait)) return;
-    using Kind = protocol::HandshakeClient::Step::Kind;
-    bool was_established = c.established();
-    auto step = c.handshake->on_message(msg.to_string_view());
-    switch (step.kind) {
-      case Kind::kSend:
-        c.hello = step.text;
-        flush(c);
-        break;
-      case Kind::kEstablished:
-        host_.log(Severity::kInfo, "[proxy] session established with node '" + c.id + "'");
-        c.waiting = false;
-        c.silent_attempts = 0;
-        flush(c);
-        break;
-      case Kind::kMessage:
-        on_node_text(c, step.text);
-        break;
-      case Kind::kRotated:
-        host_.log(Severity::kInfo, "[proxy] node '" + c.id + "' rotated the session key");
-        break;
-      case Kind::kFailed:
-        if (was_established) {
-          // The node lost our session (restarted without it, or forgot it after 24 h idle):
-          // open a new one and keep the held frames.
-          host_.log(Severity::kError, "[proxy] node '" + c.id + "': session lost (" + step.text + "); reconnecting, " +
-                                          std::to_string(c.in_flight.size()) + " unanswered frame(s) sent again");
-          c.queue.insert(c.queue.begin(), std::make_move_iterator(c.in_flight.begin()),
-                         std::make_move_iterator(c.in_flight.end()));
-          end_session(c);
-          c.retry_at = Clock::now();
-          flush(c);
-          return;
-        }
-        fail_node(c, step.text);
-        return;
-      case Kind::kIgnored:
-        break;
+    try {
+      if (!on_node_wire(c, msg.to_string_view())) return;
+    } catch (const std::exception& e) {
+      // Handling may have closed the connection: `c` is not used after this.
+      host_.log(Severity::kError, "[proxy] node '" + id + "': internal error handling a message from it: " +
+                                      e.what() + "; message dropped");
+      return;
     }
   }
+}
+
+bool Worker::on_node_wire(NodeConnection& c, std::string_view wire) {
+  using Kind = protocol::HandshakeClient::Step::Kind;
+  bool was_established = c.established();
+  auto step = c.handshake->on_message(wire);
+  switch (step.kind) {
+    case Kind::kSend:
+      c.hello = step.text;
+      flush(c);
+      break;
+    case Kind::kEstablished:
+      host_.log(Severity::kInfo, "[proxy] session established with node '" + c.id + "'");
+      c.waiting = false;
+      c.silent_attempts = 0;
+      flush(c);
+      break;
+    case Kind::kMessage:
+      on_node_text(c, step.text);
+      break;
+    case Kind::kRotated:
+      host_.log(Severity::kInfo, "[proxy] node '" + c.id + "' rotated the session key");
+      break;
+    case Kind::kFailed:
+      if (was_established) {
+        // The node lost our session (restarted without it, or forgot it after 24 h idle):
+        // open a new one and keep the held frames.
+        host_.log(Severity::kError, "[proxy] node '" + c.id + "': session lost (" + step.text + "); reconnecting, " +
+                                        std::to_string(c.in_flight.size()) + " unanswered frame(s) sent again");
+        c.queue.insert(c.queue.begin(), std::make_move_iterator(c.in_flight.begin()),
+                       std::make_move_iterator(c.in_flight.end()));
+        end_session(c);
+        c.retry_at = Clock::now();
+        flush(c);
+        return false;
+      }
+      fail_node(c, step.text);
+      return false;
+    case Kind::kIgnored:
+      break;
+  }
+  return true;
 }
 
 void Worker::on_node_text(NodeConnection& c, std::string_view text) {
   auto r = protocol::parse_response(text);
   if (!r) return;
+  try {
+    on_node_response(c, *r);
+  } catch (const std::exception& e) {
+    host_.log(Severity::kError, "[proxy] node '" + c.id + "': internal error handling its " + r->type + ": " +
+                                    e.what() + (r->token.empty() ? "" : " (KO row written)"));
+    if (!r->token.empty())
+      history_ko(r->token, "proxy - internal error handling " + r->type + " from node '" + c.id + "': " + e.what());
+  }
+}
+
+void Worker::on_node_response(NodeConnection& c, const protocol::Response& r) {
   // REGISTERNODES, UNREGISTERNODES and SYNCLOGS are the node's own requests; anything else
   // is its answer to our oldest unanswered frame.
-  bool request = r->type == "REGISTERNODES" || r->type == "UNREGISTERNODES" || r->type == "SYNCLOGS";
+  bool request = r.type == "REGISTERNODES" || r.type == "UNREGISTERNODES" || r.type == "SYNCLOGS";
   if (!request && !c.in_flight.empty()) c.in_flight.pop_front();
-  if (r->type == "PONG") {
+  // A frame whose JSON cannot be read (malformed, nested too deeply, absurd numbers) costs
+  // that frame and one log line naming the node; the session stays up.
+  auto parse = [&](json::Document& d) {
+    std::string error;
+    if (json::parse(d, r.json, &error) && d.IsObject()) return true;
+    host_.log(Severity::kError, "[proxy] node '" + c.id + "': " + r.type + " answer ignored: " +
+                                    (error.empty() ? std::string("not a JSON object") : error));
+    return false;
+  };
+  if (r.type == "PONG") {
     json::Document d;
-    if (!json::parse(d, r->json) || !d.IsObject()) return;
+    if (!parse(d)) return;
     if (!d.HasMember("data") || !d["data"].IsObject()) d.AddMember("data", json::Value(rapidjson::kObjectType), d.GetAllocator());
     json::Value& data = d["data"];
     data.RemoveMember("id");
     data.AddMember("id", json::Value(c.id.c_str(), d.GetAllocator()), d.GetAllocator());
-    to_core("PONG", r->token, json::dump(d));
-  } else if (r->type == "REGISTERNODES" || r->type == "UNREGISTERNODES") {
+    to_core("PONG", r.token, json::dump(d));
+  } else if (r.type == "REGISTERNODES" || r.type == "UNREGISTERNODES") {
     // The node's own request: the target names the node whose connection carried it, so that
     // the proxy applies what that node may register, not what the configuration may.
-    control_->send(zmq::buffer(protocol::build_frame(r->type, r->token, c.id, r->json)), zmq::send_flags::dontwait);
-  } else if (r->type == "SYNCLOGS") {
-    to_core(r->type, r->token, r->json);
-  } else if (r->type == "ACK") {
+    control_->send(zmq::buffer(protocol::build_frame(r.type, r.token, c.id, r.json)), zmq::send_flags::dontwait);
+  } else if (r.type == "SYNCLOGS") {
+    to_core(r.type, r.token, r.json);
+  } else if (r.type == "ACK") {
     json::Document d;
-    if (!json::parse(d, r->json) || !d.IsObject()) return;
+    if (!parse(d)) return;
     auto data = d.FindMember("data");
     if (data == d.MemberEnd() || !data->value.IsObject()) return;
     if (json::member_text(data->value, "action").value_or("") != "getlog") return;
     data->value.RemoveMember("id");
     data->value.AddMember("id", json::Value(c.id.c_str(), d.GetAllocator()), d.GetAllocator());
-    to_core("SETLOGS", r->token, json::dump(d));
+    to_core("SETLOGS", r.token, json::dump(d));
   }
 }
 

@@ -2,19 +2,33 @@
 // It reads frames the hooks route to it on its control DEALER ("gorgone-proxy-<pool>"),
 // connects to push_zmq nodes (asynchronous handshake, per-node timeouts), and sends the
 // nodes' answers (PONG, SETLOGS, REGISTERNODES, ...) back to the core.
-// Thread-safety: start()/stop()/running() are thread-safe; everything else is thread-bound
-// to the worker's thread.
+//
+// Failure rule: nothing a frame contains may end the thread. An exception while handling
+// one control frame, one node message or one queued frame is caught there: that frame's
+// token gets a KO row, a log line says what failed for which node, and the loop goes on.
+// Should run() end on an exception anyway, every frame the worker held (node queues,
+// frames sent and unanswered, frames still unread on its control socket) gets a KO row
+// before the thread ends; the proxy's check() then starts a new worker.
+// Thread-safety: start()/stop()/running() are thread-safe; set_turn_hook() must be called
+// before start(); everything else is thread-bound to the worker's thread.
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <thread>
 
 #include "gorgone/module.hpp"
 #include "gorgone/protocol/crypto.hpp"
 #include "settings.hpp"
+
+namespace gorgone::protocol {
+struct Response;
+}
 
 namespace gorgone::proxy {
 
@@ -23,28 +37,55 @@ class NodeConnection;
 class Worker {
  public:
   Worker(int pool_id, Host& host, Settings settings, std::string core_id);
+  // Joins the thread. A worker that failed and was not adopted gives the frames left on its
+  // control socket their KO rows first.
   ~Worker();
+  // Connects the control socket (on the caller's thread) unless adopted, then starts the thread.
   void start();
+  // Takes over the control socket and node configurations of a worker whose thread ended
+  // on an error. Frames routed to the pool since then are still queued on that socket and
+  // are handled by this worker instead of being lost between the failure and the restart;
+  // keeping the socket also keeps the routing id in place on the core's router.
+  // REQUIRES: `failed` is stopped (its thread joined); this worker is not started yet.
+  void adopt(Worker& failed);
   // Asks the thread to stop and joins it.
   void stop();
   bool running() const { return running_.load(); }
   int pool_id() const { return pool_id_; }
+  // For tests only: called on the worker's thread at the start of every loop turn. An
+  // exception it throws leaves run() as an internal error would, which is how the tests
+  // check what a worker that stops does with the frames it holds. Unset in production.
+  void set_turn_hook(std::function<void()> hook) { turn_hook_ = std::move(hook); }
 
  private:
   void run();
-  void on_control(std::string_view text);
+  // One control frame, with the failure rule above.
+  void handle_control(std::string_view text);
+  void on_control(const protocol::Frame& frame);
   void to_core(std::string_view action, std::string_view token, std::string_view data);
   void history_ko(const std::string& token, const std::string& message);
   void pong_reset(const std::string& node_id);
   void close_node(const std::string& node_id, bool reset);
   NodeConnection* connection_for(const std::string& node_id);
   void on_node_message(NodeConnection& c);
+  // One message from a node; false when the connection must not be read further now.
+  bool on_node_wire(NodeConnection& c, std::string_view wire);
   void on_node_text(NodeConnection& c, std::string_view text);
+  void on_node_response(NodeConnection& c, const protocol::Response& r);
   void fail_node(NodeConnection& c, const std::string& reason);
   bool open_session(NodeConnection& c);
   void end_session(NodeConnection& c);
   // Sends what can be sent now: the pending handshake message, then held frames in order.
+  // A failure on one frame gives that frame a KO row and drops it; a failure while opening
+  // the session closes it and tries again later, keeping the frames.
   void flush(NodeConnection& c);
+  void flush_queue(NodeConnection& c, bool& on_frame);
+  // After run() failed: a KO row for every frame held (node queues, frames in flight,
+  // frames unread on the control socket).
+  void fail_held(const std::string& why);
+  // KO rows for the frames unread on the control socket (once per token in `done`).
+  std::size_t ko_unread(const std::string& worker, std::set<std::string>& done);
+  std::string stopped_text(const std::string& why) const;
   void check_timeouts();
 
   int pool_id_;
@@ -58,6 +99,8 @@ class Worker {
   std::map<std::string, std::string> node_configs_;  // id -> node JSON from PROXYADDNODE
   std::map<std::string, std::unique_ptr<NodeConnection>> connections_;
   std::map<std::string, protocol::RsaKey> client_keys_;  // private key file -> parsed key
+  std::function<void()> turn_hook_;  // tests only
+  std::optional<std::string> failure_;  // why run() failed; written by the thread before running_ = false
 };
 
 }  // namespace gorgone::proxy

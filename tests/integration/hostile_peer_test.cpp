@@ -5,6 +5,7 @@
 
 #include <fstream>
 
+#include "fake_node.hpp"
 #include "fleet.hpp"
 #include "gorgone/protocol/frame.hpp"
 #include "wire_client.hpp"
@@ -107,6 +108,79 @@ TEST(HostilePeer, HelosForgedFromPublicKeysCreateNoSessionAndAreBounded) {
   auto answer = central.next(std::chrono::seconds(10));
   ASSERT_TRUE(answer.has_value());
   EXPECT_EQ(answer->rfind("[PONG] [after-flood]", 0), 0u) << *answer;
+}
+
+// A compromised push node (played by the test) tries to take over node 2, a real poller.
+TEST(HostilePeer, ANodeCannotRedefineOrUnregisterAnotherNode) {
+  Fleet fleet;
+  fleet.declare({"2", true, {"1"}});
+  fleet.start("2");
+  std::string dir = make_temp_dir("gorgone-rogue");
+  fleet.declare({"1"});
+  FakeNode rogue("3", {fleet.thumbprint("1")}, dir + "/3");
+  HostSpec central{"1", false, {}, true, HostSpec().proxy_directives,
+                   "  - id: 2\n    type: push_zmq\n    address: 127.0.0.1\n    port: " + std::to_string(fleet.port("2")) +
+                       "\n  - id: 3\n    type: push_zmq\n    address: 127.0.0.1\n    port: " + std::to_string(rogue.port()) + "\n",
+                   true};
+  fleet.declare(central);
+  fleet.start("1");
+  ASSERT_TRUE(eventually([&] { return !rogue.received().empty(); })) << fleet.logs();
+  std::string at_rogue = "{\"id\":\"2\",\"type\":\"push_zmq\",\"address\":\"127.0.0.1\",\"port\":\"" +
+                         std::to_string(rogue.port()) + "\",\"prevail\":\"1\"}";
+  rogue.push("[REGISTERNODES] [rogue-1] {\"nodes\":[" + at_rogue + "]}");
+  rogue.push("[UNREGISTERNODES] [rogue-2] {\"nodes\":[{\"id\":\"2\"}]}");
+  ASSERT_TRUE(eventually([&] {
+    std::string log = fleet.daemon("1").log();
+    return log.find("refused: node '3' registered node '2'") != std::string::npos &&
+           log.find("refused: node '3' unregistered node '2': it does not own it") != std::string::npos;
+  })) << fleet.logs();
+  // Node 2 is still the real poller: its command runs there, and the rogue sees none.
+  std::string token = fleet.command("1", "2", "echo still-node-2");
+  ASSERT_FALSE(token.empty());
+  EXPECT_TRUE(eventually([&] { return fleet.result("1", token, "2") == "still-node-2"; })) << fleet.logs();
+  for (const auto& f : rogue.received()) EXPECT_NE(f.action, "COMMAND") << f.data;
+  std::filesystem::remove_all(dir);
+}
+
+// Two pull connections claim node 3: the one that registered it keeps it while it is there.
+TEST(HostilePeer, APullNodesIdStaysWithItsConnection) {
+  Fleet fleet;
+  fleet.declare({"3"});
+  fleet.declare({"4"});
+  fleet.declare({"1", true, {"3", "4"}, true, HostSpec().proxy_directives,
+                 "  - id: 3\n    type: pull\n    prevail: 1\n", true});
+  fleet.start("1");
+  zmq::context_t ctx;
+  auto registration = [](const WireClient& c, const std::string& id) {
+    return "[REGISTERNODES] [] [] {\"nodes\":[{\"id\":\"" + id + "\",\"type\":\"pull\",\"identity\":\"" +
+           c.identity() + "\"}]}";
+  };
+  auto owner = std::make_unique<WireClient>(ctx, "3", fleet.private_key("3"), fleet.port("1"));
+  ASSERT_TRUE(owner->handshake()) << fleet.logs();
+  owner->send(registration(*owner, "3"));
+  WireClient intruder(ctx, "4", fleet.private_key("4"), fleet.port("1"));
+  ASSERT_TRUE(intruder.handshake()) << fleet.logs();
+  intruder.send(registration(intruder, "3"));
+  // Its PONG for node 3 is not taken either: its connection is no node.
+  intruder.send(R"([PONG] [fake] [] {"code":0,"data":{"action":"ping","message":"ping ok","id":"3","data":{}}})");
+  ASSERT_TRUE(eventually([&] {
+    std::string log = fleet.daemon("1").log();
+    return log.find("registered node '3': another live connection speaks for it") != std::string::npos &&
+           log.find("PONG from connection") != std::string::npos;
+  })) << fleet.logs();
+  std::string token = fleet.command("1", "3", "echo for-the-owner");
+  std::optional<std::string> got;
+  ASSERT_TRUE(eventually([&] {
+    got = owner->next(std::chrono::seconds(1));
+    return got && got->rfind("[COMMAND] [" + token + "]", 0) == 0;
+  }, std::chrono::seconds(20))) << fleet.logs();
+  EXPECT_FALSE(intruder.next(std::chrono::seconds(2)).has_value());
+  // Once the owner is gone, a new connection may speak for node 3 (a restarted poller).
+  owner.reset();
+  ASSERT_TRUE(eventually([&] {
+    intruder.send(registration(intruder, "3"));
+    return fleet.daemon("1").log().find("Node '3' moved to a new connection") != std::string::npos;
+  })) << fleet.logs();
 }
 
 TEST(HostSignals, SighupReopensTheLogFileAndTheHostKeepsServing) {

@@ -3,6 +3,7 @@
 // Thread-safety: thread-safe (implementations serialise access internally).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -36,6 +37,13 @@ struct GetlogFilter {
   bool empty() const { return !id && !token && !ctime && !etime && !code; }
 };
 
+// A synced row the store could not take even on its own: its index in the rows given and
+// the store's reason. A KO row took its place (see History::store_synced_reporting).
+struct RefusedRow {
+  std::size_t index = 0;
+  std::string reason;
+};
+
 struct IdentityRow {
   std::string identity;  // hex of the routing id
   std::string key, iv, oldkey, oldiv;  // hex
@@ -56,7 +64,9 @@ class History {
   virtual Result<double> sync_position(const std::string& node_id) = 0;
   // Stores rows synced from a node and moves its position to new_position, in one
   // transaction; rows get a fresh local ctime and keep token/code/etime/instant/data.
-  // Nothing is stored when it fails.
+  // Nothing is stored when it fails. A row the store refuses on its own (PgHistory: after
+  // its text was made valid UTF-8) does not fail the call: it is replaced by a KO row
+  // with its token and a message naming the node and the reason, and the rest goes in.
   virtual Status store_synced(const std::string& node_id, const std::vector<HistoryRow>& rows,
                               double new_position) = 0;
 
@@ -80,6 +90,14 @@ class History {
   virtual Status purge(double now, std::int64_t history_seconds, std::int64_t session_seconds) {
     (void)now, (void)history_seconds, (void)session_seconds;
     return Status::failure("history: purge not supported");
+  }
+
+  // ABI 1.1. store_synced, and which rows were replaced by a KO row (`refused` is cleared
+  // first), so that the caller can log them.
+  virtual Status store_synced_reporting(const std::string& node_id, const std::vector<HistoryRow>& rows,
+                                        double new_position, std::vector<RefusedRow>& refused) {
+    refused.clear();
+    return store_synced(node_id, rows, new_position);
   }
 };
 

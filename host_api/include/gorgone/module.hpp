@@ -30,7 +30,7 @@
 namespace gorgone {
 
 inline constexpr unsigned kAbiMajor = 1;
-inline constexpr unsigned kAbiMinor = 0;
+inline constexpr unsigned kAbiMinor = 1;  // 1: History::store_synced_reporting
 
 struct AbiVersion {
   unsigned major;

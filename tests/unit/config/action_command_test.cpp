@@ -303,6 +303,22 @@ TEST(CommandRequest, OutputIsValidUtf8) {
   EXPECT_STREQ(rec.rows[2].data["result"]["stdout"].GetString(), "caf\xC3\xA9 \xEF\xBF\xBD end");
 }
 
+// The command text and its metadata are copied into the rows: bytes that are not UTF-8
+// there must not make a row a UTF-8 store refuses.
+TEST(CommandRequest, RowsAreValidUtf8WhenTheRequestIsNot) {
+  std::vector<std::string> texts;
+  Output out;
+  out.history = [&](int, const std::string& text, int) { texts.push_back(text); };
+  run_command_request("[{\"command\":\"echo 'caf\xE9'\",\"metadata\":{\"k\":\"\xFF\"}}]", ActionSettings(), out,
+                      nullptr);
+  ASSERT_EQ(texts.size(), 4u);
+  for (const auto& t : texts) EXPECT_TRUE(utf8::is_clean(t)) << t;
+  json::Document started;
+  ASSERT_TRUE(json::parse(started, texts[1]));
+  EXPECT_STREQ(started["command"].GetString(), "echo 'caf\xEF\xBF\xBD'");
+  EXPECT_STREQ(started["metadata"]["k"].GetString(), "\xEF\xBF\xBD");
+}
+
 TEST(CommandRequest, AbortStopsTheRequest) {
   std::atomic<bool> abort{false};
   Recorder rec;
@@ -358,7 +374,7 @@ allowed_cmds:
 TEST(Utf8, Sanitize) {
   EXPECT_EQ(sanitize_utf8("plain"), "plain");
   EXPECT_EQ(sanitize_utf8("\xE2\x82\xAC"), "\xE2\x82\xAC");
-  EXPECT_EQ(sanitize_utf8("a\xE2\x82"), "a\xEF\xBF\xBD\xEF\xBF\xBD");  // cut sequence
+  EXPECT_EQ(sanitize_utf8("a\xE2\x82"), "a\xEF\xBF\xBD");  // cut sequence: one subpart
   EXPECT_EQ(sanitize_utf8("\xC0\xAF"), "\xEF\xBF\xBD\xEF\xBF\xBD");    // overlong
   EXPECT_EQ(sanitize_utf8("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // surrogate
   EXPECT_EQ(sanitize_utf8(std::string("a\0b", 3)), std::string("a\0b", 3));

@@ -12,8 +12,11 @@
 #include <sstream>
 #include <string>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
 #include <vector>
 
+#include "command_request.hpp"
 #include "gorgone/json.hpp"
 #include "process_copy.hpp"
 
@@ -61,6 +64,9 @@ struct Entry {
   std::string body;       // regular files
   std::string link;       // symlink target when set
   bool hard = false;      // hard link to `link`
+  mode_t type = 0;        // another file type (AE_IFIFO, AE_IFCHR, AE_IFDIR ...) when set
+  mode_t perm = 0644;
+  bool ours = false;      // owned by the user running the test (set-id bits survive then)
 };
 
 // A tar.gz built with libarchive, to exercise hostile member names.
@@ -74,8 +80,15 @@ std::string make_targz(const std::vector<Entry>& entries) {
   for (const auto& e : entries) {
     struct archive_entry* ent = archive_entry_new();
     archive_entry_set_pathname(ent, e.name.c_str());
-    archive_entry_set_perm(ent, 0644);
-    if (e.hard) {
+    archive_entry_set_perm(ent, e.perm);
+    if (e.ours) {
+      archive_entry_set_uid(ent, ::geteuid());
+      archive_entry_set_gid(ent, ::getegid());
+    }
+    if (e.type != 0) {
+      archive_entry_set_filetype(ent, e.type);
+      if (e.type == AE_IFCHR || e.type == AE_IFBLK) archive_entry_set_rdev(ent, makedev(1, 3));  // like /dev/null
+    } else if (e.hard) {
       archive_entry_set_filetype(ent, AE_IFREG);
       archive_entry_set_hardlink(ent, e.link.c_str());
     } else if (!e.link.empty()) {
@@ -86,7 +99,7 @@ std::string make_targz(const std::vector<Entry>& entries) {
       archive_entry_set_size(ent, static_cast<la_int64_t>(e.body.size()));
     }
     archive_write_header(a, ent);
-    if (!e.hard && e.link.empty()) archive_write_data(a, e.body.data(), e.body.size());
+    if (e.type == 0 && !e.hard && e.link.empty()) archive_write_data(a, e.body.data(), e.body.size());
     archive_entry_free(ent);
   }
   archive_write_close(a);
@@ -337,6 +350,108 @@ TEST_F(ProcessCopyTest, ArchiveRefusesEscapes) {
   EXPECT_FALSE(fs::exists(root_ / "escape.txt"));
   EXPECT_FALSE(fs::exists(root_ / "abs"));
   EXPECT_FALSE(fs::exists(dest / "evil"));
+}
+
+// Only files, directories and links come out of an archive; the first other entry stops
+// the extraction and the copy's final row names it.
+TEST_F(ProcessCopyTest, ArchiveRefusesDevicesAndFifos) {
+  struct Case {
+    Entry entry;
+    const char* why;
+  };
+  const Case cases[] = {
+      {{"pipe", "", "", false, AE_IFIFO}, "refusing FIFO 'pipe'"},
+      {{"dev/null0", "", "", false, AE_IFCHR}, "refusing character device 'dev/null0'"},
+      {{"disk0", "", "", false, AE_IFBLK}, "refusing block device 'disk0'"},
+  };
+  for (const auto& c : cases) {
+    codes_.clear();
+    fs::path dest = root_ / ("dst-" + fs::path(c.entry.name).filename().string());
+    transfer(make_targz({{"good.cfg", "g", "", false}, c.entry, {"after.cfg", "a", "", false}}), "archive",
+             dest.string());
+    ASSERT_FALSE(codes_.empty());
+    EXPECT_EQ(codes_.back(), 1) << c.entry.name;
+    EXPECT_EQ(messages_.back(), std::string("untar failed: ") + c.why +
+                                    " (only files, directories and links are extracted)");
+    EXPECT_TRUE(fs::exists(dest / "good.cfg"));
+    EXPECT_FALSE(fs::exists(fs::symlink_status(dest / c.entry.name))) << c.entry.name;
+    EXPECT_FALSE(fs::exists(dest / "after.cfg")) << "nothing is extracted after a refused entry";
+  }
+}
+
+// A hard link to a path that goes through a symlink already in the destination would link
+// (and with data, overwrite) a file outside it.
+TEST_F(ProcessCopyTest, ArchiveRefusesAHardLinkThroughASymlink) {
+  fs::create_directories(root_ / "outside");
+  std::ofstream(root_ / "outside" / "secret") << "top secret";
+  fs::path dest = root_ / "dst";
+  fs::create_directories(dest);
+  fs::create_directory_symlink(root_ / "outside", dest / "out");
+  transfer(make_targz({{"h", "", "out/secret", true}}), "archive", dest.string());
+  ASSERT_FALSE(codes_.empty());
+  EXPECT_EQ(codes_.back(), 1) << messages_.back();
+  EXPECT_EQ(messages_.back().rfind("untar failed: refusing hard link 'h' to 'out/secret' (it goes through the symlink", 0),
+            0u)
+      << messages_.back();
+  EXPECT_FALSE(fs::exists(fs::symlink_status(dest / "h")));
+  EXPECT_EQ(fs::hard_link_count(root_ / "outside" / "secret"), 1u);
+  EXPECT_EQ(read_all(root_ / "outside" / "secret"), "top secret");
+
+  // Writing a file through that symlink is refused too (ARCHIVE_EXTRACT_SECURE_SYMLINKS).
+  codes_.clear();
+  transfer(make_targz({{"out/planted", "x", "", false}}), "archive", dest.string());
+  EXPECT_EQ(codes_.back(), 1) << messages_.back();
+  EXPECT_FALSE(fs::exists(root_ / "outside" / "planted"));
+}
+
+TEST_F(ProcessCopyTest, SetIdAndStickyBitsAreClearedUnlessKeepSetid) {
+  auto archive = make_targz({{"suid", "s", "", false, 0, 04755, true},
+                             {"sgid", "g", "", false, 0, 02755, true},
+                             {"sticky", "", "", false, AE_IFDIR, 01777, true}});
+  auto perms = [](const fs::path& p) { return static_cast<unsigned>(fs::status(p).permissions() & fs::perms::mask); };
+  fs::path dest = root_ / "dst";
+  transfer(archive, "archive", dest.string());
+  ASSERT_EQ(codes_.back(), 2) << messages_.back();
+  EXPECT_EQ(perms(dest / "suid"), 0755u);
+  EXPECT_EQ(perms(dest / "sgid"), 0755u);
+  EXPECT_EQ(perms(dest / "sticky"), 0777u);
+  // A regular file's requested mode too.
+  transfer("x", "regular", (root_ / "plain").string(), R"(,"mode":"4755")");
+  ASSERT_EQ(codes_.back(), 2) << messages_.back();
+  EXPECT_EQ(perms(root_ / "plain"), 0755u);
+
+  // keep_setid: true keeps them.
+  copier_ = ProcessCopy(CopyOptions{true, nullptr});
+  fs::path kept = root_ / "kept";
+  transfer(archive, "archive", kept.string());
+  ASSERT_EQ(codes_.back(), 2) << messages_.back();
+  EXPECT_EQ(perms(kept / "suid"), 04755u);
+  EXPECT_EQ(perms(kept / "sticky"), 01777u);
+  transfer("x", "regular", (root_ / "plain-kept").string(), R"(,"mode":"4755")");
+  EXPECT_EQ(perms(root_ / "plain-kept"), 04755u);
+}
+
+TEST_F(ProcessCopyTest, AbortStopsAnExtractionBeforeItsNextEntry) {
+  std::atomic<bool> abort{true};
+  copier_ = ProcessCopy(CopyOptions{false, &abort});
+  fs::path dest = root_ / "dst";
+  transfer(make_targz({{"a.cfg", "a", "", false}, {"b.cfg", "b", "", false}}), "archive", dest.string());
+  EXPECT_EQ(codes_.back(), 1);
+  EXPECT_EQ(messages_.back(), "untar failed: the action module is stopping");
+  EXPECT_FALSE(fs::exists(dest / "a.cfg"));
+  abort = false;
+  transfer(make_targz({{"a.cfg", "a", "", false}}), "archive", dest.string());
+  EXPECT_EQ(codes_.back(), 2) << messages_.back();
+}
+
+TEST(ActionSettings, KeepSetidIsAStrictBoolean) {
+  EXPECT_FALSE(parse_settings(YAML::Node())->keep_setid);
+  EXPECT_FALSE(parse_settings(YAML::Load("command_timeout: 10"))->keep_setid);
+  EXPECT_TRUE(parse_settings(YAML::Load("keep_setid: true"))->keep_setid);
+  EXPECT_FALSE(parse_settings(YAML::Load("keep_setid: no"))->keep_setid);
+  auto bad = parse_settings(YAML::Load("keep_setid: sometimes"));
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error(), "keep_setid must be true or false, got 'sometimes'");
 }
 
 TEST_F(ProcessCopyTest, CorruptArchive) {

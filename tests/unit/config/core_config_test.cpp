@@ -55,6 +55,18 @@ TEST(CoreConfig, GetlogPageSize) {
   EXPECT_NE(c.error().find("getlog_max_rows"), std::string::npos);
 }
 
+TEST(CoreConfig, GetlogPageBytes) {
+  auto c = parse("gorgone: {gorgonecore: {id: 1}}");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->getlog_max_bytes, 4 << 20);
+  c = parse("gorgone: {gorgonecore: {id: 1, getlog_max_bytes: 65536}}");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->getlog_max_bytes, 65536);
+  c = parse("gorgone: {gorgonecore: {id: 1, getlog_max_bytes: 10}}");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().find("getlog_max_bytes"), std::string::npos);
+}
+
 TEST(CoreConfig, GorgoneAtTheTopIsAcceptedToo) {
   EXPECT_TRUE(parse("gorgone: {gorgonecore: {id: 1}}"));
 }

@@ -149,11 +149,16 @@ TEST_F(HistoryTest, AddKeepsFieldsAndDefaultsTimes) {
   EXPECT_EQ(rows[2].ctime, 1795634436.6373);
 }
 
-TEST_F(HistoryTest, AddRefusesNulInsteadOfTruncating) {
-  auto id = history_->add(Row("t", 1, std::string("ab\0cd", 5)));
-  ASSERT_FALSE(id.ok());
-  EXPECT_NE(id.error().find("NUL"), std::string::npos) << id.error();
-  EXPECT_EQ(Count("gorgone_history"), "0");
+// PostgreSQL text holds neither NUL nor (in a UTF8 database) ill-formed UTF-8: such a row
+// used to be refused, i.e. lost. It is stored with U+FFFD in place of the bad bytes.
+TEST_F(HistoryTest, AddReplacesNulAndInvalidUtf8) {
+  Add(Row("t", 1, std::string("ab\0cd", 5)));
+  Add(Row("caf\xE9", 100, "{\"stdout\":\"caf\xE9 \xC3\xA9\"}"));
+  auto rows = All();
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].data, "ab\xEF\xBF\xBD" "cd");
+  EXPECT_EQ(rows[1].token, std::optional<std::string>("caf\xEF\xBF\xBD"));
+  EXPECT_EQ(rows[1].data, "{\"stdout\":\"caf\xEF\xBF\xBD \xC3\xA9\"}");  // valid é kept
 }
 
 TEST_F(HistoryTest, GetlogFilters) {
@@ -334,31 +339,80 @@ TEST_F(HistoryTest, StoreSyncedRestampsCtimeAndKeepsTheRest) {
   EXPECT_EQ(history_->sync_position("7").value(), 5.5);
 }
 
-// Rows before the bad one were already sent to the server when the batch fails.
-TEST_F(HistoryTest, StoreSyncedIsAtomicWhenARowHasNul) {
+// A node's page with a NUL or a Latin-1 row used to fail as a whole, so the node's cursor
+// never moved again. The rows go in with U+FFFD instead.
+TEST_F(HistoryTest, StoreSyncedReplacesNulAndInvalidUtf8) {
   ASSERT_TRUE(history_->store_synced("5", {Row("t", 0, "first")}, 10).ok());
   std::vector<HistoryRow> rows;
   for (int i = 0; i < 3000; ++i) rows.push_back(Row("t", 0, std::string(200, 'x')));
   rows[2500].data = std::string("bad\0row", 7);
-  Status st = history_->store_synced("5", rows, 20);
-  ASSERT_FALSE(st.ok());
-  EXPECT_NE(st.message().find("NUL"), std::string::npos) << st.message();
-  EXPECT_EQ(Count("gorgone_history"), "1");
-  EXPECT_EQ(history_->sync_position("5").value(), 10.0);
-  // The connection is usable again.
-  EXPECT_TRUE(history_->store_synced("5", {Row("t", 0, "next")}, 30).ok());
-  EXPECT_EQ(Count("gorgone_history"), "2");
+  rows[2600].data = "invalid UTF-8 \xff\xfe";
+  rows[2700].token = "tok\xE9";
+  std::vector<RefusedRow> refused;
+  Status st = history_->store_synced_reporting("5", rows, 20, refused);
+  ASSERT_TRUE(st.ok()) << st.message();
+  EXPECT_TRUE(refused.empty());
+  auto stored = All();
+  ASSERT_EQ(stored.size(), 3001u);
+  EXPECT_EQ(stored[2501].data, "bad\xEF\xBF\xBDrow");
+  EXPECT_EQ(stored[2601].data, "invalid UTF-8 \xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(stored[2701].token, std::optional<std::string>("tok\xEF\xBF\xBD"));
+  EXPECT_EQ(Count("gorgone_history WHERE code = 1"), "0");
+  EXPECT_EQ(history_->sync_position("5").value(), 20.0);
 }
 
-TEST_F(HistoryTest, StoreSyncedIsAtomicWhenTheServerRejectsARow) {
+// A row the server refuses even once valid UTF-8 (here an operator's size limit on the
+// table) costs that row only: it is replaced by a KO row with its token that names the node
+// and the reason, the others go in, and the position moves.
+TEST_F(HistoryTest, StoreSyncedFallsBackToRowByRowWhenTheServerRefusesARow) {
+  ASSERT_EQ(PgExec(conninfo_, "ALTER TABLE gorgone_history ADD CONSTRAINT data_size CHECK (octet_length(data) <= 1000)"),
+            "");
   std::vector<HistoryRow> rows;
-  for (int i = 0; i < 2000; ++i) rows.push_back(Row("t", 0, "ok"));
-  rows[1500].data = "invalid UTF-8 \xff\xfe";
-  Status st = history_->store_synced("5", rows, 20);
+  for (int i = 0; i < 2000; ++i) rows.push_back(Row("t" + std::to_string(i), 0, "ok " + std::to_string(i)));
+  rows[1500].data = std::string(2000, 'x');
+  rows[1600].data = "caf\xE9";  // repaired as well on the way
+  std::vector<RefusedRow> refused;
+  Status st = history_->store_synced_reporting("node-5", rows, 20, refused);
+  ASSERT_TRUE(st.ok()) << st.message();
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_EQ(refused[0].index, 1500u);
+  EXPECT_NE(refused[0].reason.find("data_size"), std::string::npos) << refused[0].reason;
+  auto stored = All();
+  ASSERT_EQ(stored.size(), 2000u);
+  for (int i = 0; i < 2000; ++i) {
+    EXPECT_EQ(stored[i].token, rows[i].token) << i;
+    if (i == 1500 || i == 1600) continue;
+    EXPECT_EQ(stored[i].data, rows[i].data) << i;
+    EXPECT_EQ(stored[i].code, 0) << i;
+  }
+  EXPECT_EQ(stored[1600].data, "caf\xEF\xBF\xBD");
+  EXPECT_EQ(stored[1500].code, 1);
+  EXPECT_NE(stored[1500].data.find("node-5"), std::string::npos) << stored[1500].data;
+  EXPECT_NE(stored[1500].data.find("data_size"), std::string::npos) << stored[1500].data;
+  EXPECT_EQ(stored[1500].data.rfind("{\"message\":", 0), 0u) << stored[1500].data;
+  for (std::size_t i = 1; i < stored.size(); ++i) EXPECT_GT(stored[i].ctime, stored[i - 1].ctime);
+  EXPECT_EQ(history_->sync_position("node-5").value(), 20.0);
+  // The three-argument form does the same.
+  ASSERT_TRUE(history_->store_synced("node-5", {Row("a", 0, std::string(2000, 'y')), Row("b", 0, "fine")}, 30).ok());
+  EXPECT_EQ(Count("gorgone_history WHERE code = 1"), "2");
+  EXPECT_EQ(PgValue(conninfo_, "SELECT data FROM gorgone_history WHERE token = 'b'"), "fine");
+  EXPECT_EQ(history_->sync_position("node-5").value(), 30.0);
+}
+
+// When even the KO row cannot be written, nothing is stored and the position stays.
+TEST_F(HistoryTest, StoreSyncedRowByRowIsAtomicWhenTheKoRowFails) {
+  ASSERT_TRUE(history_->store_synced("5", {}, 10).ok());
+  ASSERT_EQ(PgExec(conninfo_, "ALTER TABLE gorgone_history ADD CONSTRAINT no_bad CHECK (token <> 'bad')"), "");
+  std::vector<HistoryRow> rows(50, Row("t", 0, "{}"));
+  rows[25].token = "bad";
+  std::vector<RefusedRow> refused;
+  Status st = history_->store_synced_reporting("5", rows, 20, refused);
   ASSERT_FALSE(st.ok());
-  EXPECT_NE(st.message().find("history: store_synced"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("no_bad"), std::string::npos) << st.message();
+  EXPECT_TRUE(refused.empty());
   EXPECT_EQ(Count("gorgone_history"), "0");
-  EXPECT_EQ(history_->sync_position("5").value(), 0.0);
+  EXPECT_EQ(history_->sync_position("5").value(), 10.0);
+  EXPECT_TRUE(history_->add(Row("t", 0, "{}")).ok());  // the connection is usable
 }
 
 // The rows are in, the position update fails: the rows must go away too.

@@ -92,5 +92,76 @@ TEST(RemoteCopy, BadRequestsGetGorgonesTexts) {
   EXPECT_EQ(RemoteCopy::start("not json", "4", "t", 64).error(), "remote copy failed");
 }
 
+// A directory source with one file, so that a bad mode would reach the archive writer.
+struct DirSource {
+  DirSource() : dir(temp_dir()), cache(temp_dir()) {
+    fs::create_directories(dir + "/src");
+    std::ofstream(dir + "/src/a.cfg") << "alpha\n";
+  }
+  ~DirSource() {
+    fs::remove_all(dir);
+    fs::remove_all(cache);
+  }
+  // `extra`: more members of content, e.g. R"(,"mode":"0640")".
+  Result<std::unique_ptr<RemoteCopy>> start(const std::string& extra, const std::atomic<bool>* stop = nullptr) {
+    std::string request = R"({"content":{"source":")" + dir + R"(/src","destination":"/tmp/dst","cache_dir":")" +
+                          cache + "\"" + extra + "}}";
+    return RemoteCopy::start(request, "4", "tok", 64, stop);
+  }
+  std::string dir, cache;
+};
+
+TEST(RemoteCopy, ModeMustBeOneToFourOctalDigits) {
+  DirSource src;
+  // A long octal mode used to pass the digit check and throw out of std::stoul, which
+  // ended the proxy worker thread.
+  for (const char* bad : {"0777777777777777777777", "07777777777777777777", "17777", "00640"}) {
+    auto job = src.start(std::string(R"(,"mode":")") + bad + "\"");
+    ASSERT_FALSE(job) << bad;
+    EXPECT_EQ(job.error(), std::string("remote copy failed: mode must be 1 to 4 octal digits, got '") + bad + "'");
+  }
+  for (const char* bad : {"0648", "rwx", "-1", "0x1ff", " 640"}) {
+    auto job = src.start(std::string(R"(,"mode":")") + bad + "\"");
+    ASSERT_FALSE(job) << bad;
+    EXPECT_EQ(job.error().rfind("remote copy failed: mode must be 1 to 4 octal digits", 0), 0u) << job.error();
+  }
+  // A huge value is quoted shortened, not copied whole into the history row.
+  auto huge = src.start(R"(,"mode":")" + std::string(5000, '7') + "\"");
+  ASSERT_FALSE(huge);
+  EXPECT_LT(huge.error().size(), 200u);
+  for (const char* good : {"0640", "755", "4755", "0"}) {
+    auto job = src.start(std::string(R"(,"mode":")") + good + "\"");
+    EXPECT_TRUE(job) << good << ": " << job.error();
+  }
+  EXPECT_TRUE(src.start(R"(,"mode":640)")) << "a JSON number is read as its digits";
+}
+
+TEST(RemoteCopy, OwnerAndGroupMustBePortableNames) {
+  DirSource src;
+  for (const char* member : {"owner", "group"}) {
+    for (const char* bad : {"-rf", ".hidden", "root:root", "a b", "../x", "centreon/engine", "ab\u00e9",
+                            "0123456789012345678901234567890123"}) {
+      auto job = src.start(std::string(",\"") + member + "\":\"" + bad + "\"");
+      ASSERT_FALSE(job) << member << " " << bad;
+      EXPECT_EQ(job.error().rfind(std::string("remote copy failed: ") + member + " must be a", 0), 0u) << job.error();
+    }
+    for (const char* good : {"centreon-engine", "root", "_apt", "www.data", "user42", "0day"}) {
+      auto job = src.start(std::string(",\"") + member + "\":\"" + good + "\"");
+      EXPECT_TRUE(job) << member << " " << good << ": " << job.error();
+    }
+  }
+}
+
+TEST(RemoteCopy, AStopRequestAbandonsTheArchive) {
+  DirSource src;
+  std::atomic<bool> stop{true};
+  auto job = src.start("", &stop);
+  ASSERT_FALSE(job);
+  EXPECT_EQ(job.error(), "remote copy failed: the proxy is stopping; archive of '" + src.dir + "/src' abandoned");
+  EXPECT_TRUE(fs::is_empty(src.cache)) << "the partial archive is removed";
+  stop = false;
+  EXPECT_TRUE(src.start("", &stop));
+}
+
 }  // namespace
 }  // namespace gorgone::proxy

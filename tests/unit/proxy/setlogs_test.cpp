@@ -2,7 +2,9 @@
 // it refuses, and that a log-sync cursor survives its JSON round trip bit for bit.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <random>
 
 #include "gorgone/json.hpp"
@@ -148,6 +150,72 @@ TEST_F(SetlogsTest, RowsAtOrBelowTheCursorAreNotStoredTwice) {
   EXPECT_EQ(stored(), 3);
   EXPECT_EQ(position(), 30);
   EXPECT_TRUE(logged("(1 rows, 2 already stored)"));
+}
+
+// A ctime far ahead (a broken clock, or a hostile 1e300) would move the cursor there, and
+// no later row of the node would ever be synced again.
+TEST_F(SetlogsTest, ACtimeFarAheadIsRefusedOnceLoggedAndNeverMovesTheCursor) {
+  const double now = static_cast<double>(std::time(nullptr));
+  auto ctime = [](double v) {
+    char b[40];
+    std::snprintf(b, sizeof b, "%.17g", v);
+    return std::string(b);
+  };
+  asked();
+  send("SETLOGS", setlogs("[{\"ctime\":100,\"token\":\"a\",\"data\":\"{}\"},"
+                          "{\"ctime\":1e300,\"token\":\"far\",\"data\":\"{}\"},"
+                          "{\"ctime\":" + ctime(now + 2 * 86400) + ",\"token\":\"far2\",\"data\":\"{}\"},"
+                          "{\"ctime\":200,\"token\":\"b\",\"data\":\"{}\"}]"));
+  EXPECT_EQ(stored(), 2);
+  EXPECT_EQ(position(), 200);
+  EXPECT_EQ(PgValue(db_, "SELECT count(*) FROM gorgone_history WHERE token LIKE 'far%'"), "0");
+  EXPECT_TRUE(logged("(2 rows, 2 refused for a ctime ahead)"));
+  auto lines = [&](const std::string& text) {
+    int n = 0;
+    for (const auto& l : host_->logs) n += l.find("node '2'") != std::string::npos && l.find(text) != std::string::npos;
+    return n;
+  };
+  EXPECT_EQ(lines("1.0000000000000001e+300"), 1);
+  EXPECT_EQ(lines(ctime(now + 2 * 86400)), 1);
+  // The node sends them again at every sync: stored never, logged once per value.
+  asked();
+  send("SETLOGS", setlogs("[{\"ctime\":1e300,\"token\":\"far\",\"data\":\"{}\"},"
+                          "{\"ctime\":" + ctime(now + 3600) + ",\"token\":\"soon\",\"data\":\"{}\"}]"));
+  EXPECT_EQ(stored(), 3);  // within a day: accepted
+  EXPECT_EQ(position(), now + 3600);
+  EXPECT_EQ(lines("1.0000000000000001e+300"), 1);
+  EXPECT_TRUE(host_->kos.empty());
+}
+
+// A Perl poller passes a command's Latin-1 output through, and a NUL as "\u0000": the rows
+// are stored with U+FFFD and the cursor moves on.
+TEST_F(SetlogsTest, Latin1AndNulRowsAreStoredReplaced) {
+  asked();
+  send("SETLOGS", setlogs("[{\"ctime\":10,\"token\":\"l1\",\"data\":\"{\\\"stdout\\\":\\\"caf\xE9\\\"}\"},"
+                          "{\"ctime\":20,\"token\":\"nul\",\"data\":\"a\\u0000b\"},"
+                          "{\"ctime\":30,\"token\":\"ok\",\"data\":\"{}\"}]"));
+  EXPECT_EQ(stored(), 3);
+  EXPECT_EQ(position(), 30);
+  EXPECT_EQ(PgValue(db_, "SELECT data FROM gorgone_history WHERE token = 'l1'"), "{\"stdout\":\"caf\xEF\xBF\xBD\"}");
+  EXPECT_EQ(PgValue(db_, "SELECT data FROM gorgone_history WHERE token = 'nul'"), "a\xEF\xBF\xBD" "b");
+}
+
+// A row the database refuses on its own (here an operator's size limit) gets a KO row with
+// its token and a log line; the others go in and the cursor moves.
+TEST_F(SetlogsTest, ARowTheStoreRefusesBecomesAKoRowAndALogLine) {
+  ASSERT_EQ(gorgone_test::PgExec(db_, "ALTER TABLE gorgone_history ADD CONSTRAINT data_size "
+                                      "CHECK (octet_length(data) <= 1000)"),
+            "");
+  asked();
+  send("SETLOGS", setlogs("[{\"ctime\":10,\"token\":\"a\",\"data\":\"{}\"},"
+                          "{\"ctime\":20,\"token\":\"big\",\"data\":\"" + std::string(2000, 'x') + "\"},"
+                          "{\"ctime\":30,\"token\":\"b\",\"data\":\"{}\"}]"));
+  EXPECT_EQ(stored(), 3);
+  EXPECT_EQ(position(), 30);
+  EXPECT_EQ(PgValue(db_, "SELECT code FROM gorgone_history WHERE token = 'big'"), "1");
+  EXPECT_EQ(PgValue(db_, "SELECT count(*) FROM gorgone_history WHERE token IN ('a', 'b') AND code = 0"), "2");
+  EXPECT_TRUE(logged("a row of node '2' (token \"big\") was refused by the history store"));
+  EXPECT_TRUE(logged("data_size"));
 }
 
 TEST_F(SetlogsTest, TheCursorSurvivesTheJsonRoundTripBitForBit) {

@@ -1,0 +1,394 @@
+// Log synchronisation from nodes that answer GETLOG with what a real poller may send but our
+// own never would: text that is not UTF-8 (a Perl poller passes a command's Latin-1 output
+// through), NUL characters, absurd ctimes, pages larger than the central accepts. The node
+// is played in-process (FakeNode) so that each answer is exactly the one under test. In
+// every case the odd row costs itself at most, never the rows after it.
+#include <gtest/gtest.h>
+
+#include <ctime>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "fake_node.hpp"
+#include "fleet.hpp"
+#include "gorgone/protocol/response.hpp"
+
+namespace gorgone::testing {
+namespace {
+
+using gorgone_test::PgValue;
+
+// The history a FakeNode serves: rows as JSON objects (raw text, so that a test can put in
+// them what a JSON writer would refuse), each with its ctime; GETLOG {"ctime": c} answers
+// the rows above c, oldest first, at most `page` of them.
+class ScriptedLog {
+ public:
+  void add(double ctime, const std::string& row_json) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    rows_.emplace_back(ctime, row_json);
+  }
+  void set_page(std::size_t page) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    page_ = page;
+  }
+  // The GETLOG answer for `frame` from node `id`, or nullopt for another frame.
+  std::optional<std::vector<std::string>> answer(const std::string& id, const protocol::Frame& frame) {
+    if (frame.action != "GETLOG") return std::nullopt;
+    json::Document d;
+    double cursor = 0;
+    if (json::parse(d, frame.data) && d.IsObject() && d.HasMember("ctime") && d["ctime"].IsNumber())
+      cursor = d["ctime"].GetDouble();
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::string result;
+    std::size_t n = 0;
+    bool more = false;
+    for (const auto& [ctime, row] : rows_) {
+      if (ctime <= cursor) continue;
+      if (n == page_) {
+        more = true;
+        break;
+      }
+      result += (n++ ? "," : "") + row;
+    }
+    return std::vector<std::string>{protocol::build_response(
+        "ACK", frame.token, 0,
+        R"({"action":"getlog","result":[)" + result + "]" + (more ? R"(,"more":true)" : "") + R"(,"id":)" +
+            json::quote(id) + "}")};
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::pair<double, std::string>> rows_;
+  std::size_t page_ = 100;
+};
+
+// One history row as a poller sends it; `data_json` is pasted as the JSON value of "data".
+std::string Row(const std::string& token, double ctime, const std::string& data_json, int code = 0) {
+  char c[64];
+  std::snprintf(c, sizeof c, "%.17g", ctime);
+  return R"({"id":"1","token":)" + json::quote(token) + R"(,"code":)" + std::to_string(code) +
+         R"(,"etime":1700000000,"ctime":)" + c + R"(,"instant":0,"data":)" + data_json + "}";
+}
+
+class LogSyncHostile : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    if (HasFailure()) std::cerr << fleet_.logs();
+  }
+
+  // A central (id 1) that knows the fake node "2"; waits until it is pinged.
+  void start(const std::string& proxy_extra = "") {
+    fleet_.declare(HostSpec{"1"});
+    node_ = std::make_unique<FakeNode>("2", std::vector<std::string>{fleet_.thumbprint("1")}, dir_ + "/node2",
+                                       [this](const protocol::Frame& f) { return log_.answer("2", f); });
+    HostSpec central{"1", false, {}, true, std::string(HostSpec::kProxyDirectives) + proxy_extra,
+                     "  - id: 2\n    type: push_zmq\n    address: 127.0.0.1\n    port: " +
+                         std::to_string(node_->port()) + "\n",
+                     true};
+    fleet_.declare(central);
+    fleet_.start("1");
+    ASSERT_TRUE(eventually([&] {
+      auto cs = fleet_.constatus("1");
+      return cs.HasMember("data") && cs["data"].HasMember("2") && cs["data"]["2"]["ping_ok"].GetInt64() > 0;
+    })) << "the central never got a pong from the fake node";
+  }
+
+  std::string central(const std::string& sql) { return PgValue(fleet_.db("1"), sql); }
+  std::string data(const std::string& token) {
+    return central("SELECT data FROM gorgone_history WHERE token = '" + token + "'");
+  }
+  // How many GETLOG the node got so far.
+  std::size_t getlogs() {
+    std::size_t n = 0;
+    for (const auto& f : node_->received()) n += f.action == "GETLOG";
+    return n;
+  }
+  // Waits until the central asked again `n` times: the odd row went through its sync.
+  void wait_getlogs(std::size_t n) {
+    std::size_t start = getlogs();
+    ASSERT_TRUE(eventually([&] { return getlogs() >= start + n; }));
+  }
+  // Nothing the node served is stored twice at the central.
+  void expect_no_duplicates() {
+    EXPECT_EQ(central("SELECT count(*) FROM (SELECT token FROM gorgone_history WHERE token IS NOT NULL "
+                      "GROUP BY token HAVING count(*) > 1) AS d"),
+              "0");
+  }
+  double now() { return static_cast<double>(std::time(nullptr)); }
+  long count(const std::string& token) {
+    return std::stol(central("SELECT count(*) FROM gorgone_history WHERE token = '" + token + "'"));
+  }
+  bool arrives(const std::string& token) {
+    return eventually([&] { return count(token) > 0; });
+  }
+
+  std::string dir_ = make_temp_dir("gorgone-fake");
+  Fleet fleet_;
+  ScriptedLog log_;
+  std::unique_ptr<FakeNode> node_;
+};
+
+TEST_F(LogSyncHostile, RowsOfAFakeNodeArriveOnce) {
+  start();
+  log_.add(1700000000.5, Row("plain-1", 1700000000.5, R"("{\"n\":1}")"));
+  ASSERT_TRUE(arrives("plain-1"));
+  log_.add(1700000001.5, Row("plain-2", 1700000001.5, R"("{\"n\":2}")"));
+  ASSERT_TRUE(arrives("plain-2"));
+  EXPECT_EQ(count("plain-1"), 1);
+  EXPECT_EQ(count("plain-2"), 1);
+  bool getlog = false;
+  for (const auto& f : node_->received()) getlog = getlog || f.action == "GETLOG";
+  EXPECT_TRUE(getlog);
+}
+
+// (a) A Perl poller passes a Latin-1 command output through: the byte used to make the
+// central's COPY fail, so the cursor never moved and nothing after it ever arrived.
+TEST_F(LogSyncHostile, ALatin1RowIsStoredReplacedAndTheNextRowsArrive) {
+  start();
+  double c = now() - 100;
+  log_.add(c, Row("latin", c, "\"{\\\"stdout\\\":\\\"caf\xE9\\\"}\""));
+  ASSERT_TRUE(arrives("latin"));
+  wait_getlogs(2);
+  log_.add(c + 1, Row("after-latin", c + 1, R"("{}")"));
+  ASSERT_TRUE(arrives("after-latin"));
+  EXPECT_EQ(data("latin"), "{\"stdout\":\"caf\xEF\xBF\xBD\"}");
+  wait_getlogs(2);
+  expect_no_duplicates();
+}
+
+// (b) JSON "\u0000" is a valid escape, and PostgreSQL text cannot hold the byte.
+TEST_F(LogSyncHostile, ANulRowIsStoredReplacedAndTheNextRowsArrive) {
+  start();
+  double c = now() - 100;
+  log_.add(c, Row("nul", c, R"("a\u0000b")"));
+  ASSERT_TRUE(arrives("nul"));
+  wait_getlogs(2);
+  log_.add(c + 1, Row("after-nul", c + 1, R"("{}")"));
+  ASSERT_TRUE(arrives("after-nul"));
+  EXPECT_EQ(data("nul"), "a\xEF\xBF\xBD" "b");
+  wait_getlogs(2);
+  expect_no_duplicates();
+}
+
+// (c) A ctime of 1e300 used to become the cursor: no later row was ever asked for.
+TEST_F(LogSyncHostile, AnAbsurdCtimeIsRefusedOnceLoggedAndTheNextRowsArrive) {
+  start();
+  double c = now() - 100;
+  log_.add(c, Row("before-far", c, R"("{}")"));
+  log_.add(1e300, Row("far", 1e300, R"("{}")"));
+  ASSERT_TRUE(arrives("before-far"));
+  wait_getlogs(3);  // the node sends the far row at each of these syncs
+  log_.add(c + 1, Row("after-far", c + 1, R"("{}")"));
+  ASSERT_TRUE(arrives("after-far"));
+  wait_getlogs(2);
+  EXPECT_EQ(count("far"), 0);
+  expect_no_duplicates();
+  std::string log = fleet_.daemon("1").log();
+  std::string line = "node '2' sent a row with ctime 1.0000000000000001e+300";
+  std::size_t first = log.find(line);
+  EXPECT_NE(first, std::string::npos) << log;
+  EXPECT_EQ(log.find(line, first + 1), std::string::npos) << "logged more than once";
+}
+
+// (d) A page larger than the central's max_frame_size: ZMQ drops the connection (a
+// protocol error: that socket does not reconnect by itself), the GETLOG times out (a KO row)
+// and the pings too (log lines), until the proxy closes the session and opens a new one.
+// Once the node sends smaller pages, every row arrives, once.
+TEST_F(LogSyncHostile, AnOversizePageIsRefusedAndSmallerPagesThenArrive) {
+  start("      synchistory_timeout: 2\n      max_frame_size: 65536\n      pong_discard_timeout: 2\n"
+        "      pong_max_timeout: 1\n");
+  double c = now() - 100;
+  for (int i = 0; i < 10; ++i)
+    log_.add(c + i, Row("big-" + std::to_string(i), c + i, "\"" + std::string(10000, 'a' + i) + "\""));
+  std::size_t before = getlogs();
+  ASSERT_TRUE(eventually([&] {
+    return central("SELECT count(*) FROM gorgone_history WHERE data = "
+                   "'{\"message\":\"proxy - getlog in timeout for ''2''\"}'") != "0";
+  })) << "the oversize answer was not noticed";
+  EXPECT_EQ(central("SELECT count(*) FROM gorgone_history WHERE token LIKE 'big-%'"), "0");
+  EXPECT_GT(getlogs(), before);
+  EXPECT_TRUE(eventually([&] { return fleet_.daemon("1").log().find("Ping timeout from '2'") != std::string::npos; }));
+  log_.set_page(3);  // about 30 KiB, about 40 KiB encrypted
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(arrives("big-" + std::to_string(i))) << i;
+  log_.add(c + 20, Row("after-big", c + 20, R"("{}")"));
+  ASSERT_TRUE(arrives("after-big"));
+  wait_getlogs(2);
+  expect_no_duplicates();
+  EXPECT_EQ(data("big-3"), std::string(10000, 'd'));
+}
+
+// Our own poller: a command whose output is Latin-1 (common in monitoring plugins).
+TEST(LogSyncOurPoller, ANonUtf8OutputReachesTheCentralReplaced) {
+  Fleet fleet;
+  fleet.declare(HostSpec{"2", true, {"1"}});
+  fleet.start("2");
+  fleet.declare(HostSpec{"1", false, {}, true, HostSpec::kProxyDirectives,
+                         "  - id: 2\n    type: push_zmq\n    address: 127.0.0.1\n    port: " +
+                             std::to_string(fleet.port("2")) + "\n",
+                         true});
+  fleet.start("1");
+  std::string token = fleet.command("1", "2", "printf 'caf\\351'");
+  ASSERT_FALSE(token.empty());
+  std::string out;
+  EXPECT_TRUE(eventually([&] { return !(out = fleet.result("1", token, "2")).empty(); })) << fleet.logs();
+  EXPECT_EQ(out, "caf\xEF\xBF\xBD");
+  // The command text itself in Latin-1 (a REST client's encoding): every row of the
+  // command repeats it, and each used to be refused by the poller's PostgreSQL.
+  token = fleet.command("1", "2", "echo 'caf\xE9' done");
+  ASSERT_FALSE(token.empty());
+  EXPECT_TRUE(eventually([&] { return !(out = fleet.result("1", token, "2")).empty(); })) << fleet.logs();
+  EXPECT_EQ(out, "caf\xEF\xBF\xBD done");
+  auto rows = fleet.rows("1", token);
+  ASSERT_EQ(rows.size(), 4u);
+  json::Document started;
+  ASSERT_TRUE(json::parse(started, rows[1].second));
+  ASSERT_TRUE(started.HasMember("command"));
+  EXPECT_STREQ(started["command"].GetString(), "echo 'caf\xEF\xBF\xBD' done");
+}
+
+// Asks a node's external router directly, as a parent's proxy would.
+class DirectClient {
+ public:
+  DirectClient(zmq::context_t& ctx, const std::string& key_file, int port)
+      : socket_(ctx, zmq::socket_type::dealer),
+        client_("gorgone-test", protocol::RsaKey::load_private_file(key_file).value()) {
+    socket_.set(zmq::sockopt::routing_id, "gorgone-test-" + protocol::to_hex(protocol::random_bytes(12)));
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.connect("tcp://127.0.0.1:" + std::to_string(port));
+  }
+  bool handshake() {
+    send_raw(client_.start());
+    while (auto msg = recv_raw()) {
+      auto step = client_.on_message(*msg);
+      using Kind = protocol::HandshakeClient::Step::Kind;
+      if (step.kind == Kind::kSend) send_raw(step.text);
+      if (step.kind == Kind::kEstablished) return true;
+      if (step.kind == Kind::kFailed) return false;
+    }
+    return false;
+  }
+  // Sends a frame and returns the first decrypted answer with its token.
+  std::optional<protocol::Response> ask(const std::string& action, const std::string& data) {
+    std::string token = protocol::generate_token(8);
+    send_raw(client_.encrypt(protocol::build_frame(action, token, "", data)));
+    while (auto msg = recv_raw()) {
+      auto step = client_.on_message(*msg);
+      if (step.kind != protocol::HandshakeClient::Step::Kind::kMessage) continue;
+      auto r = protocol::parse_response(step.text);
+      if (r && r->token == token) return r;
+    }
+    return std::nullopt;
+  }
+
+ private:
+  void send_raw(const std::string& text) { socket_.send(zmq::buffer(text), zmq::send_flags::none); }
+  std::optional<std::string> recv_raw() {
+    zmq::pollitem_t item{static_cast<void*>(socket_), 0, ZMQ_POLLIN, 0};
+    zmq::poll(&item, 1, std::chrono::seconds(15));
+    zmq::message_t m;
+    if (!(item.revents & ZMQ_POLLIN) || !socket_.recv(m, zmq::recv_flags::dontwait)) return std::nullopt;
+    return m.to_string();
+  }
+  zmq::socket_t socket_;
+  protocol::HandshakeClient client_;
+};
+
+// Our host bounds a log-sync page in bytes (getlog_max_bytes), cuts it only between two
+// ctimes, and sends a row larger than the bound as a placeholder: walking the pages with
+// the "ctime > cursor" rule gives every row exactly once.
+TEST(LogSyncOurPoller, PagesAreCutByBytesAtACtimeBoundary) {
+  Fleet fleet;
+  HostSpec poller{"2", true, {"1"}};
+  poller.core_directives = "    getlog_max_bytes: 16384\n";
+  fleet.declare(poller);
+  fleet.start("2");
+  const std::string& db = fleet.db("2");
+  ASSERT_TRUE(eventually([&] { return gorgone_test::PgExec(db, "SELECT 1 FROM gorgone_history LIMIT 1").empty(); }));
+  // 60 rows of 3000 bytes, three on each ctime, an hour ago; row 30 is 50000 bytes.
+  ASSERT_EQ(gorgone_test::PgExec(
+                db, "INSERT INTO gorgone_history (token, code, etime, ctime, instant, data) "
+                    "SELECT 'cut-' || i, 100, 1700000000 + i, floor(extract(epoch from now())) - 3600 + (i / 3), 0, "
+                    "repeat(chr(97 + i % 26), CASE WHEN i = 30 THEN 50000 ELSE 3000 END) "
+                    "FROM generate_series(0, 59) AS i"),
+            "");
+  zmq::context_t ctx;
+  DirectClient client(ctx, fleet.private_key("1"), fleet.port("2"));
+  ASSERT_TRUE(client.handshake());
+  std::map<std::string, int> seen;
+  std::set<double> ctimes_seen;
+  double cursor = 1;
+  int pages = 0;
+  for (bool more = true; more && pages < 100; ++pages) {
+    char request[64];
+    std::snprintf(request, sizeof request, "{\"ctime\":%.17g}", cursor);
+    auto answer = client.ask("GETLOG", request);
+    ASSERT_TRUE(answer) << "no answer to " << request;
+    json::Document d;
+    ASSERT_TRUE(json::parse(d, answer->json));
+    const json::Value& page = d["data"];
+    EXPECT_LE(json::dump(page).size(), 16384u) << "page " << pages;
+    more = page.HasMember("more") && page["more"].GetBool();
+    std::set<double> in_page;
+    for (const auto& r : page["result"].GetArray()) {
+      double ctime = r["ctime"].GetDouble();
+      EXPECT_EQ(ctimes_seen.count(ctime), 0u) << "a ctime split across two pages";
+      in_page.insert(ctime);
+      cursor = std::max(cursor, ctime);
+      std::string token = r["token"].IsString() ? r["token"].GetString() : "";
+      ++seen[token];
+      if (token == "cut-30") {
+        EXPECT_STREQ(r["data"].GetString(), "{\"message\":\"row too large to sync (50000 bytes)\"}");
+        EXPECT_EQ(r["code"].GetInt(), 100);
+        EXPECT_EQ(r["etime"].GetInt64(), 1700000030);
+      } else if (token.rfind("cut-", 0) == 0) {
+        EXPECT_EQ(std::string(r["data"].GetString()).size(), 3000u) << token;
+      }
+    }
+    ctimes_seen.insert(in_page.begin(), in_page.end());
+  }
+  for (int i = 0; i < 60; ++i) EXPECT_EQ(seen["cut-" + std::to_string(i)], 1) << i;
+  EXPECT_GE(pages, 12) << "180 kB of rows in pages of at most 16 KiB";
+  EXPECT_NE(fleet.daemon("2").log().find("exceeds getlog_max_bytes: sent as a placeholder"), std::string::npos);
+}
+
+// End to end: a poller's backlog far larger than the central accepts in one message
+// (max_frame_size) arrives in pages of getlog_max_bytes, every row once; a row larger than
+// a page arrives as its placeholder and does not hold the rows after it.
+TEST(LogSyncOurPoller, ABacklogLargerThanTheCentralsFrameArrivesInPages) {
+  Fleet fleet;
+  HostSpec poller{"2", true, {"1"}};
+  poller.core_directives = "    getlog_max_bytes: 32768\n";
+  fleet.declare(poller);
+  fleet.start("2");
+  const std::string& db = fleet.db("2");
+  ASSERT_TRUE(eventually([&] { return gorgone_test::PgExec(db, "SELECT 1 FROM gorgone_history LIMIT 1").empty(); }));
+  ASSERT_EQ(gorgone_test::PgExec(
+                db, "INSERT INTO gorgone_history (token, code, etime, ctime, instant, data) "
+                    "SELECT 'page-' || i, 0, 1700000000, extract(epoch from now()) - 3600 + i * 0.001, 0, "
+                    "repeat('p', CASE WHEN i = 50 THEN 100000 ELSE 3000 END) "
+                    "FROM generate_series(0, 99) AS i"),
+            "");
+  fleet.declare(HostSpec{"1", false, {}, true,
+                         std::string(HostSpec::kProxyDirectives) +
+                             "      synchistory_timeout: 2\n      max_frame_size: 65536\n"
+                             "      pong_discard_timeout: 2\n      pong_max_timeout: 1\n",
+                         "  - id: 2\n    type: push_zmq\n    address: 127.0.0.1\n    port: " +
+                             std::to_string(fleet.port("2")) + "\n",
+                         false});
+  fleet.start("1");
+  const std::string central = fleet.db("1");
+  ASSERT_TRUE(eventually([&] { return gorgone_test::PgExec(central, "SELECT 1 FROM gorgone_history LIMIT 1").empty(); }));
+  auto rows = [&] {
+    return PgValue(central, "SELECT count(*) FROM gorgone_history WHERE token LIKE 'page-%'");
+  };
+  EXPECT_TRUE(eventually([&] { return rows() == "100"; }, std::chrono::seconds(60))) << rows() << "\n" << fleet.logs();
+  EXPECT_EQ(PgValue(central, "SELECT count(DISTINCT token) FROM gorgone_history WHERE token LIKE 'page-%'"), "100");
+  EXPECT_EQ(PgValue(central, "SELECT data FROM gorgone_history WHERE token = 'page-50'"),
+            "{\"message\":\"row too large to sync (100000 bytes)\"}");
+  EXPECT_EQ(PgValue(central, "SELECT octet_length(data) FROM gorgone_history WHERE token = 'page-99'"), "3000");
+  EXPECT_EQ(PgValue(central, "SELECT count(*) FROM gorgone_history WHERE data LIKE '%getlog in timeout%'"), "0");
+}
+
+}  // namespace
+}  // namespace gorgone::testing
