@@ -4,6 +4,8 @@
 #include <cctype>
 #include <unistd.h>
 
+#include "rest_request.hpp"
+
 namespace gorgone {
 namespace {
 
@@ -198,9 +200,25 @@ Result<CoreConfig> parse_core_config(const YAML::Node& root, const std::string& 
         }
         if (YAML::Node a = m["allowed_hosts"]) {
           h.allowed_hosts_enabled = yaml_true(a["enabled"], false);
-          if (YAML::Node s = a["subnets"])
-            for (const auto& sn : s) h.allowed_subnets.push_back(scalar(sn));
+          // Checked here, enabled or not: an entry that does not parse must stop the host,
+          // not silently match everyone (or no one).
+          if (YAML::Node s = a["subnets"]) {
+            const std::string key = where + ".allowed_hosts.subnets";
+            if (!s.IsSequence()) return bad(file, key, "must be a list of networks (e.g. [127.0.0.1/32, ::1/128])");
+            for (std::size_t j = 0; j < s.size(); ++j) {
+              std::string text = scalar(s[j]);
+              if (!rest::parse_subnet(text))
+                return bad(file, key + "[" + std::to_string(j) + "]",
+                           "'" + text + "' is not an IPv4 or IPv6 address or network "
+                           "(address/prefix length, e.g. 10.0.0.0/8 or ::1/128)");
+              h.allowed_subnets.push_back(text);
+            }
+          }
         }
+        auto max_body = integer(m["max_body_size"], file, where + ".max_body_size", rest::kDefaultMaxBodySize, 1,
+                                1LL << 30);
+        if (!max_body) return Error{max_body.error()};
+        h.max_body_size = static_cast<std::size_t>(*max_body);
         continue;
       }
       if (builtin_package(e.name, e.package, "register")) {

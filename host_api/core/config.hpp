@@ -26,7 +26,8 @@ struct HttpConfig {
   bool auth_enabled = false;
   std::string auth_user, auth_password;
   bool allowed_hosts_enabled = false;
-  std::vector<std::string> allowed_subnets;
+  std::vector<std::string> allowed_subnets;  // validated: each parses with rest::parse_subnet
+  std::size_t max_body_size = 1 << 20;       // bytes; a larger body gets a 413 unread
 };
 
 struct CoreConfig {

@@ -1,9 +1,18 @@
 #include "rest_server.hpp"
 
-#include <arpa/inet.h>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <fcntl.h>
 #include <httplib.h>
-#include <regex>
+#include <map>
+#include <mutex>
+#include <netdb.h>
+#include <openssl/ssl.h>
+#include <optional>
+#include <poll.h>
+#include <sys/socket.h>
+#include <type_traits>
 #include <unistd.h>
 #include <zmq.hpp>
 
@@ -51,6 +60,222 @@ class CoreChannel {
   zmq::socket_t socket_;
 };
 
+using Clock = std::chrono::steady_clock;
+
+// Waits until `sock` is ready for `events` (or in error) or `deadline` passes.
+bool wait_until(int sock, short events, Clock::time_point deadline) {
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) return false;
+    pollfd p{sock, events, 0};
+    int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1000)));
+    if (r > 0) return true;
+    if (r < 0 && errno != EINTR) return false;
+  }
+}
+
+// "127.0.0.1" / "::ffff:127.0.0.1" / "::1" and the port, as cpp-httplib reports them.
+void address_of(int sock, bool peer, std::string& ip, int& port) {
+  sockaddr_storage a{};
+  socklen_t len = sizeof(a);
+  if ((peer ? ::getpeername(sock, reinterpret_cast<sockaddr*>(&a), &len)
+            : ::getsockname(sock, reinterpret_cast<sockaddr*>(&a), &len)) != 0)
+    return;
+  if (a.ss_family == AF_INET) port = ntohs(reinterpret_cast<const sockaddr_in*>(&a)->sin_port);
+  else if (a.ss_family == AF_INET6) port = ntohs(reinterpret_cast<const sockaddr_in6*>(&a)->sin6_port);
+  else return;
+  char host[NI_MAXHOST] = {0};
+  if (::getnameinfo(reinterpret_cast<const sockaddr*>(&a), len, host, sizeof(host), nullptr, 0, NI_NUMERICHOST) == 0)
+    ip = host;
+}
+
+// One connection, plain or TLS, on a non-blocking socket. cpp-httplib's own streams bound
+// each read and each write, not their sum: a client sending a header line every few seconds
+// would keep a server thread for ever. Here a request has RestServer::kRequestSeconds from
+// its first byte to the end of its body, and its answer as long to be written; past either,
+// the connection is over (every later call fails, so the server closes it).
+class DeadlineStream final : public httplib::Stream {
+ public:
+  DeadlineStream(int sock, SSL* ssl) : sock_(sock), ssl_(ssl) {}
+
+  // Before each request: waits for its first byte until `deadline`, then starts its clocks.
+  bool next_request(Clock::time_point deadline) {
+    read_deadline_.reset();
+    write_deadline_.reset();
+    return !expired_ && (pos_ < len_ || (ssl_ && SSL_pending(ssl_) > 0) || wait_until(sock_, POLLIN, deadline));
+  }
+
+  bool is_readable() const override {
+    pollfd p{sock_, POLLIN, 0};
+    return !expired_ && (pos_ < len_ || (ssl_ && SSL_pending(ssl_) > 0) || ::poll(&p, 1, 0) > 0);
+  }
+  bool is_writable() const override {
+    return !expired_ && wait_until(sock_, POLLOUT, write_deadline_.value_or(Clock::now() + kBudget));
+  }
+
+  ssize_t read(char* ptr, std::size_t size) override {
+    if (pos_ == len_) {
+      if (!read_deadline_) read_deadline_ = Clock::now() + kBudget;
+      ssize_t n = transfer(buf_, nullptr, sizeof(buf_), *read_deadline_);
+      if (n <= 0) return n;
+      pos_ = 0;
+      len_ = static_cast<std::size_t>(n);
+    }
+    std::size_t n = std::min(size, len_ - pos_);
+    std::memcpy(ptr, buf_ + pos_, n);
+    pos_ += n;
+    return static_cast<ssize_t>(n);
+  }
+
+  ssize_t write(const char* ptr, std::size_t size) override {
+    if (size == 0) return 0;
+    if (!write_deadline_) write_deadline_ = Clock::now() + kBudget;
+    return transfer(nullptr, ptr, std::min<std::size_t>(size, 1 << 30), *write_deadline_);
+  }
+
+  void get_remote_ip_and_port(std::string& ip, int& port) const override { address_of(sock_, true, ip, port); }
+  void get_local_ip_and_port(std::string& ip, int& port) const override { address_of(sock_, false, ip, port); }
+  socket_t socket() const override { return sock_; }
+
+ private:
+  static constexpr auto kBudget = std::chrono::seconds(RestServer::kRequestSeconds);
+
+  // One recv into `in` or send from `out` (SSL_read/SSL_write with TLS), waiting as the socket
+  // or TLS asks until `deadline`. > 0: bytes moved; 0: the peer closed; -1: error or deadline.
+  ssize_t transfer(char* in, const char* out, std::size_t size, Clock::time_point deadline) {
+    if (expired_) return -1;
+    while (true) {
+      short wait_for = 0;
+      if (ssl_) {
+        int n = out ? SSL_write(ssl_, out, static_cast<int>(size)) : SSL_read(ssl_, in, static_cast<int>(size));
+        if (n > 0) return n;
+        int err = SSL_get_error(ssl_, n);
+        if (err == SSL_ERROR_ZERO_RETURN) return 0;
+        if (err == SSL_ERROR_WANT_READ) wait_for = POLLIN;
+        else if (err == SSL_ERROR_WANT_WRITE) wait_for = POLLOUT;
+        else return -1;
+      } else {
+        ssize_t n = out ? ::send(sock_, out, size, MSG_NOSIGNAL) : ::recv(sock_, in, size, 0);
+        if (n >= 0) return n;
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) return -1;
+        wait_for = out ? POLLOUT : POLLIN;
+      }
+      if (!wait_until(sock_, wait_for, deadline)) {
+        expired_ = true;
+        return -1;
+      }
+    }
+  }
+
+  int sock_;
+  SSL* ssl_;
+  char buf_[4096];
+  std::size_t pos_ = 0, len_ = 0;
+  std::optional<Clock::time_point> read_deadline_, write_deadline_;
+  bool expired_ = false;
+};
+
+// How many connections each peer address has in service: one address may hold at most
+// RestServer::kThreadsPerPeer of the pool's threads.
+class PeerCounter {
+ public:
+  bool acquire(const std::string& peer) {
+    std::lock_guard<std::mutex> lock(mu_);
+    int& n = counts_[peer];
+    if (n >= RestServer::kThreadsPerPeer) return false;
+    ++n;
+    return true;
+  }
+  void release(const std::string& peer) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (--counts_[peer] <= 0) counts_.erase(peer);
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, int> counts_;
+};
+
+// cpp-httplib 0.11.4 is a compiled library: its listen() uses the backlog it was built with
+// (CPPHTTPLIB_LISTEN_BACKLOG, 5), whatever this file defines, and a burst of connections
+// beyond it is refused; its connections have no overall deadline. The listening socket and
+// the per-connection hook are open to subclasses: this one raises the backlog and serves
+// each connection through a DeadlineStream, then hands each request to cpp-httplib as usual.
+template <class Base>
+class TunedServer final : public Base {
+ public:
+  using Base::Base;
+  // Linux applies a second listen() on a listening socket as a new backlog.
+  bool raise_backlog(int backlog) { return ::listen(this->svr_sock_, backlog) == 0; }
+
+ private:
+  static constexpr bool kTls = std::is_base_of_v<httplib::SSLServer, Base>;
+
+  bool process_and_close_socket(socket_t sock) override {
+    std::string peer;
+    int port = 0;
+    address_of(sock, true, peer, port);
+    bool ret = false;
+    if (peers_.acquire(peer)) {
+      int flags = ::fcntl(sock, F_GETFL, 0);
+      ::fcntl(sock, F_SETFL, flags | O_NONBLOCK);
+      ret = serve(sock);
+      peers_.release(peer);
+    }
+    ::shutdown(sock, SHUT_RDWR);
+    ::close(sock);
+    return ret;
+  }
+
+  bool serve(int sock) {
+    const auto first_byte = std::chrono::seconds(RestServer::kReadTimeoutSeconds);
+    if constexpr (kTls) {
+      SSL* ssl = SSL_new(this->ssl_context());
+      if (!ssl) return false;
+      bool ret = false;
+      if (SSL_set_fd(ssl, sock) == 1 && handshake(sock, ssl, Clock::now() + first_byte * 2)) {
+        ret = requests(sock, ssl);
+        if (ret) SSL_shutdown(ssl);  // best effort: the socket is non-blocking
+      }
+      SSL_free(ssl);
+      return ret;
+    } else {
+      return requests(sock, nullptr);
+    }
+  }
+
+  static bool handshake(int sock, SSL* ssl, Clock::time_point deadline) {
+    while (true) {
+      int r = SSL_accept(ssl);
+      if (r == 1) return true;
+      int err = SSL_get_error(ssl, r);
+      short events = err == SSL_ERROR_WANT_READ ? POLLIN : err == SSL_ERROR_WANT_WRITE ? POLLOUT : 0;
+      if (!events || !wait_until(sock, events, deadline)) return false;
+    }
+  }
+
+  // The keep-alive loop of cpp-httplib's own process_and_close_socket, with our stream.
+  bool requests(int sock, SSL* ssl) {
+    DeadlineStream strm(sock, ssl);
+    bool ret = false;
+    auto idle = std::chrono::seconds(RestServer::kReadTimeoutSeconds);
+    for (int left = RestServer::kKeepAliveRequests; left > 0 && this->svr_sock_ != INVALID_SOCKET; --left) {
+      if (!strm.next_request(Clock::now() + idle)) break;
+      idle = std::chrono::seconds(RestServer::kKeepAliveSeconds);
+      bool closed = false;
+      if (ssl)
+        ret = this->process_request(strm, left == 1, closed, [ssl](httplib::Request& req) { req.ssl = ssl; });
+      else
+        ret = this->process_request(strm, left == 1, closed, nullptr);
+      if (!ret || closed) break;
+    }
+    return ret;
+  }
+
+  PeerCounter peers_;
+};
+
 void send_json(httplib::Response& res, int status, const std::string& body) {
   res.status = status;
   if (body.empty()) {
@@ -60,65 +285,44 @@ void send_json(httplib::Response& res, int status, const std::string& body) {
   res.set_content(body + "\n", "application/json");
 }
 
-std::string error_json(const char* error, const char* message) {
-  return std::string(R"({"error":")") + error + R"(","message":")" + message + "\"}";
+// Answers and then ends the connection: for requests whose body is left unread, which a
+// kept-alive connection would otherwise parse as the next request. A content provider that
+// reports failure once it has written everything is the way 0.11.4 offers a handler to end
+// a connection.
+void send_json_and_close(httplib::Response& res, int status, const std::string& body) {
+  res.status = status;
+  res.set_header("Connection", "close");
+  auto text = std::make_shared<const std::string>(body + "\n");
+  res.set_content_provider(text->size(), "application/json",
+                           [text](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
+                             sink.write(text->data() + offset, std::min(length, text->size() - offset));
+                             return false;
+                           });
 }
 
-bool ipv4_in_subnet(const std::string& ip, const std::string& cidr) {
-  auto slash = cidr.find('/');
-  std::string net = cidr.substr(0, slash);
-  int bits = slash == std::string::npos ? 32 : std::atoi(cidr.c_str() + slash + 1);
-  in_addr a{}, n{};
-  if (inet_pton(AF_INET, ip.c_str(), &a) != 1 || inet_pton(AF_INET, net.c_str(), &n) != 1) return false;
-  if (bits <= 0) return true;
-  uint32_t mask = bits >= 32 ? 0xffffffffu : ~((1u << (32 - bits)) - 1);
-  return (ntohl(a.s_addr) & mask) == (ntohl(n.s_addr) & mask);
+const std::string* header(const httplib::Request& req, const char* name) {
+  auto it = req.headers.find(name);
+  return it == req.headers.end() ? nullptr : &it->second;
 }
 
-std::string request_data(const httplib::Request& req, const std::string& content_json,
-                         const std::vector<std::string>& variables) {
-  rapidjson::StringBuffer sb;
-  json::Writer w(sb);
-  w.StartObject();
-  w.Key("content");
-  w.RawValue(content_json.c_str(), content_json.size(), rapidjson::kObjectType);
-  w.Key("parameters");
-  w.StartObject();
-  for (const auto& [k, v] : req.params) {
-    w.Key(k.c_str());
-    w.String(v.c_str());
-  }
-  w.EndObject();
-  w.Key("variables");
-  w.StartArray();
-  for (const auto& v : variables) w.String(v.c_str());
-  w.EndArray();
-  w.EndObject();
-  return std::string(sb.GetString(), sb.GetSize());
-}
-
-std::vector<std::string> split_variables(const std::string& rest) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (start < rest.size()) {
-    std::size_t end = rest.find('/', start);
-    if (end == std::string::npos) end = rest.size();
-    if (end > start) out.push_back(rest.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
-}
-
-long param_long(const httplib::Request& req, const char* name, long fallback, long max) {
-  if (!req.has_param(name)) return fallback;
-  const std::string v = req.get_param_value(name);
-  if (v.empty() || v.size() > 12 || v.find_first_not_of("0123456789") != std::string::npos) return fallback;
-  return std::min(std::stol(v), max);
+// Whether the request says it has a body (check_head has validated Content-Length).
+bool declares_body(const httplib::Request& req) {
+  if (header(req, "Transfer-Encoding")) return true;
+  const std::string* length = header(req, "Content-Length");
+  return length && length->find_first_not_of('0') != std::string::npos;
 }
 
 }  // namespace
 
-RestServer::RestServer(Core& core, HttpConfig config) : core_(core), config_(std::move(config)) {}
+RestServer::RestServer(Core& core, HttpConfig config) : core_(core), config_(std::move(config)) {
+  policy_.allowed_hosts_enabled = config_.allowed_hosts_enabled;
+  for (const auto& s : config_.allowed_subnets)
+    if (auto subnet = rest::parse_subnet(s)) policy_.subnets.push_back(*subnet);  // all valid: checked at load
+  policy_.auth_enabled = config_.auth_enabled;
+  if (config_.auth_enabled)
+    policy_.expected_authorization = "Basic " + protocol::base64_encode(config_.auth_user + ":" + config_.auth_password);
+  policy_.max_body_size = config_.max_body_size;
+}
 
 RestServer::~RestServer() { stop(); }
 
@@ -128,26 +332,82 @@ Status RestServer::start() {
                                      std::make_pair("ssl_key_file", config_.ssl_key_file)})
       if (::access(file.c_str(), R_OK) != 0)
         return Status::failure(std::string("httpserver: cannot read ") + what + " '" + file + "'");
-    auto tls = std::make_unique<httplib::SSLServer>(config_.ssl_cert_file.c_str(), config_.ssl_key_file.c_str());
+    auto tls = std::make_unique<TunedServer<httplib::SSLServer>>(config_.ssl_cert_file.c_str(),
+                                                                 config_.ssl_key_file.c_str());
     if (!tls->is_valid())
       return Status::failure("httpserver: cannot use the certificate '" + config_.ssl_cert_file + "' with key '" +
                              config_.ssl_key_file + "' (not PEM, or they do not match)");
     server_ = std::move(tls);
   } else {
-    server_ = std::make_unique<httplib::Server>();
+    server_ = std::make_unique<TunedServer<httplib::Server>>();
   }
-  server_->set_payload_max_length(64 << 20);
-  auto handler = [this](const httplib::Request& req, httplib::Response& res) { handle(req, res); };
-  server_->Get(".*", handler);
-  server_->Post(".*", handler);
-  server_->Put(".*", handler);
-  server_->Patch(".*", handler);
-  server_->Delete(".*", handler);
+  server_->new_task_queue = [] { return new httplib::ThreadPool(kWorkerThreads); };
+  // Connections are served by TunedServer's DeadlineStream; these settings only keep what
+  // cpp-httplib still does itself (the Keep-Alive header it sends) in line with it.
+  server_->set_read_timeout(kReadTimeoutSeconds, 0);
+  server_->set_write_timeout(kRequestSeconds, 0);
+  server_->set_keep_alive_timeout(kKeepAliveSeconds);
+  server_->set_keep_alive_max_count(kKeepAliveRequests);
+  // The handlers read bodies themselves with this bound; this one covers cpp-httplib's own paths.
+  server_->set_payload_max_length(config_.max_body_size);
+
+  // Runs once the request line and headers are read, before anything reads the body.
+  server_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    return admit(req, res) ? httplib::Server::HandlerResponse::Unhandled : httplib::Server::HandlerResponse::Handled;
+  });
+  // "Expect: 100-continue" is answered before the pre-routing handler: same checks, so that
+  // a refused client is told so instead of being invited to send its body.
+  server_->set_expect_100_continue_handler([this](const httplib::Request& req, httplib::Response& res) {
+    return admit(req, res) ? 100 : res.status;
+  });
+  server_->set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "unknown exception";
+    try {
+      if (ep) std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    log_error("[httpserver] " + req.method + " " + json::quote(req.path) + ": " + what);
+    send_json_and_close(res, 500, rest::error_json("internal_error", "internal error"));
+  });
+
+  server_->Get(".*", [this](const httplib::Request& req, httplib::Response& res) { handle(req, res, nullptr); });
+  auto with_body = [this](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+    // Reads at most max_body_size bytes (after decompression); the receiver stops the
+    // transfer as soon as the bound is passed.
+    std::function<bool(std::string&, bool&)> read_body = [&](std::string& body, bool& too_large) {
+      return reader([&](const char* data, std::size_t n) {
+        if (body.size() + n > config_.max_body_size) {
+          too_large = true;
+          return false;
+        }
+        body.append(data, n);
+        return true;
+      });
+    };
+    handle(req, res, &read_body);
+  };
+  server_->Post(".*", with_body);
+  server_->Put(".*", with_body);
+  server_->Patch(".*", with_body);
+  server_->Delete(".*", with_body);
+
+  auto* plain = dynamic_cast<TunedServer<httplib::Server>*>(server_.get());
+  auto* tls = dynamic_cast<TunedServer<httplib::SSLServer>*>(server_.get());
   if (!server_->bind_to_port(config_.address.c_str(), config_.port))
     return Status::failure("httpserver: cannot listen on " + config_.address + ":" + std::to_string(config_.port));
+  if (!(plain ? plain->raise_backlog(kListenBacklog) : tls->raise_backlog(kListenBacklog)))
+    log_error("[httpserver] cannot raise the listen backlog to " + std::to_string(kListenBacklog) +
+              ": bursts of connections may be refused");
   port_ = config_.port;
   thread_ = std::thread([this] { server_->listen_after_bind(); });
-  log_info(std::string("[httpserver] REST API on ") + (config_.ssl ? "https" : "http") + "://" + config_.address + ":" + std::to_string(config_.port) + "/api/");
+  const bool v6 = config_.address.find(':') != std::string::npos;
+  log_info(std::string("[httpserver] REST API on ") + (config_.ssl ? "https" : "http") + "://" + (v6 ? "[" : "") +
+           config_.address + (v6 ? "]" : "") + ":" + std::to_string(config_.port) + "/api/");
+  if (!config_.auth_enabled && !rest::is_loopback_address(config_.address))
+    log_warning("[httpserver] REST API on " + config_.address + " without auth: anyone who can reach this address "
+                "can send commands to every node (enable auth, or listen on 127.0.0.1)");
   return Status::success();
 }
 
@@ -156,114 +416,139 @@ void RestServer::stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-void RestServer::handle(const httplib::Request& req, httplib::Response& res) {
-  if (config_.allowed_hosts_enabled) {
-    bool ok = false;
-    for (const auto& s : config_.allowed_subnets) ok = ok || ipv4_in_subnet(req.remote_addr, s);
-    if (!ok) return send_json(res, 401, error_json("http_error_401", "unauthorized"));
-  }
-  if (config_.auth_enabled) {
-    std::string expected = "Basic " + protocol::base64_encode(config_.auth_user + ":" + config_.auth_password);
-    if (req.get_header_value("Authorization") != expected)
-      return send_json(res, 401, error_json("http_error_401", "unauthorized"));
-  }
-  const std::string& path = req.path;
-  if (path.rfind("/api/", 0) != 0 && path != "/api")
-    return send_json(res, 403, error_json("http_error_403", "forbidden"));
+bool RestServer::admit(const httplib::Request& req, httplib::Response& res) const {
+  rest::RequestHead head;
+  head.method = req.method;
+  head.peer = req.remote_addr;
+  head.content_length = header(req, "Content-Length");
+  head.transfer_encoding = header(req, "Transfer-Encoding");
+  const std::string* authorization = header(req, "Authorization");
+  if (authorization) head.authorization = *authorization;
+  auto refusal = rest::check_head(policy_, head);
+  if (!refusal) return true;
+  // Neither the path nor the headers go to the log: they are the client's text.
+  log_debug("[httpserver] " + std::to_string(refusal->status) + " for a " + req.method + " from " + req.remote_addr);
+  send_json_and_close(res, refusal->status, refusal->body);
+  return false;
+}
 
-  std::string content = "null";
-  if ((req.method == "POST" || req.method == "PATCH" || req.method == "PUT") && !req.body.empty()) {
-    json::Document doc;
-    if (!json::parse(doc, req.body))
-      return send_json(res, 400, error_json("decode_error", "POST content must be JSON-formated"));
-    content = json::dump(doc);
+void RestServer::handle(const httplib::Request& req, httplib::Response& res,
+                        const std::function<bool(std::string&, bool&)>* read_body) {
+  const rest::Route route = rest::route(req.method, req.path, core_.api_endpoints());
+  if (route.kind == rest::RouteKind::kNotApi) {
+    if (read_body && declares_body(req)) return send_json_and_close(res, 403, rest::error_json("http_error_403", "forbidden"));
+    return send_json(res, 403, rest::error_json("http_error_403", "forbidden"));
   }
+
+  std::string body;
+  if (read_body && declares_body(req)) {
+    if (req.is_multipart_form_data())
+      return send_json_and_close(res, 400, rest::error_json("decode_error", "POST content must be JSON-formated"));
+    bool too_large = false;
+    bool complete = (*read_body)(body, too_large);
+    if (too_large)
+      return send_json_and_close(res, 413, rest::error_json("http_error_413", "the body is larger than the " +
+                                                                                  std::to_string(config_.max_body_size) +
+                                                                                  " bytes this server accepts (httpserver.max_body_size)"));
+    if (!complete) return send_json_and_close(res, 400, rest::error_json("http_error_400", "the body could not be read"));
+  }
+  auto content = rest::body_content(req.method, body);
+  if (!content) return send_json(res, 400, rest::error_json("decode_error", content.error()));
 
   zmq::context_t& ctx = core_.zmq_context();
-  const auto& endpoints = core_.api_endpoints();
-  static const std::regex log_re(R"(^/api/(nodes/(\w*)/)?log/(.*)$)");
-  static const std::regex internal_re(R"(^/api/(nodes/(\w*)/)?internal/(\w+)/?([\w/]*?)$)");
-  static const std::regex action_re(R"(^/api/(nodes/(\w*)/)?(\w+)/(\w+)/(\w+)/?([\w/]*?)$)");
-  std::smatch m;
+  const rest::Params& params = req.params;
 
   auto get_log = [&](const std::string& target, const std::string& token) {
     CoreChannel ch(ctx);
     if (!target.empty()) {
       ch.send(protocol::Frame{"GETLOG", "", target, "{}"});
-      long wait_us = param_long(req, "sync_wait", 10000, 30000000);
-      std::this_thread::sleep_for(std::chrono::microseconds(wait_us));
+      std::this_thread::sleep_for(std::chrono::microseconds(rest::wait_param(params, "sync_wait", 10000)));
     }
     rapidjson::StringBuffer sb;
     json::Writer w(sb);
     w.StartObject();
     w.Key("token");
-    w.String(token.c_str());
-    for (const auto& [k, v] : req.params) {
+    w.String(token.c_str(), static_cast<rapidjson::SizeType>(token.size()));
+    for (const auto& [k, v] : params) {
       if (k == "token") continue;
-      w.Key(k.c_str());
-      w.String(v.c_str());
+      w.Key(k.c_str(), static_cast<rapidjson::SizeType>(k.size()));
+      w.String(v.c_str(), static_cast<rapidjson::SizeType>(v.size()));
     }
     w.EndObject();
-    std::string logtoken = token + "-log";
+    // The frame's own token is ours: the client's token (any text but a line break) only
+    // travels inside the JSON, where the writer escapes it.
+    std::string logtoken = protocol::generate_token();
     ch.send(protocol::Frame{"GETLOG", logtoken, "", std::string(sb.GetString(), sb.GetSize())});
     auto r = ch.wait(logtoken, std::chrono::seconds(5));
+
+    auto answer = [&](bool found, const json::Value* rows) {
+      rapidjson::StringBuffer out;
+      json::Writer a(out);
+      a.StartObject();
+      if (!found) {
+        a.Key("error");
+        a.String("no_log");
+      }
+      a.Key("message");
+      a.String(found ? "Logs found" : "No log found for token");
+      a.Key("token");
+      a.String(token.c_str(), static_cast<rapidjson::SizeType>(token.size()));
+      a.Key("data");
+      if (rows) rows->Accept(a);
+      else {
+        a.StartArray();
+        a.EndArray();
+      }
+      a.EndObject();
+      send_json(res, 200, std::string(out.GetString(), out.GetSize()));
+    };
+    if (!r) return answer(false, nullptr);
     json::Document doc;
-    std::string no_log = R"({"error":"no_log","message":"No log found for token","data":[],"token":)" +
-                         json::quote(token) + "}";
-    if (!r) return send_json(res, 200, no_log);
     if (!json::parse(doc, r->json) || !doc.IsObject())
-      return send_json(res, 400, error_json("decode_error", "Cannot decode response"));
+      return send_json(res, 400, rest::error_json("decode_error", "Cannot decode response"));
     if (!doc.HasMember("data") || !doc["data"].IsObject() || !doc["data"].HasMember("result") ||
         !doc["data"]["result"].IsArray() || doc["data"]["result"].Empty())
-      return send_json(res, 200, no_log);
-    std::string body = R"({"message":"Logs found","token":)" + json::quote(token) +
-                       ",\"data\":" + json::dump(doc["data"]["result"]) + "}";
-    send_json(res, 200, body);
+      return answer(false, nullptr);
+    answer(true, &doc["data"]["result"]);
   };
 
   auto call = [&](const std::string& event, const std::string& target, bool internal,
                   const std::vector<std::string>& variables) {
     CoreChannel ch(ctx);
     std::string token = protocol::generate_token();
-    std::string data = request_data(req, content, variables);
-    ch.send(protocol::Frame{event, token, target, data});
+    ch.send(protocol::Frame{event, token, target, rest::request_data(params, *content, variables)});
     if (internal && target.empty()) {
       auto r = ch.wait(token, std::chrono::seconds(5));
-      if (!r)
-        return send_json(res, 400, R"({"error":"no_result","message":"No result found for action ')" + event + "'\"}");
+      if (!r) return send_json(res, 400, rest::error_json("no_result", "No result found for action '" + event + "'"));
       json::Document doc;
       if (!json::parse(doc, r->json) || !doc.IsObject())
-        return send_json(res, 400, error_json("decode_error", "Cannot decode response"));
+        return send_json(res, 400, rest::error_json("decode_error", "Cannot decode response"));
       if (!doc.HasMember("data") || doc["data"].IsNull()) return send_json(res, 204, "");
       return send_json(res, 200, json::dump(doc["data"]));
     }
     // Wait for the core's acknowledgement so that the request is dispatched when we answer.
     (void)ch.wait(token, std::chrono::seconds(5));
-    if (req.has_param("log_wait")) {
-      long wait_us = param_long(req, "log_wait", 0, 30000000);
-      std::this_thread::sleep_for(std::chrono::microseconds(wait_us));
+    if (params.count("log_wait")) {
+      std::this_thread::sleep_for(std::chrono::microseconds(rest::wait_param(params, "log_wait", 0)));
       return get_log(target, token);
     }
-    send_json(res, 200, "{\"token\":\"" + token + "\"}");
+    rapidjson::StringBuffer sb;
+    json::Writer w(sb);
+    w.StartObject();
+    w.Key("token");
+    w.String(token.c_str(), static_cast<rapidjson::SizeType>(token.size()));
+    w.EndObject();
+    send_json(res, 200, std::string(sb.GetString(), sb.GetSize()));
   };
 
-  // std::regex recurses per character: a hostile path must not reach it.
-  if (path.size() > 1024) return send_json(res, 404, error_json("method_unknown", "Method not implemented"));
-  try {
-    if (req.method == "GET" && std::regex_match(path, m, log_re)) return get_log(m[2].str(), m[3].str());
-    if (std::regex_match(path, m, internal_re)) {
-      auto it = endpoints.find(req.method + "_/internal/" + m[3].str());
-      if (it != endpoints.end()) return call(it->second, m[2].str(), true, split_variables(m[4].str()));
-    }
-    if (std::regex_match(path, m, action_re)) {
-      auto it = endpoints.find(req.method + "_/" + m[3].str() + "/" + m[4].str() + "/" + m[5].str());
-      if (it != endpoints.end()) return call(it->second, m[2].str(), false, split_variables(m[6].str()));
-    }
-  } catch (const std::exception& e) {
-    log_error(std::string("[httpserver] ") + req.method + " " + path + ": " + e.what());
-    return send_json(res, 500, error_json("internal_error", "internal error"));
+  switch (route.kind) {
+    case rest::RouteKind::kLog:
+      return get_log(route.target, route.token);
+    case rest::RouteKind::kCall:
+      return call(route.event, route.target, route.internal, route.variables);
+    default:
+      return send_json(res, 404, rest::error_json("method_unknown", "Method not implemented"));
   }
-  send_json(res, 404, error_json("method_unknown", "Method not implemented"));
 }
 
 }  // namespace gorgone

@@ -35,6 +35,7 @@ struct HostSpec {
   std::string http_extra;               // more httpserver directives (YAML lines, 6-space indent)
   bool https = false;                   // the REST API is served over TLS (set ssl in http_extra)
   bool wait_http = true;                // start() waits until the REST API answers
+  std::string http_address = "127.0.0.1";  // the REST API's listen address
   std::string extra_modules;            // more module entries (YAML list items, 4-space indent)
   std::string core_directives;          // more gorgonecore directives (YAML lines, 4-space indent)
 };
@@ -89,7 +90,7 @@ class Fleet {
     if (s.proxy) y << "    - name: proxy\n      package: gorgone::modules::core::proxy::hooks\n      enable: true\n" << s.proxy_directives;
     if (s.http)
       y << "    - name: httpserver\n      package: gorgone::modules::core::httpserver::hooks\n      enable: true\n"
-        << "      address: 127.0.0.1\n      port: " << e.http_port << "\n" << s.http_extra;
+        << "      address: " << s.http_address << "\n      port: " << e.http_port << "\n" << s.http_extra;
     y << s.extra_modules;
     if (!s.nodes_yaml.empty()) {
       write_file(d + "/nodes.yaml", "nodes:\n" + s.nodes_yaml);

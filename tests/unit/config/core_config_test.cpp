@@ -168,5 +168,47 @@ gorgone:
   EXPECT_NE(c.error().find("auth"), std::string::npos);
 }
 
+
+std::string httpserver(const std::string& directives) {
+  return "gorgone:\n  gorgonecore: {id: 1}\n  modules:\n"
+         "    - {name: httpserver, package: \"gorgone::modules::core::httpserver::hooks\", enable: true, " +
+         directives + "}\n";
+}
+
+TEST(CoreConfig, AllowedHostsSubnetsAreCheckedAtLoad) {
+  for (const char* bad : {"10.0.0.0/x", "10.0.0.0/", "/-1", "::1/200", "10.0.0.0/33", "10.0.0.0/-1", "10.0.0/8",
+                          "example.org", "10.0.0.0/8/8", "''", "10.0.0.0/0008"}) {
+    auto c = parse(httpserver(std::string("allowed_hosts: {enabled: true, subnets: [127.0.0.1/32, ") + bad + "]}"));
+    ASSERT_FALSE(c) << bad;
+    EXPECT_NE(c.error().find("test.yaml"), std::string::npos) << c.error();
+    EXPECT_NE(c.error().find("modules[0].allowed_hosts.subnets[1]"), std::string::npos) << c.error();
+    std::string shown = std::string(bad) == "''" ? "''" : "'" + std::string(bad) + "'";
+    EXPECT_NE(c.error().find(shown), std::string::npos) << c.error();
+  }
+  // Checked even when the list is not enabled: a typo must not wait to be switched on.
+  EXPECT_FALSE(parse(httpserver("allowed_hosts: {enabled: false, subnets: [10.0.0.0/x]}")));
+  auto c = parse(httpserver("allowed_hosts: {enabled: true, subnets: 10.0.0.0/8}"));
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().find("must be a list"), std::string::npos) << c.error();
+
+  c = parse(httpserver("allowed_hosts: {enabled: true, subnets: [10.0.0.0/8, 192.168.1.7, '::1/128', '::1', "
+                       "'fd00::/8', 0.0.0.0/0]}"));
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->http.allowed_subnets.size(), 6u);
+}
+
+TEST(CoreConfig, HttpMaxBodySize) {
+  auto c = parse(httpserver("port: 8085"));
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->http.max_body_size, 1u << 20);
+  c = parse(httpserver("max_body_size: 4096"));
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->http.max_body_size, 4096u);
+  c = parse(httpserver("max_body_size: lots"));
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().find("max_body_size"), std::string::npos);
+  EXPECT_FALSE(parse(httpserver("max_body_size: 0")));
+}
+
 }  // namespace
 }  // namespace gorgone
