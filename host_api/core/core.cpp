@@ -314,18 +314,18 @@ void Core::tick() {
   if (handshake_) external_tick(now);
 }
 
-bool Core::send_router(zmq::socket_t& router, const std::string& identity, std::string_view body) {
+bool Core::send_router(zmq::socket_t& router, const std::string& identity, std::string_view body, bool quiet) {
   // Both routers are ROUTER_MANDATORY: a peer that is gone, or whose queue is full, is an
   // error we report, never a message dropped without a word.
   try {
     if (!router.send(zmq::buffer(identity), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
-      log_error("[core] cannot send to '" + identity + "': its queue is full");
+      if (!quiet) log_error("[core] cannot send to '" + identity + "': its queue is full");
       return false;
     }
     router.send(zmq::buffer(body.data(), body.size()), zmq::send_flags::dontwait);
     return true;
   } catch (const zmq::error_t& e) {
-    log_error("[core] cannot send to '" + identity + "': " + e.what());
+    if (!quiet) log_error("[core] cannot send to '" + identity + "': " + e.what());
     return false;
   }
 }

@@ -76,7 +76,8 @@ class Core final : public Host {
   void run_internal_action(const std::string& router, const std::string& identity, protocol::Frame& frame);
   void reply(const std::string& router, const std::string& identity, std::string_view type,
              std::string_view token, int code, std::string_view data_json);
-  bool send_router(zmq::socket_t& router, const std::string& identity, std::string_view body);
+  // quiet: the caller reports a failure itself.
+  bool send_router(zmq::socket_t& router, const std::string& identity, std::string_view body, bool quiet = false);
   LoadedModule* proxy() const;
   std::string constatus_json();
   std::string getlog_reply(const std::string& data, int& code);

@@ -127,8 +127,14 @@ void Core::external_tick(std::int64_t now) {
   // Every 5 s as in Gorgone, or more often when the rotation period itself is shorter.
   if (now - last_rotation_check_ >= std::min<std::int64_t>(5, config_.external_com_rotation)) {
     last_rotation_check_ = now;
-    for (const auto& rot : handshake_->rotate(now, config_.external_com_rotation)) {
-      send_router(*external_, rot.identity, rot.wire);
+    for (auto& rot : handshake_->rotate(now, config_.external_com_rotation)) {
+      // A peer that is not connected would never get the new key and could not read what we
+      // send it next: keep the old one until it is back (Perl switches anyway).
+      if (!send_router(*external_, rot.identity, rot.wire, true)) {
+        handshake_->restore(rot.identity, std::move(rot.before));
+        log_debug("[core] key rotation for " + hex_identity(rot.identity) + " postponed: the peer is not connected");
+        continue;
+      }
       if (const auto* s = handshake_->session(rot.identity)) {
         IdentityRow row{hex_identity(rot.identity), protocol::to_hex(s->key), protocol::to_hex(s->iv),
                         protocol::to_hex(s->oldkey), protocol::to_hex(s->oldiv), s->ctime, s->mtime};

@@ -408,37 +408,26 @@ bool idempotent(std::string_view action) {
   return false;
 }
 
-std::uint64_t hash_of(std::string_view tag, std::string_view text) {
-  std::uint64_t h = std::hash<std::string_view>{}(text) ^ (std::hash<std::string_view>{}(tag) * 0x9e3779b97f4a7c15ULL);
-  return h;
-}
 
-// Whether a decrypted frame may run, remembering what it must. A frame with a token runs once:
-// the token is what a replay repeats. A REMOTECOPY arrives as a series of PROCESSCOPY frames
-// that share one token, so that token is remembered when the series ends ("status":"end"); a
-// chunk replayed inside an open series breaks the copy's MD5 check and gets a KO there. A
-// frame without a token is remembered by its whole text, except the idempotent polls above.
+// Whether a decrypted frame may run, remembering what it must. A replay repeats the bytes of a
+// frame, so a frame is remembered by a hash of its whole text: Centreon legitimately sends
+// several frames under one token (a configuration export's REMOTECOPY series, the commands of
+// one request), never the same frame twice. Not remembered: the token-less polls above, which
+// repeat byte for byte every period and change nothing, and the chunks of a PROCESSCOPY series,
+// which repeat when a file does (a block of zeros); its "end" frame is remembered, so a replayed
+// series installs nothing, and a chunk replayed into an open series breaks its MD5 check (KO).
 bool admit(ReplayMemory& seen, std::string_view plaintext) {
   // "[ACTION] [TOKEN] ...", read in place: a frame can be megabytes and needs no copy here.
-  // On a text the core would not parse as a frame the figures do not matter: it is refused.
   std::size_t close = plaintext.find(']');
   if (plaintext.empty() || plaintext[0] != '[' || close == kNone) return true;
   std::string_view action = plaintext.substr(1, close - 1);
   std::size_t open = skip_spaces(plaintext, close + 1);
   std::size_t end = open < plaintext.size() && plaintext[open] == '[' ? plaintext.find(']', open) : kNone;
-  if (end == kNone) return true;
-  std::string_view token = plaintext.substr(open + 1, end - open - 1);
-  if (token.empty()) {
-    if (idempotent(action)) return true;
-    return seen.insert(hash_of("frame", plaintext));
-  }
-  std::uint64_t h = hash_of("token", token);
-  if (action == "PROCESSCOPY") {
-    if (seen.contains(h)) return false;
-    if (plaintext.find("\"status\":\"end\"", end) != kNone) seen.insert(h);
-    return true;
-  }
-  return seen.insert(h);
+  if (end == kNone) return true;  // not a frame: the core answers it "not well formatted"
+  bool tokenless = end == open + 1;
+  if (tokenless && idempotent(action)) return true;
+  if (action == "PROCESSCOPY" && plaintext.find("\"status\":\"end\"", end) == kNone) return true;
+  return seen.insert(std::hash<std::string_view>{}(plaintext));
 }
 
 }  // namespace
@@ -489,7 +478,7 @@ HandshakeServer::Outcome HandshakeServer::accept_frame(Session& s, bool old_key,
   ReplayMemory& seen = old_key ? s.seen_old : s.seen;
   if (!admit(seen, plaintext)) {
     Outcome out{Outcome::Kind::kDropped, std::string(), std::string(),
-                "replayed frame refused (its token was already received on this session): " + excerpt(plaintext.substr(0, 64))};
+                "replayed frame refused (this session already received it): " + excerpt(plaintext.substr(0, 64))};
     return out;
   }
   if (s.seen.size() >= config_.replay_capacity) s.rekey = true;
@@ -604,18 +593,19 @@ std::vector<HandshakeServer::Rotation> HandshakeServer::rotate(std::int64_t now,
     if (s.rekey || (rotation_seconds > 0 && now - s.ctime >= rotation_seconds)) {
       auto current = SymmetricCipher::create(s.key, s.iv);
       if (current) {
+        Session before = s;
         KeyMessage m;
         m.hostname = config_.hostname;
         m.key = random_bytes(config_.keysize);
         m.iv = random_bytes(16);
         // Sent under the old key: frames the server sent before it still decrypt in order.
-        out.push_back(Rotation{it->first, current->encrypt_to_base64(build_key_message(m))});
+        out.push_back(Rotation{it->first, current->encrypt_to_base64(build_key_message(m)), std::move(before)});
         s.oldkey = std::move(s.key);
         s.oldiv = std::move(s.iv);
         s.key = std::move(m.key);
         s.iv = std::move(m.iv);
         s.ctime = now;
-        // Frames under the key before the previous one no longer decrypt: their tokens can go.
+        // Frames under the key before the previous one no longer decrypt: forget them.
         s.seen_old = std::move(s.seen);
         s.seen.clear();
         s.rekey = false;

@@ -48,6 +48,9 @@ TEST(HostilePeer, ARecordedCiphertextSentAgainRunsOnce) {
     wire = central.encrypt(command_frame("replay-token-1", "echo run >> " + ran));
     central.send_raw(wire);
     ASSERT_TRUE(eventually([&] { return lines_of(ran) == 1; })) << fleet.logs();
+    // Centreon sends several frames under one token (the commands of one request): not a replay.
+    central.send(command_frame("replay-token-1", "echo second >> " + ran));
+    ASSERT_TRUE(eventually([&] { return lines_of(ran) == 2; })) << fleet.logs();
   }
   // An eavesdropper with the recorded bytes and the routing id, but no key.
   zmq::socket_t replayer(ctx, zmq::socket_type::dealer);
@@ -59,7 +62,7 @@ TEST(HostilePeer, ARecordedCiphertextSentAgainRunsOnce) {
     replayer.send(zmq::buffer(wire), zmq::send_flags::dontwait);
     return occurrences(fleet.daemon("2").log(), "replayed frame refused") >= 2;
   })) << fleet.logs();
-  EXPECT_EQ(lines_of(ran), 1) << "the replayed command ran again";
+  EXPECT_EQ(lines_of(ran), 2) << "the replayed command ran again";
   std::filesystem::remove_all(dir);
 }
 

@@ -718,8 +718,8 @@ TEST_F(HandshakeHostile, AReplayedFrameRunsOnce) {
   auto again = server.on_message("gorgone-r", wire, 1002);
   EXPECT_EQ(again.kind, ServerKind::kDropped);
   EXPECT_NE(again.log.find("replayed frame refused"), std::string::npos);
-  // The same token with other content is refused too; other tokens pass.
-  EXPECT_EQ(server.on_message("gorgone-r", client.encrypt("[COMMAND] [tok-1] [] {}"), 1003).kind, ServerKind::kDropped);
+  // Centreon sends several frames under one token (the commands of one request): each runs.
+  EXPECT_EQ(server.on_message("gorgone-r", client.encrypt("[COMMAND] [tok-1] [] {}"), 1003).kind, ServerKind::kMessage);
   EXPECT_EQ(server.on_message("gorgone-r", client.encrypt("[COMMAND] [tok-2] [] {}"), 1003).kind, ServerKind::kMessage);
   // Periodic polls repeat byte for byte, and must.
   for (int i = 0; i < 3; ++i) {
@@ -742,9 +742,31 @@ TEST_F(HandshakeHostile, ACopySeriesSharesItsTokenUntilItsEnd) {
   EXPECT_EQ(server.on_message("gorgone-c", client.encrypt(chunk), 1001).kind, ServerKind::kMessage);
   EXPECT_EQ(server.on_message("gorgone-c", client.encrypt(chunk), 1001).kind, ServerKind::kMessage);
   EXPECT_EQ(server.on_message("gorgone-c", client.encrypt(end), 1001).kind, ServerKind::kMessage);
-  // After its end, the whole series is a replay.
-  EXPECT_EQ(server.on_message("gorgone-c", client.encrypt(chunk), 1002).kind, ServerKind::kDropped);
+  // Replayed, the series ends on a refused "end": nothing is installed (a chunk is not
+  // remembered, since a file may repeat one).
   EXPECT_EQ(server.on_message("gorgone-c", client.encrypt(end), 1002).kind, ServerKind::kDropped);
+  // A configuration export sends several series under one token: the next one goes through.
+  std::string other = "[PROCESSCOPY] [copy-1] [] {\"content\":{\"status\":\"inprogress\",\"chunk\":{\"data\":\"QkJC\\n\",\"size\":3},\"destination\":\"/b\"}}";
+  std::string other_end = "[PROCESSCOPY] [copy-1] [] {\"content\":{\"status\":\"end\",\"md5\":\"y\",\"destination\":\"/b\"}}";
+  EXPECT_EQ(server.on_message("gorgone-c", client.encrypt(other), 1003).kind, ServerKind::kMessage);
+  EXPECT_EQ(server.on_message("gorgone-c", client.encrypt(other_end), 1003).kind, ServerKind::kMessage);
+}
+
+TEST_F(HandshakeHostile, ARotationTheClientNeverGotIsUndone) {
+  HandshakeServer server(config());
+  HandshakeClient client = connect(server, "gorgone-u", 1000);
+  auto rotations = server.rotate(1100, 60);
+  ASSERT_EQ(rotations.size(), 1u);
+  // The [KEY] could not be sent (the peer is not connected): the owner puts the session back.
+  server.restore("gorgone-u", std::move(rotations[0].before));
+  EXPECT_TRUE(server.session("gorgone-u")->oldkey.empty());
+  auto out = server.on_message("gorgone-u", client.encrypt("[COMMAND] [u1] [] {}"), 1101);
+  EXPECT_EQ(out.kind, ServerKind::kMessage);
+  auto reply = server.encrypt_for("gorgone-u", "[ACK] [u1] {\"code\":0,\"data\":null}");
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(client.on_message(*reply).kind, ClientKind::kMessage);
+  // And it is tried again at the next check.
+  EXPECT_EQ(server.rotate(1105, 60).size(), 1u);
 }
 
 TEST_F(HandshakeHostile, AFullReplayMemoryRotatesTheKeyAndOldFramesStayRefused) {

@@ -76,9 +76,9 @@ class HandshakeClient {
   std::optional<SymmetricCipher> cipher_;
 };
 
-// Tokens of the frames received under one session key: a frame seen once is refused when it
-// comes again (a replayed ciphertext). An open-addressing set of 64-bit hashes, about 16 bytes
-// per token. Thread-compatible.
+// The frames received under one session key: a frame seen once is refused when it comes again
+// (a replayed ciphertext). An open-addressing set of 64-bit hashes, about 16 bytes per frame.
+// Thread-compatible.
 class ReplayMemory {
  public:
   // True when `hash` was not there (it is then remembered).
@@ -101,10 +101,11 @@ class ReplayMemory {
 //  * a handshake creates a *pending* session; it becomes the peer's session (replacing a live
 //    one, and persisted by the owner) only when the first frame encrypted with its key arrives:
 //    anyone can build a HELO from public keys, only the key's owner can use the answer;
-//  * every frame's token is remembered per session key, and a frame whose token was seen is
-//    refused (see admit() in handshake.cpp for the frames that legitimately repeat); when the
-//    memory of a key is full the key is rotated, and frames under a key older than the previous
-//    one do not decrypt at all, so the memory is bounded and no replay slips through.
+//  * every frame received is remembered per session key (a hash of its text), and the same
+//    frame again is refused: a replay repeats bytes (see admit() in handshake.cpp for the frames
+//    that legitimately repeat); when the memory of a key is full the key is rotated, and frames
+//    under a key older than the previous one do not decrypt at all, so the memory is bounded
+//    and no replay slips through.
 class HandshakeServer {
  public:
   struct Config {
@@ -116,7 +117,7 @@ class HandshakeServer {
     std::size_t max_pending = 1000;               // handshakes answered but not yet used
     std::int64_t pending_seconds = 60;            // a pending handshake is forgotten after this
     int helo_per_minute = 60;                     // per peer address (0: no limit)
-    std::size_t replay_capacity = 16384;          // tokens per key before it is rotated
+    std::size_t replay_capacity = 16384;          // frames per key before it is rotated
   };
 
   struct Session {
@@ -124,8 +125,8 @@ class HandshakeServer {
     std::string oldkey, oldiv;  // raw bytes, empty when none
     std::int64_t ctime = 0;     // key creation (rotation clock)
     std::int64_t mtime = 0;     // last valid message
-    ReplayMemory seen;          // tokens received under `key`
-    ReplayMemory seen_old;      // tokens received under `oldkey`
+    ReplayMemory seen;          // frames received under `key`
+    ReplayMemory seen_old;      // frames received under `oldkey`
     bool rekey = false;         // `seen` is full: rotate at the next rotate()
   };
 
@@ -155,6 +156,7 @@ class HandshakeServer {
   struct Rotation {
     std::string identity;
     std::string wire;  // "[KEY] ..." encrypted with the previous key
+    Session before;    // the session as it was: restore() it when the [KEY] cannot be sent
   };
   // Forgets sessions idle for more than idle_seconds and expired pending handshakes; rotates
   // keys older than rotation_seconds (<= 0 disables age rotation) and keys whose replay memory
