@@ -733,7 +733,7 @@ TEST_F(HandshakeHostile, AReplayedFrameRunsOnce) {
   EXPECT_EQ(server.on_message("gorgone-r", tokenless, 1005).kind, ServerKind::kDropped);
 }
 
-TEST_F(HandshakeHostile, ACopySeriesSharesItsTokenUntilItsEnd) {
+TEST_F(HandshakeHostile, CopySeriesRepeatChunksAndShareTokensButEndOnce) {
   HandshakeServer server(config());
   HandshakeClient client = connect(server, "gorgone-c", 1000);
   // Two identical chunks (a file of zeros) are both delivered.
