@@ -25,15 +25,7 @@ inline std::string lower(std::string s) {
 
 // {"error":<error>,"message":<message>}, both quoted: the message often names peer text.
 inline std::string error_json(std::string_view error, std::string_view message) {
-  rapidjson::StringBuffer sb;
-  json::Writer w(sb);
-  w.StartObject();
-  w.Key("error");
-  w.String(error.data(), static_cast<rapidjson::SizeType>(error.size()));
-  w.Key("message");
-  w.String(message.data(), static_cast<rapidjson::SizeType>(message.size()));
-  w.EndObject();
-  return std::string(sb.GetString(), sb.GetSize());
+  return json::error_message(error, message);
 }
 
 // {"action":<action>,"message":<message>[,"data":<data_json>]}: Gorgone's answer to an

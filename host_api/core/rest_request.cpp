@@ -137,17 +137,7 @@ bool same_secret(std::string_view a, std::string_view b) {
   return CRYPTO_memcmp(da, db, la) == 0;
 }
 
-std::string error_json(std::string_view error, std::string_view message) {
-  rapidjson::StringBuffer sb;
-  json::Writer w(sb);
-  w.StartObject();
-  w.Key("error");
-  w.String(error.data(), static_cast<rapidjson::SizeType>(error.size()));
-  w.Key("message");
-  w.String(message.data(), static_cast<rapidjson::SizeType>(message.size()));
-  w.EndObject();
-  return std::string(sb.GetString(), sb.GetSize());
-}
+std::string error_json(std::string_view error, std::string_view message) { return json::error_message(error, message); }
 
 std::optional<Refusal> check_head(const AccessPolicy& policy, const RequestHead& head) {
   if (policy.allowed_hosts_enabled && !peer_allowed(head.peer, policy.subnets))

@@ -182,4 +182,17 @@ inline std::string quote(std::string_view s) {
 // {"message":"<text>"}
 inline std::string message(std::string_view text) { return "{\"message\":" + quote(text) + "}"; }
 
+// {"error":"<error>","message":"<text>"}: Gorgone's error answer (both often name peer text).
+inline std::string error_message(std::string_view error, std::string_view text) {
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartObject();
+  w.Key("error");
+  w.String(error.data(), static_cast<rapidjson::SizeType>(error.size()));
+  w.Key("message");
+  w.String(text.data(), static_cast<rapidjson::SizeType>(text.size()));
+  w.EndObject();
+  return std::string(sb.GetString(), sb.GetSize());
+}
+
 }  // namespace gorgone::json
