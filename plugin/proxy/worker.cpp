@@ -10,6 +10,7 @@
 #include "gorgone/protocol/crypto.hpp"
 #include "gorgone/protocol/handshake.hpp"
 #include "gorgone/status_codes.hpp"
+#include "node_type.hpp"
 #include "remote_copy.hpp"
 #include "gorgone/protocol/response.hpp"
 
@@ -56,7 +57,6 @@ class NodeConnection {
     std::string wire_target;
   };
   std::string id;
-  std::string type;
   std::string endpoint;
   std::string handshake_identity;  // "gorgone-proxy-<core>-<node>"
   std::optional<protocol::RsaKey> client_key;
@@ -338,13 +338,17 @@ NodeConnection* Worker::connection_for(const std::string& node_id) {
   if (cfg == node_configs_.end()) return nullptr;
   json::Document d;
   if (!json::parse(d, cfg->second) || !d.IsObject()) return nullptr;
-  auto c = std::make_unique<NodeConnection>();
-  c->id = node_id;
-  c->type = text_or(d, "type", "push_zmq");
-  if (c->type != "push_zmq") {
-    host_.log(Severity::kError, "[proxy] node '" + node_id + "': type '" + c->type + "' is not handled by this worker yet");
+  auto type = node_type_of(d);
+  if (!type) {
+    host_.log(Severity::kError, "[proxy] node '" + node_id + "': " + type.error());
     return nullptr;
   }
+  if (kind(type->type).link != Link::kZmq) {
+    host_.log(Severity::kError, "[proxy] node '" + node_id + "': type '" + type->name + "' is not handled by this worker yet");
+    return nullptr;
+  }
+  auto c = std::make_unique<NodeConnection>();
+  c->id = node_id;
   std::string target_type = text_or(d, "target_type", "tcp");
   std::string target_path = text_or(d, "target_path", text_or(d, "address") + ":" + text_or(d, "port"));
   c->endpoint = target_type + "://" + target_path;
