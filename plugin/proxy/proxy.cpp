@@ -114,7 +114,9 @@ void Proxy::routing(const protocol::Frame& frame, const RouteContext& ctx) {
     if (from_node) return node_registration(frame, doc, ctx, speaker, now);
     std::vector<Effect> effects = a == "REGISTERNODES" ? registry_.register_nodes(doc["nodes"], now, settings_.ping, log)
                                                        : registry_.unregister_nodes(doc["nodes"], log);
-    for (const auto& l : log) host_.log(Severity::kInfo, "[proxy] " + l);
+    // "cannot register ..." is a refused entry; the rest says what changed.
+    for (const auto& l : log)
+      host_.log(l.rfind("cannot register", 0) == 0 ? Severity::kError : Severity::kInfo, "[proxy] " + l);
     after_registration(effects);
   } else {
     route(frame);
@@ -269,7 +271,7 @@ void Proxy::route(const protocol::Frame& in) {
   }
   const Node* parent = registry_.node(p.parent);
   if (frame.action == "GETLOG") {
-    if (parent && parent->type == "push_ssh") {
+    if (parent && !kind(parent->type).answers_getlog) {
       ko(&frame.token, "proxy - can't get log a ssh target or through a ssh node");
       return;
     }
@@ -299,11 +301,11 @@ void Proxy::route(const protocol::Frame& in) {
       s.in_progress_time = now;
     }
   }
-  if (frame.action == "REMOTECOPY" && parent && is_pullish(parent->type)) {
-    ko(&frame.token, "proxy - remote copy through a " + parent->type + " node is not available yet");
+  if (frame.action == "REMOTECOPY" && parent && kind(parent->type).pull()) {
+    ko(&frame.token, "proxy - remote copy through a " + parent->type_name + " node is not available yet");
     return;
   }
-  if (parent && is_pullish(parent->type)) {
+  if (parent && kind(parent->type).pull()) {
     if (parent->identity.empty()) {
       ko(&frame.token, "proxy - node '" + p.parent + "' had never been connected");
       return;
@@ -446,7 +448,7 @@ void Proxy::ping_send(std::int64_t now) {
     s.last_ping_sent = now;
     s.next_ping = now + settings_.ping;
     s.in_progress_ping = 1;
-    if (is_pullish(n->type)) s.in_progress_ping_pull = now;
+    if (kind(n->type).pull()) s.in_progress_ping_pull = now;
     due.push_back(id);
   }
   for (const auto& id : due) route(protocol::Frame{"PING", "", id, "{}"});
@@ -456,7 +458,7 @@ void Proxy::full_sync() {
   last_full_sync_ = now_s();
   std::vector<std::string> ids;
   for (const auto& [id, n] : registry_.nodes())
-    if (n.type == "push_zmq" || is_pullish(n.type)) ids.push_back(id);
+    if (kind(n.type).answers_getlog) ids.push_back(id);
   for (const auto& id : ids) {
     SyncState& s = registry_.sync()[id];
     if (s.in_progress) continue;  // the timeout below will free it
@@ -474,7 +476,7 @@ CheckResult Proxy::check() {
   for (auto& [id, s] : registry_.status()) {
     const Node* n = registry_.node(id);
     if (!n || s.in_progress_ping != 1) continue;
-    if (is_pullish(n->type)) {
+    if (kind(n->type).pull()) {
       if (now - s.in_progress_ping_pull > 30) {
         host_.log(Severity::kInfo, "[proxy] Ping timeout from '" + id + "'");
         s.in_progress_ping = 0;

@@ -24,8 +24,6 @@ std::int64_t random_below(std::int64_t n) {
 
 }  // namespace
 
-bool is_pullish(const std::string& type) { return type == "pull" || type == "wss" || type == "pullwss"; }
-
 const Node* Registry::node(const std::string& id) const {
   auto it = nodes_.find(id);
   return it == nodes_.end() ? nullptr : &it->second;
@@ -59,18 +57,24 @@ std::vector<Effect> Registry::register_nodes(const json::Value& nodes, std::int6
       log.push_back("cannot register node '" + id + "': already defined as a subnode [prevails]");
       continue;
     }
+    auto parsed = node_type_of(entry);
+    if (!parsed) {
+      log.push_back("cannot register node '" + id + "': " + parsed.error());
+      continue;
+    }
+    const NodeType type = parsed->type;
     bool prevail = prevails_.count(id) > 0;
     bool wants_prevail = text_or(entry, "prevail") == "1";
     if (wants_prevail) prevails_.insert(id);
     if (prevail) log.push_back("cannot override node '" + id + "' registration: prevails!!!");
-    std::string type = text_or(entry, "type", "push_zmq");
 
     bool new_node = true;
     auto existing = nodes_.find(id);
     if (existing != nodes_.end()) {
       if (!prevail) drop_parent_everywhere(id, true, true);
       new_node = false;
-      if (!is_pullish(existing->second.type) && is_pullish(type)) {
+      // A node a worker held becomes one nobody holds: the worker lets it go.
+      if (kind(existing->second.type).pool_worker && !kind(type).pool_worker) {
         unregister_one(id, &entry, effects, log);
         new_node = true;
       }
@@ -79,6 +83,7 @@ std::vector<Effect> Registry::register_nodes(const json::Value& nodes, std::int6
       Node n;
       n.id = id;
       n.type = type;
+      n.type_name = parsed->name;
       n.json = json::dump(entry);
       n.prevail = wants_prevail;
       auto subs = entry.FindMember("nodes");
@@ -101,23 +106,24 @@ std::vector<Effect> Registry::register_nodes(const json::Value& nodes, std::int6
       }
       // A pull node redefined here keeps the connection it announced.
       auto current = nodes_.find(id);  // `existing` may be gone (unregistered above)
-      if (current != nodes_.end() && is_pullish(current->second.type) && is_pullish(n.type))
+      if (current != nodes_.end() && kind(current->second.type).needs_identity && kind(n.type).needs_identity)
         n.identity = current->second.identity;
       else if (current != nodes_.end())
         clear_identity(current->second);
       nodes_[id] = std::move(n);
     }
     Node& registered = nodes_[id];
-    if (is_pullish(type)) {
+    if (kind(type).needs_identity) {
       std::string identity = text_or(entry, "identity");
-      if (!identity.empty() && is_pullish(registered.type)) bind_identity(id, identity, now);
+      if (!identity.empty() && kind(registered.type).needs_identity) bind_identity(id, identity, now);
     }
     if (!last_pong_.count(id)) last_pong_[id] = 0;
     if (!sync_.count(id)) sync_[id] = SyncState{};
-    if (!is_pullish(registered.type)) effects.push_back(Effect{Effect::Kind::kAddNode, id, registered.json});
+    if (kind(registered.type).pool_worker) effects.push_back(Effect{Effect::Kind::kAddNode, id, registered.json});
     if (new_node || !status_.count(id)) {
       PingStatus st;
       st.type = registered.type;
+      st.type_name = registered.type_name;
       st.next_ping = now + random_below(ping);
       status_[id] = st;
       log.push_back("Node '" + id + "' is registered");
@@ -130,9 +136,9 @@ void Registry::unregister_one(const std::string& id, const json::Value* entry, s
                               std::vector<std::string>& log) {
   auto it = nodes_.find(id);
   bool prevail = prevails_.count(id) > 0;
-  if (it != nodes_.end() && !is_pullish(it->second.type))
+  if (it != nodes_.end() && kind(it->second.type).pool_worker)
     effects.push_back(Effect{Effect::Kind::kDelNode, id, entry ? json::dump(*entry) : "{\"id\":" + json::quote(id) + "}"});
-  if (it != nodes_.end() && is_pullish(it->second.type) && prevail) clear_identity(it->second);
+  if (it != nodes_.end() && kind(it->second.type).needs_identity && prevail) clear_identity(it->second);
   log.push_back("Node '" + id + "' is unregistered");
   if (it != nodes_.end()) {
     for (const auto& [sid, score] : it->second.subnodes) {
@@ -176,7 +182,7 @@ void Registry::clear_identity(Node& n) {
 
 void Registry::bind_identity(const std::string& id, const std::string& identity, std::int64_t now) {
   auto it = nodes_.find(id);
-  if (it == nodes_.end() || !is_pullish(it->second.type)) return;
+  if (it == nodes_.end() || !kind(it->second.type).needs_identity) return;
   clear_identity(it->second);
   // A connection speaks for one node: a routing id reused for another node leaves the first.
   auto previous = by_identity_.find(identity);
@@ -208,15 +214,20 @@ std::vector<Effect> Registry::register_from_node(const Claimant& from, const jso
       refuse(id, "not a valid id");
       continue;
     }
-    std::string type = text_or(entry, "type", "push_zmq");
     std::string identity = text_or(entry, "identity");
     bool self = !from.identity.empty() && (from.node.empty() || from.node == id);
     if (self) {
       // A pull poller announcing itself on the connection that carries the announcement.
-      if (!is_pullish(type)) {
-        refuse(id, "a connected node can only announce itself as pull, not '" + type + "'");
+      auto parsed = node_type_of(entry);
+      if (!parsed) {
+        refuse(id, parsed.error());
         continue;
       }
+      if (!kind(parsed->type).pull()) {
+        refuse(id, "a connected node can only announce itself as pull, not '" + parsed->name + "'");
+        continue;
+      }
+      const std::string& type = parsed->name;
       if (identity != from.identity) {
         refuse(id, "the identity it gives is not the one of its connection");
         continue;
@@ -226,14 +237,15 @@ std::vector<Effect> Registry::register_from_node(const Claimant& from, const jso
         continue;
       }
       auto existing = nodes_.find(id);
-      if (existing != nodes_.end() && !is_pullish(existing->second.type)) {
-        refuse(id, "it is a " + existing->second.type + " node here; a node cannot change its type");
+      if (existing != nodes_.end() && !kind(existing->second.type).pull()) {
+        refuse(id, "it is a " + existing->second.type_name + " node here; a node cannot change its type");
         continue;
       }
       if (existing == nodes_.end()) {
         Node n;
         n.id = id;
-        n.type = type;
+        n.type = parsed->type;
+        n.type_name = type;
         n.local = false;
         rapidjson::StringBuffer sb;
         json::Writer w(sb);
@@ -248,7 +260,8 @@ std::vector<Effect> Registry::register_from_node(const Claimant& from, const jso
         if (!last_pong_.count(id)) last_pong_[id] = 0;
         if (!sync_.count(id)) sync_[id] = SyncState{};
         PingStatus st;
-        st.type = type;
+        st.type = parsed->type;
+        st.type_name = type;
         st.next_ping = now + random_below(ping);
         status_[id] = st;
         log.push_back("Node '" + id + "' is registered (announced by its connection)");
@@ -396,8 +409,8 @@ Pathway Registry::pathway(const std::string& action, const std::optional<std::st
   for (const auto& c : candidates) {
     auto n = nodes_.find(c);
     if (n == nodes_.end()) continue;  // a parent that is not (or no longer) a node
-    if (is_pullish(n->second.type) && n->second.identity.empty()) {
-      if (log) log->push_back("skip node " + n->second.type + " target '" + c + "' for node '" + t + "' - never connected");
+    if (kind(n->second.type).needs_identity && n->second.identity.empty()) {
+      if (log) log->push_back("skip node " + n->second.type_name + " target '" + c + "' for node '" + t + "' - never connected");
       continue;
     }
     p.parent = c;
@@ -433,9 +446,9 @@ std::string Registry::constatus_json() const {
   for (const auto& [id, s] : status_) {
     w.Key(id.c_str());
     w.StartObject();
-    w.Key("type"); w.String(s.type.c_str());
+    w.Key("type"); w.String(s.type_name.c_str());
     w.Key("in_progress_ping"); w.Int(s.in_progress_ping);
-    if (is_pullish(s.type)) { w.Key("in_progress_ping_pull"); w.Int64(s.in_progress_ping_pull); }
+    if (kind(s.type).pull()) { w.Key("in_progress_ping_pull"); w.Int64(s.in_progress_ping_pull); }
     w.Key("ping_timeout"); w.Int64(s.ping_timeout);
     w.Key("last_ping_sent"); w.Int64(s.last_ping_sent);
     w.Key("last_ping_recv"); w.Int64(s.last_ping_recv);

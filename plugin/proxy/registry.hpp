@@ -12,13 +12,15 @@
 #include <vector>
 
 #include "gorgone/json.hpp"
+#include "node_type.hpp"
 
 namespace gorgone::proxy {
 
 struct Node {
   std::string id;
-  std::string type;      // push_zmq, push_ssh, pull, wss, pullwss
-  std::string identity;  // pull-ish only: routing id of the node's connection
+  NodeType type = kDefaultNodeType;  // what it means: kind(type)
+  std::string type_name{kind(kDefaultNodeType).name};  // the name it registered with, for display
+  std::string identity;  // kind(type).needs_identity only: routing id of the node's connection
   std::string json;      // the node object as registered (handed to workers)
   std::vector<std::pair<std::string, long>> subnodes;  // static: (id, pathscore)
   bool prevail = false;
@@ -43,7 +45,8 @@ struct Takeover {
 };
 
 struct PingStatus {
-  std::string type;
+  NodeType type = kDefaultNodeType;
+  std::string type_name{kind(kDefaultNodeType).name};  // constatus shows the name it registered with
   int in_progress_ping = 0;
   std::int64_t in_progress_ping_pull = 0;
   long ping_timeout = 0;
@@ -62,8 +65,6 @@ struct SyncState {
   bool position_error = false;  // position could not be read
   bool position_loaded = false;
 };
-
-bool is_pullish(const std::string& type);
 
 // What the hooks must do after a registry change.
 struct Effect {
@@ -84,6 +85,8 @@ struct Pathway {
 class Registry {
  public:
   // REGISTERNODES {"nodes":[...]}. `ping` is the ping period (first ping at a random offset).
+  // An entry whose type is not a node type (node_type_of) is refused: one line in `log`
+  // ("cannot register node ...") naming the node and the type, and nothing changes for it.
   std::vector<Effect> register_nodes(const json::Value& nodes, std::int64_t now, std::int64_t ping,
                                      std::vector<std::string>& log);
   // UNREGISTERNODES {"nodes":[{"id":...}]}.

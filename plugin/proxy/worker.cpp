@@ -10,6 +10,8 @@
 #include "gorgone/protocol/crypto.hpp"
 #include "gorgone/protocol/handshake.hpp"
 #include "gorgone/status_codes.hpp"
+#include "fingerprint_policy.hpp"
+#include "node_type.hpp"
 #include "remote_copy.hpp"
 #include "gorgone/protocol/response.hpp"
 
@@ -56,7 +58,6 @@ class NodeConnection {
     std::string wire_target;
   };
   std::string id;
-  std::string type;
   std::string endpoint;
   std::string handshake_identity;  // "gorgone-proxy-<core>-<node>"
   std::optional<protocol::RsaKey> client_key;
@@ -338,13 +339,17 @@ NodeConnection* Worker::connection_for(const std::string& node_id) {
   if (cfg == node_configs_.end()) return nullptr;
   json::Document d;
   if (!json::parse(d, cfg->second) || !d.IsObject()) return nullptr;
-  auto c = std::make_unique<NodeConnection>();
-  c->id = node_id;
-  c->type = text_or(d, "type", "push_zmq");
-  if (c->type != "push_zmq") {
-    host_.log(Severity::kError, "[proxy] node '" + node_id + "': type '" + c->type + "' is not handled by this worker yet");
+  auto type = node_type_of(d);
+  if (!type) {
+    host_.log(Severity::kError, "[proxy] node '" + node_id + "': " + type.error());
     return nullptr;
   }
+  if (kind(type->type).link != Link::kZmq) {
+    host_.log(Severity::kError, "[proxy] node '" + node_id + "': type '" + type->name + "' is not handled by this worker yet");
+    return nullptr;
+  }
+  auto c = std::make_unique<NodeConnection>();
+  c->id = node_id;
   std::string target_type = text_or(d, "target_type", "tcp");
   std::string target_path = text_or(d, "target_path", text_or(d, "address") + ":" + text_or(d, "port"));
   c->endpoint = target_type + "://" + target_path;
@@ -361,40 +366,10 @@ NodeConnection* Worker::connection_for(const std::string& node_id) {
     cached = client_keys_.emplace(privkey_path, std::move(key.value())).first;
   }
   c->client_key = cached->second;
-  std::string target = c->endpoint;
-  std::string mode = core.fingerprint_mode;
+  // The file of a pinned key is read at each handshake (see fingerprint_policy.hpp).
+  FingerprintPolicy policy{fingerprint_mode(core.fingerprint_mode), node_id, c->endpoint, text_or(d, "server_pubkey")};
   Host* host = &host_;
-  // server_pubkey pins the node's key: stronger than any fingerprint_mode, so a match needs no
-  // stored fingerprint and a mismatch is refused even in "always" mode. The file is read at each
-  // handshake so that replacing it takes effect on the next connection.
-  std::string pinned_path = text_or(d, "server_pubkey");
-  c->check = [host, target, mode, pinned_path, node_id](const protocol::RsaKey& server) -> Status {
-    std::string fp = server.jwk_thumbprint();
-    if (!pinned_path.empty()) {
-      auto pinned = protocol::RsaKey::load_public_file(pinned_path);
-      if (!pinned)
-        return Status::failure("cannot load server_pubkey of node '" + node_id + "': " + pinned.error());
-      if (pinned->jwk_thumbprint() != fp)
-        return Status::failure("server key of target '" + target + "' does not match server_pubkey '" + pinned_path +
-                               "' [expected fingerprint: " + pinned->jwk_thumbprint() + "] [received fingerprint: " +
-                               fp + "]");
-      return Status::success();
-    }
-    if (mode == "always") return Status::success();
-    auto known = host->history().target_fingerprint(target);
-    if (!known) return Status::failure("cannot get fingerprint for target '" + target + "'");
-    if (!known->has_value()) {
-      if (mode == "strict")
-        return Status::failure("no fingerprint found for target '" + target + "' [strict mode] [fingerprint: " + fp + "]");
-      if (!host->history().add_target_fingerprint(target, fp))
-        return Status::failure("cannot insert target '" + target + "' fingerprint");
-      return Status::success();
-    }
-    if (**known != fp)
-      return Status::failure("fingerprint changed for target '" + target + "' [old fingerprint: " + **known +
-                             "] [new fingerprint: " + fp + "]");
-    return Status::success();
-  };
+  c->check = [host, policy](const protocol::RsaKey& server) { return policy.check(server, host->history()); };
   c->handshake_identity = "gorgone-proxy-" + core.id + "-" + node_id;
   c->retry_at = Clock::now();
   NodeConnection* raw = c.get();

@@ -207,7 +207,7 @@ TEST_F(NodeClaims, APullNodeAnnouncesOnlyItselfOnItsOwnConnection) {
   claim(Claimant{"", "gorgone-x", false}, R"([{"id":"2","type":"pull","identity":"gorgone-x"}])");
   claim(Claimant{"4", "gorgone-4-aaa", false}, R"([{"id":"5","type":"pull","identity":"gorgone-4-aaa"}])");
   EXPECT_EQ(reg.node("5"), nullptr);
-  EXPECT_EQ(reg.node("2")->type, "push_zmq");
+  EXPECT_EQ(reg.node("2")->type, NodeType::kPushZmq);
   EXPECT_EQ(std::count_if(log.begin(), log.end(), [](const std::string& l) { return l.rfind("refused", 0) == 0; }), 3);
 }
 

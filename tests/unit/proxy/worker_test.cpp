@@ -23,12 +23,14 @@
 #include "gorgone/protocol/frame.hpp"
 #include "gorgone/protocol/handshake.hpp"
 #include "gorgone/status_codes.hpp"
+#include "memory_history.hpp"
 #include "worker.hpp"
 
 namespace gorgone::proxy {
 namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+using test::MemoryHistory;
 
 bool eventually(const std::function<bool()>& done, std::chrono::seconds limit = 30s) {
   auto deadline = std::chrono::steady_clock::now() + limit;
@@ -50,27 +52,6 @@ int free_port() {
   ::close(fd);
   return ntohs(a.sin_port);
 }
-
-// Only what a worker uses. Fingerprints are asked for in "first" mode only; none is known.
-class MemoryHistory : public History {
- public:
-  Result<std::int64_t> add(const HistoryRow&) override { return std::int64_t{0}; }
-  Result<std::vector<HistoryRow>> getlog(const GetlogFilter&) override { return std::vector<HistoryRow>{}; }
-  Result<double> sync_position(const std::string&) override { return 0.0; }
-  Status store_synced(const std::string&, const std::vector<HistoryRow>&, double) override { return Status::success(); }
-  Status save_identity(const IdentityRow&) override { return Status::success(); }
-  Status touch_identity(const std::string&, std::int64_t) override { return Status::success(); }
-  Result<std::vector<IdentityRow>> load_identities() override { return std::vector<IdentityRow>{}; }
-  Result<std::optional<std::string>> target_fingerprint(const std::string&) override {
-    if (fail_fingerprint > 0) {
-      --fail_fingerprint;
-      throw std::runtime_error("history unavailable");
-    }
-    return std::optional<std::string>{};
-  }
-  std::atomic<int> fail_fingerprint{0};
-  Status add_target_fingerprint(const std::string&, const std::string&) override { return Status::success(); }
-};
 
 class FakeHost : public Host {
  public:

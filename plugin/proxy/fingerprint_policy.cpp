@@ -1,0 +1,38 @@
+#include "fingerprint_policy.hpp"
+
+namespace gorgone::proxy {
+
+FingerprintMode fingerprint_mode(std::string_view name) {
+  if (name == "always") return FingerprintMode::kAlways;
+  if (name == "strict") return FingerprintMode::kStrict;
+  return FingerprintMode::kFirst;
+}
+
+Status FingerprintPolicy::check(const protocol::RsaKey& server, History& history) const {
+  std::string fp = server.jwk_thumbprint();
+  if (!pinned_path.empty()) {
+    auto pinned = protocol::RsaKey::load_public_file(pinned_path);
+    if (!pinned) return Status::failure("cannot load server_pubkey of node '" + node + "': " + pinned.error());
+    if (pinned->jwk_thumbprint() != fp)
+      return Status::failure("server key of target '" + target + "' does not match server_pubkey '" + pinned_path +
+                             "' [expected fingerprint: " + pinned->jwk_thumbprint() + "] [received fingerprint: " +
+                             fp + "]");
+    return Status::success();
+  }
+  if (mode == FingerprintMode::kAlways) return Status::success();
+  auto known = history.target_fingerprint(target);
+  if (!known) return Status::failure("cannot get fingerprint for target '" + target + "'");
+  if (!known->has_value()) {
+    if (mode == FingerprintMode::kStrict)
+      return Status::failure("no fingerprint found for target '" + target + "' [strict mode] [fingerprint: " + fp + "]");
+    if (!history.add_target_fingerprint(target, fp))
+      return Status::failure("cannot insert target '" + target + "' fingerprint");
+    return Status::success();
+  }
+  if (**known != fp)
+    return Status::failure("fingerprint changed for target '" + target + "' [old fingerprint: " + **known +
+                           "] [new fingerprint: " + fp + "]");
+  return Status::success();
+}
+
+}  // namespace gorgone::proxy
