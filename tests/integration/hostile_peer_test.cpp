@@ -61,7 +61,7 @@ TEST(HostilePeer, ARecordedCiphertextSentAgainRunsOnce) {
   ASSERT_TRUE(eventually([&] {
     replayer.send(zmq::buffer(wire), zmq::send_flags::dontwait);
     return occurrences(fleet.daemon("2").log(), "replayed frame refused") >= 2;
-  })) << fleet.logs();
+  }, std::chrono::seconds(60))) << fleet.logs();
   EXPECT_EQ(lines_of(ran), 2) << "the replayed command ran again";
   std::filesystem::remove_all(dir);
 }
