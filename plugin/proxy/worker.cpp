@@ -141,6 +141,12 @@ void Worker::start() {
       // worker wait in it for the successor, which adopts it (see adopt()).
       failure_ = *error;
     } else {
+      try {
+        ko_held_on_stop();
+      } catch (...) {
+        host_.log(Severity::kError, "[proxy] worker " + std::to_string(pool_id_) +
+                                        ": could not give every held frame its KO row");
+      }
       control_.reset();
     }
     connections_.clear();
@@ -513,6 +519,23 @@ void Worker::fail_held(const std::string& why) {
   host_.log(Severity::kError, "[proxy] worker " + std::to_string(pool_id_) + " stopped on error: " + why + "; " +
                                   std::to_string(done.size()) + " held frame(s) got a KO row (" +
                                   std::to_string(unread) + " unread)");
+}
+
+// A clean stop: frames still waiting for a node that never took them would vanish with the
+// process. Each gets a KO row; frames already sent (in flight) are the node's now.
+void Worker::ko_held_on_stop() {
+  const std::string worker = "the proxy is stopping";
+  std::set<std::string> done;
+  for (const auto& [id, c] : connections_)
+    for (const auto& p : c->queue)
+      if (!p.token.empty() && done.insert(p.token).second)
+        history_ko(p.token, "Send message problem for '" + p.target + "': " + worker + "; the frame held for node '" +
+                                id + "' was not sent");
+  std::size_t unread = control_ ? ko_unread(worker, done) : 0;
+  if (!done.empty())
+    host_.log(Severity::kInfo, "[proxy] worker " + std::to_string(pool_id_) + " stopping: " +
+                                   std::to_string(done.size()) + " held frame(s) got a KO row (" +
+                                   std::to_string(unread) + " unread)");
 }
 
 void Worker::fail_node(NodeConnection& c, const std::string& reason) {

@@ -82,6 +82,7 @@ class Worker {
   void flush_queue(NodeConnection& c, bool& on_frame);
   // After run() failed: a KO row for every frame held (node queues, frames in flight,
   // frames unread on the control socket).
+  void ko_held_on_stop();
   void fail_held(const std::string& why);
   // KO rows for the frames unread on the control socket (once per token in `done`).
   std::size_t ko_unread(const std::string& worker, std::set<std::string>& done);

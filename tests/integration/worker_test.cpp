@@ -71,5 +71,19 @@ TEST_F(Worker, HostileRemoteCopyFieldsGetAKoAndTheWorkerKeepsWhatItHolds) {
   std::filesystem::remove_all(dir);
 }
 
+TEST_F(Worker, FramesHeldForADownNodeGetAKoWhenTheCentralStops) {
+  fleet_.declare({"2", true, {"1"}});  // never started
+  fleet_.declare({"1", false, {}, true, "      pool: 1\n      ping: 3600\n      synchistory_time: 3600\n", node("2"), true});
+  fleet_.start("1");
+  std::string held = fleet_.command("1", "2", "echo never");
+  ASSERT_FALSE(held.empty());
+  ASSERT_TRUE(eventually([&] { return fleet_.daemon("1").log().find("connect for 2") != std::string::npos; }));
+  EXPECT_EQ(fleet_.daemon("1").stop(), 0);
+  // The central is gone; its history says what became of the frame.
+  std::string data = gorgone_test::PgValue(fleet_.db("1"), "SELECT data FROM gorgone_history WHERE token = '" + held +
+                                                            "' AND code = 1");
+  EXPECT_NE(data.find("the proxy is stopping; the frame held for node '2' was not sent"), std::string::npos) << data;
+}
+
 }  // namespace
 }  // namespace gorgone::testing
