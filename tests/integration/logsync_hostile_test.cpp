@@ -13,6 +13,7 @@
 #include "fake_node.hpp"
 #include "fleet.hpp"
 #include "gorgone/protocol/response.hpp"
+#include "wire_client.hpp"
 
 namespace gorgone::testing {
 namespace {
@@ -247,53 +248,6 @@ TEST(LogSyncOurPoller, ANonUtf8OutputReachesTheCentralReplaced) {
   EXPECT_STREQ(started["command"].GetString(), "echo 'caf\xEF\xBF\xBD' done");
 }
 
-// Asks a node's external router directly, as a parent's proxy would.
-class DirectClient {
- public:
-  DirectClient(zmq::context_t& ctx, const std::string& key_file, int port)
-      : socket_(ctx, zmq::socket_type::dealer),
-        client_("gorgone-test", protocol::RsaKey::load_private_file(key_file).value()) {
-    socket_.set(zmq::sockopt::routing_id, "gorgone-test-" + protocol::to_hex(protocol::random_bytes(12)));
-    socket_.set(zmq::sockopt::linger, 0);
-    socket_.connect("tcp://127.0.0.1:" + std::to_string(port));
-  }
-  bool handshake() {
-    send_raw(client_.start());
-    while (auto msg = recv_raw()) {
-      auto step = client_.on_message(*msg);
-      using Kind = protocol::HandshakeClient::Step::Kind;
-      if (step.kind == Kind::kSend) send_raw(step.text);
-      if (step.kind == Kind::kEstablished) return true;
-      if (step.kind == Kind::kFailed) return false;
-    }
-    return false;
-  }
-  // Sends a frame and returns the first decrypted answer with its token.
-  std::optional<protocol::Response> ask(const std::string& action, const std::string& data) {
-    std::string token = protocol::generate_token(8);
-    send_raw(client_.encrypt(protocol::build_frame(action, token, "", data)));
-    while (auto msg = recv_raw()) {
-      auto step = client_.on_message(*msg);
-      if (step.kind != protocol::HandshakeClient::Step::Kind::kMessage) continue;
-      auto r = protocol::parse_response(step.text);
-      if (r && r->token == token) return r;
-    }
-    return std::nullopt;
-  }
-
- private:
-  void send_raw(const std::string& text) { socket_.send(zmq::buffer(text), zmq::send_flags::none); }
-  std::optional<std::string> recv_raw() {
-    zmq::pollitem_t item{static_cast<void*>(socket_), 0, ZMQ_POLLIN, 0};
-    zmq::poll(&item, 1, std::chrono::seconds(15));
-    zmq::message_t m;
-    if (!(item.revents & ZMQ_POLLIN) || !socket_.recv(m, zmq::recv_flags::dontwait)) return std::nullopt;
-    return m.to_string();
-  }
-  zmq::socket_t socket_;
-  protocol::HandshakeClient client_;
-};
-
 // Our host bounds a log-sync page in bytes (getlog_max_bytes), cuts it only between two
 // ctimes, and sends a row larger than the bound as a placeholder: walking the pages with
 // the "ctime > cursor" rule gives every row exactly once.
@@ -313,7 +267,7 @@ TEST(LogSyncOurPoller, PagesAreCutByBytesAtACtimeBoundary) {
                     "FROM generate_series(0, 59) AS i"),
             "");
   zmq::context_t ctx;
-  DirectClient client(ctx, fleet.private_key("1"), fleet.port("2"));
+  WireClient client(ctx, "test", fleet.private_key("1"), fleet.port("2"));  // as a parent's proxy would
   ASSERT_TRUE(client.handshake());
   std::map<std::string, int> seen;
   std::set<double> ctimes_seen;

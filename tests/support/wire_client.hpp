@@ -8,7 +8,9 @@
 #include <zmq.hpp>
 
 #include "gorgone/protocol/crypto.hpp"
+#include "gorgone/protocol/frame.hpp"
 #include "gorgone/protocol/handshake.hpp"
+#include "gorgone/protocol/response.hpp"
 
 namespace gorgone::testing {
 
@@ -43,6 +45,22 @@ class WireClient {
   void drain() {
     zmq::message_t m;
     while (socket_.recv(m, zmq::recv_flags::dontwait)) (void)client_.on_message(m.to_string_view());
+  }
+  // Sends a request and returns the first answer carrying its token.
+  std::optional<protocol::Response> ask(const std::string& action, const std::string& data,
+                                        std::chrono::seconds limit = std::chrono::seconds(15)) {
+    std::string token = protocol::generate_token(8);
+    send(protocol::build_frame(action, token, "", data));
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto msg = recv_raw(std::chrono::seconds(1));
+      if (!msg) continue;
+      auto step = client_.on_message(*msg);
+      if (step.kind != protocol::HandshakeClient::Step::Kind::kMessage) continue;
+      auto r = protocol::parse_response(step.text);
+      if (r && r->token == token) return r;
+    }
+    return std::nullopt;
   }
   // Next decrypted frame from the central, skipping its ACKs.
   std::optional<std::string> next(std::chrono::seconds limit) {
