@@ -34,9 +34,13 @@ Status Core::setup_external() {
   external_.emplace(context_, zmq::socket_type::router);
   external_->set(zmq::sockopt::routing_id, "router-external");
   external_->set(zmq::sockopt::linger, 0);
-  // No handover: a second connection with a live peer's routing id is refused, so nobody
-  // takes over the peer's answers (or replays into its session) while it is connected.
-  external_->set(zmq::sockopt::router_handover, 0);
+  // Handover stays on, as in Gorgone: a peer's new connection with its routing id takes the
+  // id over. libzmq 4.3 without handover black-holes such a connection for good (its first
+  // message is read as the routing id and refused, then nothing it sends arrives), and a
+  // DEALER reconnects with the same id after any network cut, often before this side noticed
+  // the old connection was dead. A replay over a taken-over id is refused by the session's
+  // replay memory, and answers are encrypted for the session's owner.
+  external_->set(zmq::sockopt::router_handover, 1);
   external_->set(zmq::sockopt::router_mandatory, 1);
   external_->set(zmq::sockopt::maxmsgsize, config_.max_frame_size);
   // ZMTP heartbeats: a peer that vanished without closing (NAT, cable) is noticed within

@@ -40,29 +40,42 @@ TEST(HostilePeer, ARecordedCiphertextSentAgainRunsOnce) {
   std::string dir = make_temp_dir("gorgone-replay");
   std::string ran = dir + "/ran";
   zmq::context_t ctx;
-  std::string routing_id, wire;
-  {
-    WireClient central(ctx, "1", fleet.private_key("1"), fleet.port("2"));
-    ASSERT_TRUE(central.handshake()) << fleet.logs();
-    routing_id = central.identity();
-    wire = central.encrypt(command_frame("replay-token-1", "echo run >> " + ran));
-    central.send_raw(wire);
-    ASSERT_TRUE(eventually([&] { return lines_of(ran) == 1; })) << fleet.logs();
-    // Centreon sends several frames under one token (the commands of one request): not a replay.
-    central.send(command_frame("replay-token-1", "echo second >> " + ran));
-    ASSERT_TRUE(eventually([&] { return lines_of(ran) == 2; })) << fleet.logs();
-  }
-  // An eavesdropper with the recorded bytes and the routing id, but no key.
-  zmq::socket_t replayer(ctx, zmq::socket_type::dealer);
-  replayer.set(zmq::sockopt::routing_id, routing_id);
-  replayer.set(zmq::sockopt::linger, 0);
-  replayer.connect("tcp://127.0.0.1:" + std::to_string(fleet.port("2")));
-  // Sent until the poller has refused it twice (its first connection may still be closing).
+  WireClient central(ctx, "1", fleet.private_key("1"), fleet.port("2"));
+  ASSERT_TRUE(central.handshake()) << fleet.logs();
+  std::string wire = central.encrypt(command_frame("replay-token-1", "echo run >> " + ran));
+  central.send_raw(wire);
+  ASSERT_TRUE(eventually([&] { return lines_of(ran) == 1; })) << fleet.logs();
+  // Centreon sends several frames under one token (the commands of one request): not a replay.
+  central.send(command_frame("replay-token-1", "echo second >> " + ran));
+  ASSERT_TRUE(eventually([&] { return lines_of(ran) == 2; })) << fleet.logs();
+
+  // An eavesdropper with the recorded bytes and the routing id, but no key, connects while
+  // the central is still connected (the id is handed over to the newest connection, as a
+  // reconnecting DEALER needs) and sends them again.
+  auto dealer = [&] {
+    auto s = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::dealer);
+    s->set(zmq::sockopt::routing_id, central.identity());
+    s->set(zmq::sockopt::linger, 0);
+    s->connect("tcp://127.0.0.1:" + std::to_string(fleet.port("2")));
+    return s;
+  };
+  auto replayer = dealer();
   ASSERT_TRUE(eventually([&] {
-    replayer.send(zmq::buffer(wire), zmq::send_flags::dontwait);
+    replayer->send(zmq::buffer(wire), zmq::send_flags::dontwait);
     return occurrences(fleet.daemon("2").log(), "replayed frame refused") >= 2;
-  }, std::chrono::seconds(60))) << fleet.logs();
+  })) << fleet.logs();
   EXPECT_EQ(lines_of(ran), 2) << "the replayed command ran again";
+
+  // The central reconnecting with its routing id (as after a network cut) goes on with its
+  // session: its next frame runs.
+  replayer.reset();
+  auto reconnected = dealer();
+  std::string third = central.encrypt(command_frame("replay-token-3", "echo third >> " + ran));
+  ASSERT_TRUE(eventually([&] {
+    reconnected->send(zmq::buffer(third), zmq::send_flags::dontwait);
+    return lines_of(ran) >= 3;
+  })) << fleet.logs();
+  EXPECT_EQ(lines_of(ran), 3);
   std::filesystem::remove_all(dir);
 }
 
