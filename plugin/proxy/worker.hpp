@@ -1,4 +1,5 @@
-// A pool worker: one thread with its own event loop and its own node connections.
+// A pool worker: one thread with its own event loop and its own node connections (a
+// bounded queue and a back-off per node, the transport behind a NodeLink, node_link.hpp).
 // It reads frames the hooks route to it on its control DEALER ("gorgone-proxy-<pool>"),
 // connects to push_zmq nodes (asynchronous handshake, per-node timeouts), and sends the
 // nodes' answers (PONG, SETLOGS, REGISTERNODES, ...) back to the core.
@@ -68,12 +69,11 @@ class Worker {
   void close_node(const std::string& node_id, bool reset);
   NodeConnection* connection_for(const std::string& node_id);
   void on_node_message(NodeConnection& c);
-  // One message from a node; false when the connection must not be read further now.
-  bool on_node_wire(NodeConnection& c, std::string_view wire);
-  void on_node_text(NodeConnection& c, std::string_view text);
+  // One event of a node's link; false when the link must not be read further now.
+  bool on_node_event(NodeConnection& c);
+  void on_node_text(NodeConnection& c, const protocol::Response& r);
   void on_node_response(NodeConnection& c, const protocol::Response& r);
   void fail_node(NodeConnection& c, const std::string& reason);
-  bool open_session(NodeConnection& c);
   void end_session(NodeConnection& c);
   // Sends what can be sent now: the pending handshake message, then held frames in order.
   // A failure on one frame gives that frame a KO row and drops it; a failure while opening
