@@ -52,6 +52,7 @@ class NodeConnection {
   std::deque<Pending> queue;
   Clock::time_point retry_at;  // no session before this (back-off after silence)
   int silent_attempts = 0;
+  bool closed = false;  // erased from the worker's connections (a poll round may still hold it)
 };
 
 Worker::Worker(int pool_id, Host& host, Settings settings, std::string core_id)
@@ -147,8 +148,12 @@ void Worker::pong_reset(const std::string& node_id) {
 void Worker::run() {
   to_core("PROXYREADY", protocol::generate_token(), "{\"pool_id\":" + std::to_string(pool_id_) + "}");
 
+  // Poll items and, at the same index, the node each one belongs to (none for the control
+  // socket). The nodes are held for the round: handling one item may close another node's
+  // link (erasing it from connections_), which then stays alive, marked closed, until the
+  // round ends.
   std::vector<zmq::pollitem_t> items;
-  std::vector<NodeConnection*> owners;
+  std::vector<std::shared_ptr<NodeConnection>> owners;
   while (!stop_) {
     if (turn_hook_) turn_hook_();
     items.clear();
@@ -159,7 +164,7 @@ void Worker::run() {
       auto item = c->link->poll_item(!c->queue.empty());
       if (!item) continue;
       items.push_back(*item);
-      owners.push_back(c.get());
+      owners.push_back(c);
     }
     zmq::poll(items.data(), items.size(), std::chrono::milliseconds(200));
     if (items[0].revents & ZMQ_POLLIN) {
@@ -171,21 +176,14 @@ void Worker::run() {
     }
     for (std::size_t i = 1; i < items.size(); ++i) {
       if (!(items[i].revents & (ZMQ_POLLIN | ZMQ_POLLOUT))) continue;
-      // The connection may have been closed by a previous message in this round, and
-      // handling this one may close it: look it up, then leave the map alone.
-      NodeConnection* owner = nullptr;
-      for (auto& [id, c] : connections_)
-        if (c.get() == owners[i] && c->link->is_open()) owner = c.get();
-      if (!owner) continue;
-      if (items[i].revents & ZMQ_POLLIN) {
-        // A refused handshake erases the connection: find it again by id before flushing.
-        std::string id = owner->id;
-        on_node_message(*owner);
-        auto it = connections_.find(id);
-        owner = it == connections_.end() ? nullptr : it->second.get();
-      }
-      if (owner && owner->link->is_open()) flush(*owner);
+      NodeConnection& c = *owners[i];
+      // Closed by a control frame or an earlier item of this round, or its session ended:
+      // what was polled is gone.
+      if (c.closed || !c.link->is_open()) continue;
+      if (items[i].revents & ZMQ_POLLIN) on_node_message(c);
+      if (!c.closed && c.link->is_open()) flush(c);
     }
+    owners.clear();
     check_timeouts();
   }
   host_.log(Severity::kInfo, "[proxy] worker " + std::to_string(pool_id_) + " has quit");
@@ -194,6 +192,7 @@ void Worker::run() {
 void Worker::close_node(const std::string& node_id, bool reset) {
   auto it = connections_.find(node_id);
   if (it == connections_.end()) return;
+  it->second->closed = true;
   connections_.erase(it);
   if (reset) pong_reset(node_id);
 }
@@ -325,7 +324,7 @@ NodeConnection* Worker::connection_for(const std::string& node_id) {
   }
   auto link = make_zmq_link(host_, settings_, node_id, d, client_keys_);
   if (!link) return nullptr;
-  auto c = std::make_unique<NodeConnection>();
+  auto c = std::make_shared<NodeConnection>();
   c->id = node_id;
   c->link = std::move(link);
   c->retry_at = Clock::now();
@@ -455,12 +454,11 @@ void Worker::fail_node(NodeConnection& c, const std::string& reason) {
 }
 
 void Worker::on_node_message(NodeConnection& c) {
-  const std::string id = c.id;  // handling may close the connection and free `c`
-  for (int i = 0; i < 1000 && c.link->is_open(); ++i) {
+  const std::string id = c.id;
+  for (int i = 0; i < 1000 && !c.closed && c.link->is_open(); ++i) {
     try {
       if (!on_node_event(c)) return;
     } catch (const std::exception& e) {
-      // Handling may have closed the connection: `c` is not used after this.
       host_.log(Severity::kError, "[proxy] node '" + id + "': internal error handling a message from it: " +
                                       e.what() + "; message dropped");
       return;

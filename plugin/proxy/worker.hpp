@@ -98,7 +98,7 @@ class Worker {
   std::atomic<bool> running_{false};
   std::unique_ptr<zmq::socket_t> control_;
   std::map<std::string, std::string> node_configs_;  // id -> node JSON from PROXYADDNODE
-  std::map<std::string, std::unique_ptr<NodeConnection>> connections_;
+  std::map<std::string, std::shared_ptr<NodeConnection>> connections_;
   std::map<std::string, protocol::RsaKey> client_keys_;  // private key file -> parsed key
   std::function<void()> turn_hook_;  // tests only
   std::optional<std::string> failure_;  // why run() failed; written by the thread before running_ = false
