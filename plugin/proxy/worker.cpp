@@ -266,7 +266,7 @@ void Worker::on_control(const protocol::Frame& frame) {
     if (auto it = connections_.find(parent); it != connections_.end()) {
       host_.log(Severity::kInfo, "[proxy] Close connection for " + parent);
       end_session(*it->second);
-      it->second->retry_at = Clock::now();
+      it->second->retry_at = now();
     }
     return;
   }
@@ -322,12 +322,12 @@ NodeConnection* Worker::connection_for(const std::string& node_id) {
     host_.log(Severity::kError, "[proxy] node '" + node_id + "': type '" + type->name + "' is not handled by this worker yet");
     return nullptr;
   }
-  auto link = make_zmq_link(host_, settings_, node_id, d, client_keys_);
+  auto link = link_factory_ ? link_factory_(node_id, d) : make_zmq_link(host_, settings_, node_id, d, client_keys_);
   if (!link) return nullptr;
   auto c = std::make_shared<NodeConnection>();
   c->id = node_id;
   c->link = std::move(link);
-  c->retry_at = Clock::now();
+  c->retry_at = now();
   NodeConnection* raw = c.get();
   connections_[node_id] = std::move(c);
   return raw;
@@ -354,12 +354,12 @@ void Worker::flush(NodeConnection& c) {
     host_.log(Severity::kError, "[proxy] node '" + c.id + "': internal error opening a session: " + e.what() + "; " +
                                     std::to_string(c.queue.size()) + " frame(s) held, retrying in 5 s");
     end_session(c);
-    c.retry_at = Clock::now() + std::chrono::seconds(5);
+    c.retry_at = now() + std::chrono::seconds(5);
   }
 }
 
 void Worker::flush_queue(NodeConnection& c, bool& on_frame) {
-  auto now = Clock::now();
+  auto now = this->now();
   if (!c.link->is_open()) {
     if (c.queue.empty() || now < c.retry_at) return;
     if (!c.link->open(now)) {
@@ -468,7 +468,7 @@ void Worker::on_node_message(NodeConnection& c) {
 
 bool Worker::on_node_event(NodeConnection& c) {
   using Kind = NodeLink::Event::Kind;
-  auto ev = c.link->receive(Clock::now());
+  auto ev = c.link->receive(now());
   switch (ev.kind) {
     case Kind::kNone:
       return false;
@@ -491,7 +491,7 @@ bool Worker::on_node_event(NodeConnection& c) {
                                       std::to_string(ev.unanswered.size()) + " unanswered frame(s) sent again");
       for (auto it = ev.unanswered.rbegin(); it != ev.unanswered.rend(); ++it)
         c.queue.push_front({it->action, it->token, it->target, std::move(it->text), nullptr, ""});
-      c.retry_at = Clock::now();
+      c.retry_at = now();
       flush(c);
       return false;
     case Kind::kRefused:
@@ -550,7 +550,7 @@ void Worker::on_node_response(NodeConnection& c, const protocol::Response& r) {
 }
 
 void Worker::check_timeouts() {
-  auto now = Clock::now();
+  auto now = this->now();
   for (auto& [id, c] : connections_) {
     if (!c->link->is_open()) {
       if (!c->queue.empty() && now >= c->retry_at) flush(*c);

@@ -24,7 +24,9 @@
 #include <thread>
 
 #include "gorgone/module.hpp"
+#include "gorgone/json.hpp"
 #include "gorgone/protocol/crypto.hpp"
+#include "node_link.hpp"
 #include "settings.hpp"
 
 namespace gorgone::protocol {
@@ -57,6 +59,13 @@ class Worker {
   // exception it throws leaves run() as an internal error would, which is how the tests
   // check what a worker that stops does with the frames it holds. Unset in production.
   void set_turn_hook(std::function<void()> hook) { turn_hook_ = std::move(hook); }
+  // For tests only, before start(): what makes the link of a node the worker handles (given
+  // its id and PROXYADDNODE object; null: the node cannot be reached, logged by the
+  // factory), and the clock the worker reads for deadlines and back-off. Unset in
+  // production: ZMQ links and the steady clock.
+  using LinkFactory = std::function<std::unique_ptr<NodeLink>(const std::string& node_id, const json::Value& node)>;
+  void set_link_factory(LinkFactory factory) { link_factory_ = std::move(factory); }
+  void set_clock(std::function<Clock::time_point()> clock) { clock_ = std::move(clock); }
 
  private:
   void run();
@@ -88,6 +97,7 @@ class Worker {
   std::size_t ko_unread(const std::string& worker, std::set<std::string>& done);
   std::string stopped_text(const std::string& why) const;
   void check_timeouts();
+  Clock::time_point now() const { return clock_ ? clock_() : Clock::now(); }
 
   int pool_id_;
   Host& host_;
@@ -101,6 +111,8 @@ class Worker {
   std::map<std::string, std::shared_ptr<NodeConnection>> connections_;
   std::map<std::string, protocol::RsaKey> client_keys_;  // private key file -> parsed key
   std::function<void()> turn_hook_;  // tests only
+  LinkFactory link_factory_;          // tests only
+  std::function<Clock::time_point()> clock_;  // tests only
   std::optional<std::string> failure_;  // why run() failed; written by the thread before running_ = false
 };
 
