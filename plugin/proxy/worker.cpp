@@ -8,25 +8,15 @@
 
 #include "gorgone/json.hpp"
 #include "gorgone/protocol/crypto.hpp"
-#include "gorgone/protocol/handshake.hpp"
 #include "gorgone/status_codes.hpp"
-#include "fingerprint_policy.hpp"
+#include "node_link.hpp"
 #include "node_type.hpp"
 #include "remote_copy.hpp"
+#include "zmq_link.hpp"
 #include "gorgone/protocol/response.hpp"
 
 namespace gorgone::proxy {
 namespace {
-
-// Unanswered frames remembered per session (only used to resend after a lost session).
-constexpr std::size_t kMaxInFlight = 10000;
-
-using Clock = std::chrono::steady_clock;
-
-std::string text_or(const json::Value& obj, const char* name, std::string fallback = "") {
-  auto v = json::member_text(obj, name);
-  return v && !v->empty() ? *v : fallback;
-}
 
 // Scalar members only: Gorgone ignores arrays and objects (subnode lists) when deciding
 // whether a node's session must be recreated.
@@ -42,9 +32,9 @@ std::map<std::string, std::string> scalars(const std::string& node_json) {
 
 }  // namespace
 
-// One push_zmq node as seen from a worker. The node object (and its queue of frames not
-// yet handed to ZMQ) lives as long as the node is registered; the session (DEALER with a
-// fresh routing id, handshake) is recreated whenever the node stops answering.
+// One node as seen from a worker. The node object (its queue of frames not yet handed to
+// the link, its back-off) lives as long as the node is registered; the link's session is
+// recreated whenever the node stops answering.
 class NodeConnection {
  public:
   struct Pending {
@@ -58,28 +48,11 @@ class NodeConnection {
     std::string wire_target;
   };
   std::string id;
-  std::string endpoint;
-  std::string handshake_identity;  // "gorgone-proxy-<core>-<node>"
-  std::optional<protocol::RsaKey> client_key;
-  protocol::HandshakeClient::ServerKeyCheck check;
-  // Session.
-  std::unique_ptr<zmq::socket_t> socket;
-  std::optional<protocol::HandshakeClient> handshake;
-  std::string hello;          // handshake message waiting to be sent
-  Clock::time_point deadline;  // answer expected before this
-  bool waiting = false;        // a handshake message was sent and is unanswered
-  // Frames sent on this session and not answered yet, oldest first. A node's core answers
-  // every frame it could decrypt, in order, so each answer retires the oldest one; what is
-  // left when the node says it lost our session never ran there and is sent again.
-  std::deque<Pending> in_flight;
-  // Node.
+  std::unique_ptr<NodeLink> link;
   std::deque<Pending> queue;
   Clock::time_point retry_at;  // no session before this (back-off after silence)
   int silent_attempts = 0;
-
-  bool established() const {
-    return handshake && handshake->state() == protocol::HandshakeClient::State::kEstablished;
-  }
+  bool closed = false;  // erased from the worker's connections (a poll round may still hold it)
 };
 
 Worker::Worker(int pool_id, Host& host, Settings settings, std::string core_id)
@@ -175,8 +148,12 @@ void Worker::pong_reset(const std::string& node_id) {
 void Worker::run() {
   to_core("PROXYREADY", protocol::generate_token(), "{\"pool_id\":" + std::to_string(pool_id_) + "}");
 
+  // Poll items and, at the same index, the node each one belongs to (none for the control
+  // socket). The nodes are held for the round: handling one item may close another node's
+  // link (erasing it from connections_), which then stays alive, marked closed, until the
+  // round ends.
   std::vector<zmq::pollitem_t> items;
-  std::vector<NodeConnection*> owners;
+  std::vector<std::shared_ptr<NodeConnection>> owners;
   while (!stop_) {
     if (turn_hook_) turn_hook_();
     items.clear();
@@ -184,13 +161,10 @@ void Worker::run() {
     items.push_back({static_cast<void*>(*control_), 0, ZMQ_POLLIN, 0});
     owners.push_back(nullptr);
     for (auto& [id, c] : connections_) {
-      if (!c->socket) continue;
-      short events = ZMQ_POLLIN;
-      // With ZMQ_IMMEDIATE a socket is writable only once connected: a node that is down
-      // costs one poll entry and never wakes the loop.
-      if (!c->hello.empty() || (c->established() && !c->queue.empty())) events |= ZMQ_POLLOUT;
-      items.push_back({static_cast<void*>(*c->socket), 0, events, 0});
-      owners.push_back(c.get());
+      auto item = c->link->poll_item(!c->queue.empty());
+      if (!item) continue;
+      items.push_back(*item);
+      owners.push_back(c);
     }
     zmq::poll(items.data(), items.size(), std::chrono::milliseconds(200));
     if (items[0].revents & ZMQ_POLLIN) {
@@ -202,21 +176,14 @@ void Worker::run() {
     }
     for (std::size_t i = 1; i < items.size(); ++i) {
       if (!(items[i].revents & (ZMQ_POLLIN | ZMQ_POLLOUT))) continue;
-      // The connection may have been closed by a previous message in this round, and
-      // handling this one may close it: look it up, then leave the map alone.
-      NodeConnection* owner = nullptr;
-      for (auto& [id, c] : connections_)
-        if (c.get() == owners[i] && c->socket) owner = c.get();
-      if (!owner) continue;
-      if (items[i].revents & ZMQ_POLLIN) {
-        // A refused handshake erases the connection: find it again by id before flushing.
-        std::string id = owner->id;
-        on_node_message(*owner);
-        auto it = connections_.find(id);
-        owner = it == connections_.end() ? nullptr : it->second.get();
-      }
-      if (owner && owner->socket) flush(*owner);
+      NodeConnection& c = *owners[i];
+      // Closed by a control frame or an earlier item of this round, or its session ended:
+      // what was polled is gone.
+      if (c.closed || !c.link->is_open()) continue;
+      if (items[i].revents & ZMQ_POLLIN) on_node_message(c);
+      if (!c.closed && c.link->is_open()) flush(c);
     }
+    owners.clear();
     check_timeouts();
   }
   host_.log(Severity::kInfo, "[proxy] worker " + std::to_string(pool_id_) + " has quit");
@@ -225,6 +192,7 @@ void Worker::run() {
 void Worker::close_node(const std::string& node_id, bool reset) {
   auto it = connections_.find(node_id);
   if (it == connections_.end()) return;
+  it->second->closed = true;
   connections_.erase(it);
   if (reset) pong_reset(node_id);
 }
@@ -298,7 +266,7 @@ void Worker::on_control(const protocol::Frame& frame) {
     if (auto it = connections_.find(parent); it != connections_.end()) {
       host_.log(Severity::kInfo, "[proxy] Close connection for " + parent);
       end_session(*it->second);
-      it->second->retry_at = Clock::now();
+      it->second->retry_at = now();
     }
     return;
   }
@@ -354,69 +322,18 @@ NodeConnection* Worker::connection_for(const std::string& node_id) {
     host_.log(Severity::kError, "[proxy] node '" + node_id + "': type '" + type->name + "' is not handled by this worker yet");
     return nullptr;
   }
-  auto c = std::make_unique<NodeConnection>();
+  auto link = link_factory_ ? link_factory_(node_id, d) : make_zmq_link(host_, settings_, node_id, d, client_keys_);
+  if (!link) return nullptr;
+  auto c = std::make_shared<NodeConnection>();
   c->id = node_id;
-  std::string target_type = text_or(d, "target_type", "tcp");
-  std::string target_path = text_or(d, "target_path", text_or(d, "address") + ":" + text_or(d, "port"));
-  c->endpoint = target_type + "://" + target_path;
-  CoreInfo core = host_.core_info();
-  std::string privkey_path = text_or(d, "client_privkey", core.privkey_path);
-  // One parsed key per file for the whole worker: nodes share it (reference-counted).
-  auto cached = client_keys_.find(privkey_path);
-  if (cached == client_keys_.end()) {
-    auto key = protocol::RsaKey::load_private_file(privkey_path);
-    if (!key) {
-      host_.log(Severity::kError, "[proxy] node '" + node_id + "': cannot load client key: " + key.error());
-      return nullptr;
-    }
-    cached = client_keys_.emplace(privkey_path, std::move(key.value())).first;
-  }
-  c->client_key = cached->second;
-  // The file of a pinned key is read at each handshake (see fingerprint_policy.hpp).
-  FingerprintPolicy policy{fingerprint_mode(core.fingerprint_mode), node_id, c->endpoint, text_or(d, "server_pubkey")};
-  Host* host = &host_;
-  c->check = [host, policy](const protocol::RsaKey& server) { return policy.check(server, host->history()); };
-  c->handshake_identity = "gorgone-proxy-" + core.id + "-" + node_id;
-  c->retry_at = Clock::now();
+  c->link = std::move(link);
+  c->retry_at = now();
   NodeConnection* raw = c.get();
   connections_[node_id] = std::move(c);
   return raw;
 }
 
-bool Worker::open_session(NodeConnection& c) {
-  auto socket = std::make_unique<zmq::socket_t>(host_.zmq_context(), zmq::socket_type::dealer);
-  // A new routing id per session, as Gorgone draws a new one per connection object.
-  socket->set(zmq::sockopt::routing_id, c.handshake_identity + "-" + protocol::to_hex(protocol::random_bytes(12)));
-  socket->set(zmq::sockopt::linger, 0);
-  socket->set(zmq::sockopt::reconnect_ivl, 1000);
-  socket->set(zmq::sockopt::connect_timeout, 30000);
-  // A node that sends more than max_frame_size gets its connection closed by ZMQ rather than
-  // making this process buffer it.
-  socket->set(zmq::sockopt::maxmsgsize, settings_.max_frame_size);
-  // Queue only on a live connection: while the node is away, frames stay in our own
-  // bounded queue (visible, counted) instead of ZMQ's, which a close would discard.
-  socket->set(zmq::sockopt::immediate, 1);
-  try {
-    socket->connect(c.endpoint);
-  } catch (const zmq::error_t& e) {
-    host_.log(Severity::kError, "[proxy] node '" + c.id + "': cannot connect to " + c.endpoint + ": " + e.what());
-    return false;
-  }
-  host_.log(Severity::kInfo, "[proxy] connect for " + c.id + " (" + c.endpoint + ")");
-  c.socket = std::move(socket);
-  c.handshake.emplace(c.handshake_identity, *c.client_key, c.check);
-  c.hello = c.handshake->start();
-  c.waiting = false;
-  return true;
-}
-
-void Worker::end_session(NodeConnection& c) {
-  c.in_flight.clear();
-  c.socket.reset();
-  c.handshake.reset();
-  c.hello.clear();
-  c.waiting = false;
-}
+void Worker::end_session(NodeConnection& c) { c.link->close(); }
 
 void Worker::flush(NodeConnection& c) {
   bool on_frame = false;  // true while the front frame is being made or sent
@@ -437,27 +354,20 @@ void Worker::flush(NodeConnection& c) {
     host_.log(Severity::kError, "[proxy] node '" + c.id + "': internal error opening a session: " + e.what() + "; " +
                                     std::to_string(c.queue.size()) + " frame(s) held, retrying in 5 s");
     end_session(c);
-    c.retry_at = Clock::now() + std::chrono::seconds(5);
+    c.retry_at = now() + std::chrono::seconds(5);
   }
 }
 
 void Worker::flush_queue(NodeConnection& c, bool& on_frame) {
-  auto now = Clock::now();
-  if (!c.socket) {
+  auto now = this->now();
+  if (!c.link->is_open()) {
     if (c.queue.empty() || now < c.retry_at) return;
-    if (!open_session(c)) {
+    if (!c.link->open(now)) {
       c.retry_at = now + std::chrono::seconds(5);
       return;
     }
   }
-  if (!c.hello.empty()) {
-    if (!c.socket->send(zmq::buffer(c.hello), zmq::send_flags::dontwait)) return;  // not connected yet
-    c.hello.clear();
-    c.waiting = true;
-    c.deadline = now + std::chrono::seconds(settings_.handshake_timeout);
-    return;
-  }
-  if (!c.established()) return;
+  if (!c.link->ready(now)) return;
   while (!c.queue.empty()) {
     on_frame = true;
     NodeConnection::Pending& p = c.queue.front();
@@ -470,13 +380,10 @@ void Worker::flush_queue(NodeConnection& c, bool& on_frame) {
       }
       p.text = protocol::build_frame("PROCESSCOPY", p.token, p.wire_target, *data);
     }
-    std::string wire = c.handshake->encrypt(p.text);
-    if (!c.socket->send(zmq::buffer(wire), zmq::send_flags::dontwait)) {
+    if (!c.link->send({p.action, p.token, p.target, p.text})) {
       on_frame = false;
       return;  // node away: keep the rest
     }
-    c.in_flight.push_back({p.action, p.token, p.target, p.text, nullptr, ""});
-    if (c.in_flight.size() > kMaxInFlight) c.in_flight.pop_front();
     if (p.copy && !p.copy->done()) {
       p.text.clear();  // the next message of this copy
       continue;
@@ -508,7 +415,7 @@ void Worker::fail_held(const std::string& why) {
     history_ko(token, message);
   };
   for (const auto& [id, c] : connections_) {
-    for (const auto& p : c->in_flight)
+    for (const auto& p : c->link->in_flight())
       ko(p.token, "Send message problem for '" + p.target + "': " + worker + " before node '" + id + "' answered");
     for (const auto& p : c->queue)
       ko(p.token, "Send message problem for '" + p.target + "': " + worker + "; the frame held for node '" + id +
@@ -547,14 +454,11 @@ void Worker::fail_node(NodeConnection& c, const std::string& reason) {
 }
 
 void Worker::on_node_message(NodeConnection& c) {
-  const std::string id = c.id;  // handling may close the connection and free `c`
-  for (int i = 0; i < 1000 && c.socket; ++i) {
-    zmq::message_t msg;
-    if (!c.socket->recv(msg, zmq::recv_flags::dontwait)) return;
+  const std::string id = c.id;
+  for (int i = 0; i < 1000 && !c.closed && c.link->is_open(); ++i) {
     try {
-      if (!on_node_wire(c, msg.to_string_view())) return;
+      if (!on_node_event(c)) return;
     } catch (const std::exception& e) {
-      // Handling may have closed the connection: `c` is not used after this.
       host_.log(Severity::kError, "[proxy] node '" + id + "': internal error handling a message from it: " +
                                       e.what() + "; message dropped");
       return;
@@ -562,66 +466,54 @@ void Worker::on_node_message(NodeConnection& c) {
   }
 }
 
-bool Worker::on_node_wire(NodeConnection& c, std::string_view wire) {
-  using Kind = protocol::HandshakeClient::Step::Kind;
-  bool was_established = c.established();
-  auto step = c.handshake->on_message(wire);
-  switch (step.kind) {
-    case Kind::kSend:
-      c.hello = step.text;
-      flush(c);
+bool Worker::on_node_event(NodeConnection& c) {
+  using Kind = NodeLink::Event::Kind;
+  auto ev = c.link->receive(now());
+  switch (ev.kind) {
+    case Kind::kNone:
+      return false;
+    case Kind::kIgnored:
       break;
     case Kind::kEstablished:
       host_.log(Severity::kInfo, "[proxy] session established with node '" + c.id + "'");
-      c.waiting = false;
       c.silent_attempts = 0;
       flush(c);
       break;
-    case Kind::kMessage:
-      on_node_text(c, step.text);
+    case Kind::kResponse:
+      on_node_text(c, ev.response);
       break;
     case Kind::kRotated:
       host_.log(Severity::kInfo, "[proxy] node '" + c.id + "' rotated the session key");
       break;
-    case Kind::kFailed:
-      if (was_established) {
-        // The node lost our session (restarted without it, or forgot it after 24 h idle):
-        // open a new one and keep the held frames.
-        host_.log(Severity::kError, "[proxy] node '" + c.id + "': session lost (" + step.text + "); reconnecting, " +
-                                        std::to_string(c.in_flight.size()) + " unanswered frame(s) sent again");
-        c.queue.insert(c.queue.begin(), std::make_move_iterator(c.in_flight.begin()),
-                       std::make_move_iterator(c.in_flight.end()));
-        end_session(c);
-        c.retry_at = Clock::now();
-        flush(c);
-        return false;
-      }
-      fail_node(c, step.text);
+    case Kind::kLost:
+      // Open a new session and keep the held frames; what was in flight goes first.
+      host_.log(Severity::kError, "[proxy] node '" + c.id + "': session lost (" + ev.reason + "); reconnecting, " +
+                                      std::to_string(ev.unanswered.size()) + " unanswered frame(s) sent again");
+      for (auto it = ev.unanswered.rbegin(); it != ev.unanswered.rend(); ++it)
+        c.queue.push_front({it->action, it->token, it->target, std::move(it->text), nullptr, ""});
+      c.retry_at = now();
+      flush(c);
       return false;
-    case Kind::kIgnored:
-      break;
+    case Kind::kRefused:
+      fail_node(c, ev.reason);
+      return false;
   }
   return true;
 }
 
-void Worker::on_node_text(NodeConnection& c, std::string_view text) {
-  auto r = protocol::parse_response(text);
-  if (!r) return;
+void Worker::on_node_text(NodeConnection& c, const protocol::Response& r) {
   try {
-    on_node_response(c, *r);
+    on_node_response(c, r);
   } catch (const std::exception& e) {
-    host_.log(Severity::kError, "[proxy] node '" + c.id + "': internal error handling its " + r->type + ": " +
-                                    e.what() + (r->token.empty() ? "" : " (KO row written)"));
-    if (!r->token.empty())
-      history_ko(r->token, "proxy - internal error handling " + r->type + " from node '" + c.id + "': " + e.what());
+    host_.log(Severity::kError, "[proxy] node '" + c.id + "': internal error handling its " + r.type + ": " +
+                                    e.what() + (r.token.empty() ? "" : " (KO row written)"));
+    if (!r.token.empty())
+      history_ko(r.token, "proxy - internal error handling " + r.type + " from node '" + c.id + "': " + e.what());
   }
 }
 
 void Worker::on_node_response(NodeConnection& c, const protocol::Response& r) {
-  // REGISTERNODES, UNREGISTERNODES and SYNCLOGS are the node's own requests; anything else
-  // is its answer to our oldest unanswered frame.
-  bool request = r.type == "REGISTERNODES" || r.type == "UNREGISTERNODES" || r.type == "SYNCLOGS";
-  if (!request && !c.in_flight.empty()) c.in_flight.pop_front();
+  // (The link has retired the frame this answers.)
   // A frame whose JSON cannot be read (malformed, nested too deeply, absurd numbers) costs
   // that frame and one log line naming the node; the session stays up.
   auto parse = [&](json::Document& d) {
@@ -658,13 +550,14 @@ void Worker::on_node_response(NodeConnection& c, const protocol::Response& r) {
 }
 
 void Worker::check_timeouts() {
-  auto now = Clock::now();
+  auto now = this->now();
   for (auto& [id, c] : connections_) {
-    if (!c->socket) {
+    if (!c->link->is_open()) {
       if (!c->queue.empty() && now >= c->retry_at) flush(*c);
       continue;
     }
-    if (!c->waiting || now <= c->deadline) continue;
+    auto deadline = c->link->deadline();
+    if (!deadline || now <= *deadline) continue;
     // No answer: the node is down or unreachable. Keep its frames and try again with a
     // new session after a back-off (1, 2, 4 ... 30 s).
     int backoff = std::min(30, 1 << std::min(c->silent_attempts, 5));

@@ -1,4 +1,5 @@
-// A pool worker: one thread with its own event loop and its own node connections.
+// A pool worker: one thread with its own event loop and its own node connections (a
+// bounded queue and a back-off per node, the transport behind a NodeLink, node_link.hpp).
 // It reads frames the hooks route to it on its control DEALER ("gorgone-proxy-<pool>"),
 // connects to push_zmq nodes (asynchronous handshake, per-node timeouts), and sends the
 // nodes' answers (PONG, SETLOGS, REGISTERNODES, ...) back to the core.
@@ -23,7 +24,9 @@
 #include <thread>
 
 #include "gorgone/module.hpp"
+#include "gorgone/json.hpp"
 #include "gorgone/protocol/crypto.hpp"
+#include "node_link.hpp"
 #include "settings.hpp"
 
 namespace gorgone::protocol {
@@ -56,6 +59,13 @@ class Worker {
   // exception it throws leaves run() as an internal error would, which is how the tests
   // check what a worker that stops does with the frames it holds. Unset in production.
   void set_turn_hook(std::function<void()> hook) { turn_hook_ = std::move(hook); }
+  // For tests only, before start(): what makes the link of a node the worker handles (given
+  // its id and PROXYADDNODE object; null: the node cannot be reached, logged by the
+  // factory), and the clock the worker reads for deadlines and back-off. Unset in
+  // production: ZMQ links and the steady clock.
+  using LinkFactory = std::function<std::unique_ptr<NodeLink>(const std::string& node_id, const json::Value& node)>;
+  void set_link_factory(LinkFactory factory) { link_factory_ = std::move(factory); }
+  void set_clock(std::function<Clock::time_point()> clock) { clock_ = std::move(clock); }
 
  private:
   void run();
@@ -68,12 +78,11 @@ class Worker {
   void close_node(const std::string& node_id, bool reset);
   NodeConnection* connection_for(const std::string& node_id);
   void on_node_message(NodeConnection& c);
-  // One message from a node; false when the connection must not be read further now.
-  bool on_node_wire(NodeConnection& c, std::string_view wire);
-  void on_node_text(NodeConnection& c, std::string_view text);
+  // One event of a node's link; false when the link must not be read further now.
+  bool on_node_event(NodeConnection& c);
+  void on_node_text(NodeConnection& c, const protocol::Response& r);
   void on_node_response(NodeConnection& c, const protocol::Response& r);
   void fail_node(NodeConnection& c, const std::string& reason);
-  bool open_session(NodeConnection& c);
   void end_session(NodeConnection& c);
   // Sends what can be sent now: the pending handshake message, then held frames in order.
   // A failure on one frame gives that frame a KO row and drops it; a failure while opening
@@ -88,6 +97,7 @@ class Worker {
   std::size_t ko_unread(const std::string& worker, std::set<std::string>& done);
   std::string stopped_text(const std::string& why) const;
   void check_timeouts();
+  Clock::time_point now() const { return clock_ ? clock_() : Clock::now(); }
 
   int pool_id_;
   Host& host_;
@@ -98,9 +108,11 @@ class Worker {
   std::atomic<bool> running_{false};
   std::unique_ptr<zmq::socket_t> control_;
   std::map<std::string, std::string> node_configs_;  // id -> node JSON from PROXYADDNODE
-  std::map<std::string, std::unique_ptr<NodeConnection>> connections_;
+  std::map<std::string, std::shared_ptr<NodeConnection>> connections_;
   std::map<std::string, protocol::RsaKey> client_keys_;  // private key file -> parsed key
   std::function<void()> turn_hook_;  // tests only
+  LinkFactory link_factory_;          // tests only
+  std::function<Clock::time_point()> clock_;  // tests only
   std::optional<std::string> failure_;  // why run() failed; written by the thread before running_ = false
 };
 

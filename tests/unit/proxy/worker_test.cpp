@@ -11,10 +11,12 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <ctime>
 #include <filesystem>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -399,6 +401,301 @@ TEST_F(WorkerTest, AnErrorOnANodeMessageDropsThatMessageOnly) {
   EXPECT_TRUE(host_->logged("[proxy] node '5': internal error handling a message from it: history unavailable; "
                             "message dropped"))
       << host_->all_logs();
+  worker->stop();
+}
+
+// A link that stands for a node's transport: it records what the worker gives it, and the
+// test says what becomes of it (opened or not, established, answered, lost with the
+// session). Its poll item is one end of a socket pair the test writes to, to wake the loop.
+struct FakeLinkState {
+  std::mutex mu;
+  bool open_ok = true;         // open() succeeds
+  bool open = false;           // a session exists
+  bool established = false;    // frames may be sent
+  std::optional<Clock::time_point> deadline;  // set by open(): the handshake wait
+  int opens = 0;
+  std::vector<NodeLink::Frame> sent;  // every frame taken, in order (resends included)
+  std::deque<NodeLink::Frame> in_flight;
+  std::deque<NodeLink::Event> events;  // what receive() reports next
+  int fds[2] = {-1, -1};
+
+  FakeLinkState() { ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds); }
+  ~FakeLinkState() {
+    ::close(fds[0]);
+    ::close(fds[1]);
+  }
+  void push(NodeLink::Event ev) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      events.push_back(std::move(ev));
+    }
+    char b = 1;
+    (void)!::write(fds[1], &b, 1);
+  }
+  std::vector<std::string> sent_tokens() {
+    std::lock_guard<std::mutex> lock(mu);
+    std::vector<std::string> out;
+    for (const auto& f : sent) out.push_back(f.token);
+    return out;
+  }
+  template <typename T>
+  T get(T FakeLinkState::*member) {
+    std::lock_guard<std::mutex> lock(mu);
+    return this->*member;
+  }
+};
+
+class FakeLink : public NodeLink {
+ public:
+  explicit FakeLink(std::shared_ptr<FakeLinkState> s, std::int64_t handshake_timeout)
+      : s_(std::move(s)), timeout_(handshake_timeout) {}
+  bool is_open() const override {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    return s_->open;
+  }
+  bool open(Clock::time_point now) override {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    ++s_->opens;
+    if (!s_->open_ok) return false;
+    s_->open = true;
+    s_->established = false;
+    s_->deadline = now + std::chrono::seconds(timeout_);
+    return true;
+  }
+  void close() override {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    s_->open = false;
+    s_->established = false;
+    s_->deadline.reset();
+    s_->in_flight.clear();
+  }
+  std::optional<zmq::pollitem_t> poll_item(bool) const override {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    if (!s_->open) return std::nullopt;
+    return zmq::pollitem_t{nullptr, s_->fds[0], ZMQ_POLLIN, 0};
+  }
+  bool ready(Clock::time_point) override {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    return s_->open && s_->established;
+  }
+  bool send(const Frame& frame) override {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    s_->sent.push_back(frame);
+    s_->in_flight.push_back(frame);
+    return true;
+  }
+  Event receive(Clock::time_point) override {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    if (s_->events.empty()) {
+      char b[64];
+      while (::read(s_->fds[0], b, sizeof(b)) > 0) {
+      }
+      return {};
+    }
+    Event ev = std::move(s_->events.front());
+    s_->events.pop_front();
+    using Kind = Event::Kind;
+    if (ev.kind == Kind::kEstablished) {
+      s_->established = true;
+      s_->deadline.reset();
+    } else if (ev.kind == Kind::kResponse && !s_->in_flight.empty()) {
+      s_->in_flight.pop_front();
+    } else if (ev.kind == Kind::kLost || ev.kind == Kind::kRefused) {
+      if (ev.kind == Kind::kLost) ev.unanswered = std::move(s_->in_flight);
+      s_->in_flight.clear();
+      s_->open = false;
+      s_->established = false;
+      s_->deadline.reset();
+    }
+    return ev;
+  }
+  std::optional<Clock::time_point> deadline() const override {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    return s_->deadline;
+  }
+  const std::deque<Frame>& in_flight() const override { return s_->in_flight; }
+
+ private:
+  std::shared_ptr<FakeLinkState> s_;
+  std::int64_t timeout_;
+};
+
+// A clock the test moves.
+struct FakeClock {
+  Clock::time_point base = Clock::now();
+  std::atomic<std::int64_t> ms{0};
+  Clock::time_point now() const { return base + std::chrono::milliseconds(ms.load()); }
+  void advance(std::chrono::milliseconds d) { ms += d.count(); }
+};
+
+NodeLink::Event event(NodeLink::Event::Kind kind, std::string reason = "") {
+  NodeLink::Event ev;
+  ev.kind = kind;
+  ev.reason = std::move(reason);
+  return ev;
+}
+
+class WorkerLinkTest : public WorkerTest {
+ protected:
+  std::unique_ptr<Worker> make_fake_worker(Settings settings = Settings()) {
+    auto worker = make_worker(settings);
+    worker->set_clock([this] { return clock_.now(); });
+    std::int64_t timeout = settings.handshake_timeout;
+    worker->set_link_factory([this, timeout](const std::string&, const json::Value&) {
+      return std::make_unique<FakeLink>(link_, timeout);
+    });
+    return worker;
+  }
+  // The loop went round at least once after everything sent so far (timeouts included).
+  void turns() {
+    static int n = 0;
+    ASSERT_TRUE(barrier("turn-a-" + std::to_string(++n)));
+    ASSERT_TRUE(barrier("turn-b-" + std::to_string(n)));
+  }
+
+  FakeClock clock_;
+  std::shared_ptr<FakeLinkState> link_ = std::make_shared<FakeLinkState>();
+};
+
+// Frames for a node whose link cannot open are held, in order, up to max_queue; one more
+// gets a KO naming the bound; unregistering the node gives the held ones their KO rows.
+TEST_F(WorkerLinkTest, HeldFramesAreBoundedAndKoedWhenTheNodeGoes) {
+  link_->open_ok = false;
+  Settings settings;
+  settings.max_queue = 2;
+  auto worker = make_fake_worker(settings);
+  worker->start();
+  ASSERT_TRUE(ready());
+  add_node("2", 1);
+  command("held-1", "2~~2");
+  command("held-2", "2~~2");
+  command("over-1", "2~~2");
+  turns();
+  EXPECT_TRUE(contains(only_ko("over-1"), "node '2' is unreachable and 2 frames already wait for it (max_queue)"))
+      << only_ko("over-1");
+  EXPECT_TRUE(host_->rows_for("held-1").empty());
+  EXPECT_TRUE(host_->rows_for("held-2").empty());
+  EXPECT_TRUE(link_->sent_tokens().empty());
+  send("PROXYDELNODE", "", "2~~2");
+  turns();
+  EXPECT_TRUE(contains(only_ko("held-1"), "node '2' was unregistered")) << only_ko("held-1");
+  EXPECT_TRUE(contains(only_ko("held-2"), "node '2' was unregistered")) << only_ko("held-2");
+  worker->stop();
+}
+
+// Held frames go, in order, once the link is established.
+TEST_F(WorkerLinkTest, HeldFramesGoInOrderOnceTheLinkIsEstablished) {
+  auto worker = make_fake_worker();
+  worker->start();
+  ASSERT_TRUE(ready());
+  add_node("2", 1);
+  command("a", "2~~2");
+  command("b", "2~~2");
+  turns();
+  EXPECT_EQ(link_->get(&FakeLinkState::opens), 1);
+  EXPECT_TRUE(link_->sent_tokens().empty());
+  link_->push(event(NodeLink::Event::Kind::kEstablished));
+  ASSERT_TRUE(eventually([&] { return link_->sent_tokens().size() == 2; }));
+  EXPECT_EQ(link_->sent_tokens(), (std::vector<std::string>{"a", "b"}));
+  worker->stop();
+  EXPECT_TRUE(host_->rows_for("a").empty()) << "sent frames are the node's";
+}
+
+// A lost session hands back the unanswered frames: they are sent again, first and in order,
+// on a new session; an answered one is not.
+TEST_F(WorkerLinkTest, FramesInFlightAreSentAgainAfterALostSession) {
+  auto worker = make_fake_worker();
+  worker->start();
+  ASSERT_TRUE(ready());
+  add_node("2", 1);
+  command("a", "2~~2");
+  command("b", "2~~2");
+  command("c", "2~~2");
+  turns();
+  link_->push(event(NodeLink::Event::Kind::kEstablished));
+  ASSERT_TRUE(eventually([&] { return link_->sent_tokens().size() == 3; }));
+  NodeLink::Event answer = event(NodeLink::Event::Kind::kResponse);
+  answer.response = {"ACK", "a", R"({"code":0,"data":{}})"};
+  link_->push(answer);
+  link_->push(event(NodeLink::Event::Kind::kLost, "decrypt failed"));
+  ASSERT_TRUE(eventually([&] { return link_->get(&FakeLinkState::opens) == 2; }));
+  ASSERT_TRUE(eventually([&] { return host_->logged("[proxy] node '2': session lost (decrypt failed); reconnecting, "
+                                                    "2 unanswered frame(s) sent again"); }))
+      << host_->all_logs();
+  command("d", "2~~2");
+  turns();
+  link_->push(event(NodeLink::Event::Kind::kEstablished));
+  ASSERT_TRUE(eventually([&] { return link_->sent_tokens().size() == 6; }));
+  EXPECT_EQ(link_->sent_tokens(), (std::vector<std::string>{"a", "b", "c", "b", "c", "d"}));
+  worker->stop();
+}
+
+// No answer by the link's deadline: the session is closed, the frames kept, and a new one
+// opened after 1 s, then 2 s (fake clock), with a log line saying so each time.
+TEST_F(WorkerLinkTest, ASilentNodeIsRetriedWithBackOff) {
+  auto worker = make_fake_worker();
+  worker->start();
+  ASSERT_TRUE(ready());
+  add_node("2", 1);
+  command("a", "2~~2");
+  turns();
+  EXPECT_EQ(link_->get(&FakeLinkState::opens), 1);
+  clock_.advance(std::chrono::seconds(11));
+  ASSERT_TRUE(eventually([&] {
+    return host_->logged("[proxy] node '2': no answer to the handshake within 10 s; 1 frame(s) held, retrying in 1 s");
+  })) << host_->all_logs();
+  turns();
+  EXPECT_FALSE(link_->get(&FakeLinkState::open));
+  EXPECT_EQ(link_->get(&FakeLinkState::opens), 1) << "retried before its back-off";
+  clock_.advance(std::chrono::milliseconds(1001));
+  ASSERT_TRUE(eventually([&] { return link_->get(&FakeLinkState::opens) == 2; }));
+  clock_.advance(std::chrono::seconds(11));
+  ASSERT_TRUE(eventually([&] {
+    return host_->logged("[proxy] node '2': no answer to the handshake within 10 s; 1 frame(s) held, retrying in 2 s");
+  })) << host_->all_logs();
+  clock_.advance(std::chrono::milliseconds(1001));
+  turns();
+  EXPECT_EQ(link_->get(&FakeLinkState::opens), 2) << "retried before its back-off";
+  clock_.advance(std::chrono::milliseconds(1000));
+  ASSERT_TRUE(eventually([&] { return link_->get(&FakeLinkState::opens) == 3; }));
+  EXPECT_TRUE(host_->rows_for("a").empty()) << "kept while the node is silent";
+  worker->stop();
+}
+
+// A clean stop with frames still held: each gets its KO row; a frame already taken by the
+// link is the node's and gets none.
+TEST_F(WorkerLinkTest, StoppingWithHeldFramesKosThem) {
+  auto worker = make_fake_worker();
+  worker->start();
+  ASSERT_TRUE(ready());
+  add_node("2", 1);
+  command("sent-1", "2~~2");
+  turns();
+  link_->push(event(NodeLink::Event::Kind::kEstablished));
+  ASSERT_TRUE(eventually([&] { return link_->sent_tokens().size() == 1; }));
+  link_->push(event(NodeLink::Event::Kind::kLost, "gone"));
+  ASSERT_TRUE(eventually([&] { return link_->get(&FakeLinkState::opens) == 2; }));
+  command("held-1", "2~~2");
+  turns();
+  worker->stop();
+  EXPECT_TRUE(contains(only_ko("sent-1"), "the proxy is stopping; the frame held for node '2' was not sent"))
+      << only_ko("sent-1");
+  EXPECT_TRUE(contains(only_ko("held-1"), "the proxy is stopping; the frame held for node '2' was not sent"))
+      << only_ko("held-1");
+}
+
+// A node that refuses the session: every frame held for it gets a KO row with the reason.
+TEST_F(WorkerLinkTest, ARefusedSessionKosTheHeldFrames) {
+  auto worker = make_fake_worker();
+  worker->start();
+  ASSERT_TRUE(ready());
+  add_node("2", 1);
+  command("a", "2~~2");
+  turns();
+  link_->push(event(NodeLink::Event::Kind::kRefused, "bad key"));
+  ASSERT_TRUE(eventually([&] { return !host_->rows_for("a").empty(); }));
+  EXPECT_TRUE(contains(only_ko("a"), "Send message problem for '2': bad key")) << only_ko("a");
+  EXPECT_TRUE(host_->logged("[proxy] node '2' refused the session: bad key")) << host_->all_logs();
   worker->stop();
 }
 
