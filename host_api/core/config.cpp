@@ -114,7 +114,7 @@ Result<CoreConfig> parse_core_config(const YAML::Node& root, const std::string& 
                               1, 1000000);
   if (!max_sessions) return Error{max_sessions.error()};
   c.external_com_max_sessions = static_cast<std::size_t>(*max_sessions);
-  auto helo_rate = integer(core["external_com_helo_per_minute"], file, "gorgonecore.external_com_helo_per_minute", 60,
+  auto helo_rate = integer(core["external_com_helo_per_minute"], file, "gorgonecore.external_com_helo_per_minute", 600,
                            0, 1000000);
   if (!helo_rate) return Error{helo_rate.error()};
   c.external_com_helo_per_minute = static_cast<int>(*helo_rate);

@@ -42,7 +42,7 @@ struct CoreConfig {
   std::size_t external_com_keysize = 32;
   std::vector<std::string> authorized_clients;  // thumbprints
   std::size_t external_com_max_sessions = 10000;  // sessions and pending handshakes
-  int external_com_helo_per_minute = 60;          // per peer address, 0: unlimited
+  int external_com_helo_per_minute = 600;         // per peer address, 0: unlimited
   std::string db_type = "Pg";
   std::string db_name;  // libpq conninfo
   std::string fingerprint_mode = "first";

@@ -44,7 +44,7 @@ TEST(CoreConfig, ExternalSessionLimits) {
   auto c = parse("gorgone: {gorgonecore: {id: 1}}");
   ASSERT_TRUE(c) << c.error();
   EXPECT_EQ(c->external_com_max_sessions, 10000u);
-  EXPECT_EQ(c->external_com_helo_per_minute, 60);
+  EXPECT_EQ(c->external_com_helo_per_minute, 600);
   c = parse("gorgone: {gorgonecore: {id: 1, external_com_max_sessions: 5, external_com_helo_per_minute: 0}}");
   ASSERT_TRUE(c) << c.error();
   EXPECT_EQ(c->external_com_max_sessions, 5u);

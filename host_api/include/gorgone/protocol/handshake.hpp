@@ -116,7 +116,7 @@ class HandshakeServer {
     std::size_t max_sessions = 10000;             // sessions and pending handshakes, in all
     std::size_t max_pending = 1000;               // handshakes answered but not yet used
     std::int64_t pending_seconds = 60;            // a pending handshake is forgotten after this
-    int helo_per_minute = 60;                     // per peer address (0: no limit)
+    int helo_per_minute = 600;                    // per peer address (0: no limit)
     std::size_t replay_capacity = 16384;          // frames per key before it is rotated
   };
 
