@@ -211,6 +211,9 @@ TEST_F(LogSync, EveryRowOnceAndTheCursorIsTheNodesLastCtime) {
 TEST_F(LogSync, CentralKilledMidSyncAndRestarted) {
   start_all();
   for (const auto& p : kPollers) send_commands(p, kCommands);
+  // A command still on its way when the central dies dies with it (SIGKILL loses what the
+  // process holds); the point here is the rows: let the commands reach the pollers first.
+  for (const auto& p : kPollers) ASSERT_TRUE(eventually([&] { return commands_done(p); })) << "poller " << p;
   wait_for_sync_start("bl-%");
   fleet_.daemon("1").kill();
   EXPECT_LT(central_rows("bl-%"), 2 * kBacklog) << "the sync was over before the crash";
