@@ -51,32 +51,32 @@ class WireClient {
                                         std::chrono::seconds limit = std::chrono::seconds(15)) {
     std::string token = protocol::generate_token(8);
     send(protocol::build_frame(action, token, "", data));
-    auto deadline = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < deadline) {
-      auto msg = recv_raw(std::chrono::seconds(1));
-      if (!msg) continue;
-      auto step = client_.on_message(*msg);
-      if (step.kind != protocol::HandshakeClient::Step::Kind::kMessage) continue;
-      auto r = protocol::parse_response(step.text);
-      if (r && r->token == token) return r;
-    }
-    return std::nullopt;
+    std::optional<protocol::Response> answer;
+    next_matching(limit, [&](const std::string& text) {
+      answer = protocol::parse_response(text);
+      return answer && answer->token == token;
+    });
+    return answer && answer->token == token ? answer : std::nullopt;
   }
   // Next decrypted frame from the central, skipping its ACKs.
   std::optional<std::string> next(std::chrono::seconds limit) {
+    return next_matching(limit, [](const std::string& text) { return text.rfind("[ACK]", 0) != 0; });
+  }
+
+ private:
+  // The first decrypted frame that `wanted` accepts before `limit` passes (key rotations and
+  // other frames on the way are applied or skipped).
+  template <typename F>
+  std::optional<std::string> next_matching(std::chrono::seconds limit, F wanted) {
     auto deadline = std::chrono::steady_clock::now() + limit;
     while (std::chrono::steady_clock::now() < deadline) {
       auto msg = recv_raw(std::chrono::seconds(1));
       if (!msg) continue;
       auto step = client_.on_message(*msg);
-      if (step.kind != protocol::HandshakeClient::Step::Kind::kMessage) continue;
-      if (step.text.rfind("[ACK]", 0) == 0) continue;
-      return step.text;
+      if (step.kind == protocol::HandshakeClient::Step::Kind::kMessage && wanted(step.text)) return step.text;
     }
     return std::nullopt;
   }
-
- private:
   std::optional<std::string> recv_raw(std::chrono::milliseconds limit) {
     zmq::pollitem_t item{static_cast<void*>(socket_), 0, ZMQ_POLLIN, 0};
     zmq::poll(&item, 1, limit);
