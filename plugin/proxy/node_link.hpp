@@ -1,7 +1,8 @@
-// What a worker needs from its link to one node, whatever carries it (today a ZMQ DEALER
-// with Gorgone's handshake, see zmq_link.hpp). The worker keeps each node's bounded queue,
+// What a worker needs from its link to one node, whatever carries it (a ZMQ DEALER
+// with Gorgone's handshake, zmq_link.hpp; an SSH session on a thread, ssh_link.hpp). The worker keeps each node's bounded queue,
 // the back-off and the KO rules; the link owns the transport session: it opens and closes
-// it, gives the worker something to poll, takes frames when it can (back-pressure), says
+// it, gives the worker something to poll (a socket, or a file descriptor the link's own
+// thread signals), takes frames when it can (back-pressure), says
 // until when it waits for the node, and tells what became of the frames it was given:
 // answered (retired), or lost with the session (handed back to be sent again).
 // Thread-safety: thread-bound to the worker's thread.
@@ -40,7 +41,10 @@ class NodeLink {
       kResponse,     // `response` came from the node (an answer retired the oldest frame in flight)
       kLost,         // the node lost our session (`reason`); the session is closed and
                      // `unanswered` (oldest first) never ran there: send them again
-      kRefused,      // the node refused the session (`reason`); the session is closed
+      kRefused,      // the node refused the session (`reason`); the session is closed and
+                     // `unanswered` (oldest first) never ran there
+      kAway,         // the node cannot be reached now (`reason`): the session is closed,
+                     // `unanswered` (oldest first) never ran there; try again after a back-off
     };
     Kind kind = Kind::kNone;
     std::string reason;

@@ -12,6 +12,7 @@
 #include "node_link.hpp"
 #include "node_type.hpp"
 #include "remote_copy.hpp"
+#include "ssh_link.hpp"
 #include "zmq_link.hpp"
 #include "gorgone/protocol/response.hpp"
 
@@ -48,6 +49,7 @@ class NodeConnection {
     std::string wire_target;
   };
   std::string id;
+  Link kind = Link::kZmq;  // what carries frames (an SSH node takes REMOTECOPY as it is)
   std::unique_ptr<NodeLink> link;
   std::deque<Pending> queue;
   Clock::time_point retry_at;  // no session before this (back-off after silence)
@@ -291,7 +293,7 @@ void Worker::on_control(const protocol::Frame& frame) {
                                  std::to_string(settings_.max_queue) + " frames already wait for it (max_queue)");
     return;
   }
-  if (a == "REMOTECOPY") {
+  if (a == "REMOTECOPY" && c->kind != Link::kSsh) {
     // Archiving a directory happens here, on this thread: it gives up when we are asked to stop.
     auto job =
         RemoteCopy::start(frame.data, parent, frame.token, static_cast<std::size_t>(settings_.buffer_size), &stop_);
@@ -318,14 +320,22 @@ NodeConnection* Worker::connection_for(const std::string& node_id) {
     host_.log(Severity::kError, "[proxy] node '" + node_id + "': " + type.error());
     return nullptr;
   }
-  if (kind(type->type).link != Link::kZmq) {
-    host_.log(Severity::kError, "[proxy] node '" + node_id + "': type '" + type->name + "' is not handled by this worker yet");
+  const Link carrier = kind(type->type).link;
+  std::unique_ptr<NodeLink> link;
+  if (link_factory_) {
+    link = link_factory_(node_id, d);
+  } else if (carrier == Link::kZmq) {
+    link = make_zmq_link(host_, settings_, node_id, d, client_keys_);
+  } else if (carrier == Link::kSsh) {
+    link = make_ssh_link(host_, settings_, node_id, d);
+  } else {
+    host_.log(Severity::kError, "[proxy] node '" + node_id + "': type '" + type->name + "' is not served by a pool worker");
     return nullptr;
   }
-  auto link = link_factory_ ? link_factory_(node_id, d) : make_zmq_link(host_, settings_, node_id, d, client_keys_);
   if (!link) return nullptr;
   auto c = std::make_shared<NodeConnection>();
   c->id = node_id;
+  c->kind = carrier;
   c->link = std::move(link);
   c->retry_at = now();
   NodeConnection* raw = c.get();
@@ -489,16 +499,37 @@ bool Worker::on_node_event(NodeConnection& c) {
       // Open a new session and keep the held frames; what was in flight goes first.
       host_.log(Severity::kError, "[proxy] node '" + c.id + "': session lost (" + ev.reason + "); reconnecting, " +
                                       std::to_string(ev.unanswered.size()) + " unanswered frame(s) sent again");
-      for (auto it = ev.unanswered.rbegin(); it != ev.unanswered.rend(); ++it)
-        c.queue.push_front({it->action, it->token, it->target, std::move(it->text), nullptr, ""});
+      requeue(c, ev.unanswered);
       c.retry_at = now();
       flush(c);
       return false;
     case Kind::kRefused:
+      requeue(c, ev.unanswered);
       fail_node(c, ev.reason);
+      return false;
+    case Kind::kAway:
+      requeue(c, ev.unanswered);
+      back_off(c, ev.reason);
       return false;
   }
   return true;
+}
+
+void Worker::requeue(NodeConnection& c, std::deque<NodeLink::Frame>& frames) {
+  for (auto it = frames.rbegin(); it != frames.rend(); ++it)
+    c.queue.push_front({it->action, it->token, it->target, std::move(it->text), nullptr, ""});
+  frames.clear();
+}
+
+void Worker::back_off(NodeConnection& c, const std::string& why) {
+  // Keep the node's frames and try again with a new session after a back-off (1, 2, 4 ... 30 s).
+  int backoff = std::min(30, 1 << std::min(c.silent_attempts, 5));
+  ++c.silent_attempts;
+  host_.log(Severity::kError, "[proxy] node '" + c.id + "': " + why + "; " + std::to_string(c.queue.size()) +
+                                  " frame(s) held, retrying in " + std::to_string(backoff) + " s");
+  end_session(c);
+  c.retry_at = now() + std::chrono::seconds(backoff);
+  pong_reset(c.id);
 }
 
 void Worker::on_node_text(NodeConnection& c, const protocol::Response& r) {
@@ -558,17 +589,8 @@ void Worker::check_timeouts() {
     }
     auto deadline = c->link->deadline();
     if (!deadline || now <= *deadline) continue;
-    // No answer: the node is down or unreachable. Keep its frames and try again with a
-    // new session after a back-off (1, 2, 4 ... 30 s).
-    int backoff = std::min(30, 1 << std::min(c->silent_attempts, 5));
-    ++c->silent_attempts;
-    host_.log(Severity::kError, "[proxy] node '" + id + "': no answer to the handshake within " +
-                                    std::to_string(settings_.handshake_timeout) + " s; " +
-                                    std::to_string(c->queue.size()) + " frame(s) held, retrying in " +
-                                    std::to_string(backoff) + " s");
-    end_session(*c);
-    c->retry_at = now + std::chrono::seconds(backoff);
-    pong_reset(id);
+    // No answer: the node is down or unreachable.
+    back_off(*c, "no answer to the handshake within " + std::to_string(settings_.handshake_timeout) + " s");
   }
 }
 

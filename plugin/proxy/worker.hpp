@@ -1,7 +1,8 @@
 // A pool worker: one thread with its own event loop and its own node connections (a
 // bounded queue and a back-off per node, the transport behind a NodeLink, node_link.hpp).
 // It reads frames the hooks route to it on its control DEALER ("gorgone-proxy-<pool>"),
-// connects to push_zmq nodes (asynchronous handshake, per-node timeouts), and sends the
+// connects to push_zmq nodes (asynchronous handshake, per-node timeouts) and push_ssh
+// nodes (an SSH session on a thread per node, ssh_link.hpp), and sends the
 // nodes' answers (PONG, SETLOGS, REGISTERNODES, ...) back to the core.
 //
 // Failure rule: nothing a frame contains may end the thread. An exception while handling
@@ -83,6 +84,11 @@ class Worker {
   void on_node_text(NodeConnection& c, const protocol::Response& r);
   void on_node_response(NodeConnection& c, const protocol::Response& r);
   void fail_node(NodeConnection& c, const std::string& reason);
+  // Frames a link handed back (never ran on the node): first in the node's queue, in order.
+  void requeue(NodeConnection& c, std::deque<NodeLink::Frame>& frames);
+  // The node cannot be reached now (`why`): its session ends, its frames stay, and a new
+  // session is tried after a back-off that grows with each failure in a row.
+  void back_off(NodeConnection& c, const std::string& why);
   void end_session(NodeConnection& c);
   // Sends what can be sent now: the pending handshake message, then held frames in order.
   // A failure on one frame gives that frame a KO row and drops it; a failure while opening

@@ -500,8 +500,8 @@ class FakeLink : public NodeLink {
       s_->deadline.reset();
     } else if (ev.kind == Kind::kResponse && !s_->in_flight.empty()) {
       s_->in_flight.pop_front();
-    } else if (ev.kind == Kind::kLost || ev.kind == Kind::kRefused) {
-      if (ev.kind == Kind::kLost) ev.unanswered = std::move(s_->in_flight);
+    } else if (ev.kind == Kind::kLost || ev.kind == Kind::kRefused || ev.kind == Kind::kAway) {
+      if (ev.kind != Kind::kRefused || hand_back_on_refusal) ev.unanswered = std::move(s_->in_flight);
       s_->in_flight.clear();
       s_->open = false;
       s_->established = false;
@@ -514,6 +514,8 @@ class FakeLink : public NodeLink {
     return s_->deadline;
   }
   const std::deque<Frame>& in_flight() const override { return s_->in_flight; }
+  // A refusal hands back what never ran (as an SSH link does), or not (as a ZMQ handshake).
+  bool hand_back_on_refusal = false;
 
  private:
   std::shared_ptr<FakeLinkState> s_;
@@ -542,7 +544,9 @@ class WorkerLinkTest : public WorkerTest {
     worker->set_clock([this] { return clock_.now(); });
     std::int64_t timeout = settings.handshake_timeout;
     worker->set_link_factory([this, timeout](const std::string&, const json::Value&) {
-      return std::make_unique<FakeLink>(link_, timeout);
+      auto link = std::make_unique<FakeLink>(link_, timeout);
+      link->hand_back_on_refusal = hand_back_on_refusal_;
+      return link;
     });
     return worker;
   }
@@ -555,6 +559,7 @@ class WorkerLinkTest : public WorkerTest {
 
   FakeClock clock_;
   std::shared_ptr<FakeLinkState> link_ = std::make_shared<FakeLinkState>();
+  bool hand_back_on_refusal_ = false;
 };
 
 // Frames for a node whose link cannot open are held, in order, up to max_queue; one more
@@ -696,6 +701,54 @@ TEST_F(WorkerLinkTest, ARefusedSessionKosTheHeldFrames) {
   ASSERT_TRUE(eventually([&] { return !host_->rows_for("a").empty(); }));
   EXPECT_TRUE(contains(only_ko("a"), "Send message problem for '2': bad key")) << only_ko("a");
   EXPECT_TRUE(host_->logged("[proxy] node '2' refused the session: bad key")) << host_->all_logs();
+  worker->stop();
+}
+
+// A link that cannot reach its node (an SSH connection refused or cut) hands back the frames
+// that never ran: they stay first in the node's queue, the node is retried after a back-off
+// (PONGRESET sent), and they go, in order, on the next session.
+TEST_F(WorkerLinkTest, AnAwayNodeKeepsTheFramesThatNeverRanAndIsRetriedWithBackOff) {
+  auto worker = make_fake_worker();
+  worker->start();
+  ASSERT_TRUE(ready());
+  add_node("2", 1);
+  command("a", "2~~2");
+  command("b", "2~~2");
+  turns();
+  link_->push(event(NodeLink::Event::Kind::kEstablished));
+  ASSERT_TRUE(eventually([&] { return link_->sent_tokens().size() == 2; }));
+  link_->push(event(NodeLink::Event::Kind::kAway, "cannot connect on target node '2': connection refused"));
+  ASSERT_TRUE(eventually([&] {
+    return host_->logged("[proxy] node '2': cannot connect on target node '2': connection refused; 2 frame(s) held, "
+                         "retrying in 1 s");
+  })) << host_->all_logs();
+  command("c", "2~~2");
+  turns();
+  EXPECT_EQ(link_->get(&FakeLinkState::opens), 1) << "retried before its back-off";
+  clock_.advance(std::chrono::milliseconds(1001));
+  ASSERT_TRUE(eventually([&] { return link_->get(&FakeLinkState::opens) == 2; }));
+  link_->push(event(NodeLink::Event::Kind::kEstablished));
+  ASSERT_TRUE(eventually([&] { return link_->sent_tokens().size() == 5; }));
+  EXPECT_EQ(link_->sent_tokens(), (std::vector<std::string>{"a", "b", "a", "b", "c"}));
+  EXPECT_TRUE(host_->rows_for("a").empty());
+  worker->stop();
+}
+
+// A refusal that hands back frames (an SSH host key or password refused): those get their KO
+// rows too, beside the frames still held.
+TEST_F(WorkerLinkTest, ARefusalKosTheFramesTheLinkHandsBack) {
+  hand_back_on_refusal_ = true;
+  auto worker = make_fake_worker();
+  worker->start();
+  ASSERT_TRUE(ready());
+  add_node("2", 1);
+  command("a", "2~~2");
+  turns();
+  link_->push(event(NodeLink::Event::Kind::kEstablished));
+  ASSERT_TRUE(eventually([&] { return link_->sent_tokens().size() == 1; }));
+  link_->push(event(NodeLink::Event::Kind::kRefused, "password refused"));
+  ASSERT_TRUE(eventually([&] { return !host_->rows_for("a").empty(); }));
+  EXPECT_TRUE(contains(only_ko("a"), "Send message problem for '2': password refused")) << only_ko("a");
   worker->stop();
 }
 
