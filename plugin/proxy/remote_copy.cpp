@@ -17,14 +17,6 @@ namespace gorgone::proxy {
 namespace fs = std::filesystem;
 namespace {
 
-// Absolute, and no ".." component: request paths never climb out of where they point.
-bool safe_path(const std::string& p) {
-  if (p.empty() || p[0] != '/') return false;
-  for (const auto& part : fs::path(p))
-    if (part == "..") return false;
-  return true;
-}
-
 // MIME base64 as Perl's encode_base64 writes it: a newline every 76 characters and at the end.
 std::string mime_base64(std::string_view bytes) {
   std::string flat = protocol::base64_encode(bytes), out;
@@ -44,30 +36,6 @@ std::optional<std::string> text_member(const json::Value& obj, const char* name)
 
 // A request value quoted in an error message: enough to recognise it, never a flood.
 std::string shown(const std::string& v) { return v.size() <= 64 ? v : v.substr(0, 64) + "..."; }
-
-// 1 to 4 octal digits ("0640", "755", "4755"): the permission bits and nothing more.
-std::optional<mode_t> parse_mode(const std::string& text) {
-  if (text.empty() || text.size() > 4) return std::nullopt;
-  mode_t mode = 0;
-  for (char c : text) {
-    if (c < '0' || c > '7') return std::nullopt;
-    mode = static_cast<mode_t>(mode * 8 + static_cast<mode_t>(c - '0'));
-  }
-  return mode;
-}
-
-// A POSIX portable user or group name: [A-Za-z0-9_][A-Za-z0-9_.-]*, at most 32 characters
-// (so never an option such as "-x", never a path, never empty).
-bool portable_name(const std::string& name) {
-  if (name.empty() || name.size() > 32) return false;
-  auto word = [](char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
-  };
-  if (!word(name[0])) return false;
-  for (char c : name)
-    if (!word(c) && c != '.' && c != '-') return false;
-  return true;
-}
 
 bool stopping(const std::atomic<bool>* stop) { return stop && stop->load(); }
 
@@ -126,6 +94,38 @@ ArchiveOutcome write_archive(const std::string& dir, const std::string& out_path
 
 }  // namespace
 
+namespace copy_rules {
+
+bool safe_path(const std::string& p) {
+  if (p.empty() || p[0] != '/' || p.find('\0') != std::string::npos) return false;
+  for (const auto& part : fs::path(p))
+    if (part == "..") return false;
+  return true;
+}
+
+std::optional<unsigned> parse_mode(const std::string& text) {
+  if (text.empty() || text.size() > 4) return std::nullopt;
+  unsigned mode = 0;
+  for (char c : text) {
+    if (c < '0' || c > '7') return std::nullopt;
+    mode = mode * 8 + static_cast<unsigned>(c - '0');
+  }
+  return mode;
+}
+
+bool portable_name(const std::string& name) {
+  if (name.empty() || name.size() > 32) return false;
+  auto word = [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+  };
+  if (!word(name[0])) return false;
+  for (char c : name)
+    if (!word(c) && c != '.' && c != '-') return false;
+  return true;
+}
+
+}  // namespace copy_rules
+
 Result<std::unique_ptr<RemoteCopy>> RemoteCopy::start(const std::string& request, const std::string& parent,
                                                       const std::string& token, std::size_t buffer_size,
                                                       const std::atomic<bool>* stop) {
@@ -139,7 +139,7 @@ Result<std::unique_ptr<RemoteCopy>> RemoteCopy::start(const std::string& request
   auto destination = text_member(c, "destination");
   if (!source || !destination) return make_error("remote copy failed");
   job->cache_dir_ = text_member(c, "cache_dir").value_or("/var/cache/centreon");
-  if (!safe_path(*source) || !safe_path(*destination) || !safe_path(job->cache_dir_))
+  if (!copy_rules::safe_path(*source) || !copy_rules::safe_path(*destination) || !copy_rules::safe_path(job->cache_dir_))
     return make_error("remote copy failed: source, destination and cache_dir must be absolute paths without '..'");
   job->destination_ = *destination;
   job->owner_ = text_member(c, "owner");
@@ -147,12 +147,12 @@ Result<std::unique_ptr<RemoteCopy>> RemoteCopy::start(const std::string& request
   job->mode_ = text_member(c, "mode");
   // Checked here, once: these values reach libarchive and the node's chown/chmod.
   std::optional<mode_t> mode;
-  if (job->mode_ && !(mode = parse_mode(*job->mode_)))
+  if (job->mode_ && !(mode = copy_rules::parse_mode(*job->mode_)))
     return make_error("remote copy failed: mode must be 1 to 4 octal digits, got '" + shown(*job->mode_) + "'");
-  if (job->owner_ && !portable_name(*job->owner_))
+  if (job->owner_ && !copy_rules::portable_name(*job->owner_))
     return make_error("remote copy failed: owner must be a user name ([A-Za-z0-9_][A-Za-z0-9_.-]*, at most 32 "
                       "characters), got '" + shown(*job->owner_) + "'");
-  if (job->group_ && !portable_name(*job->group_))
+  if (job->group_ && !copy_rules::portable_name(*job->group_))
     return make_error("remote copy failed: group must be a group name ([A-Za-z0-9_][A-Za-z0-9_.-]*, at most 32 "
                       "characters), got '" + shown(*job->group_) + "'");
   if (d.HasMember("logging")) job->logging_json_ = json::dump(d["logging"]);

@@ -18,6 +18,17 @@ typedef struct evp_md_ctx_st EVP_MD_CTX;
 
 namespace gorgone::proxy {
 
+// Rules every copy applies to request fields, whatever carries it.
+namespace copy_rules {
+// Absolute, and no ".." component: request paths never climb out of where they point.
+bool safe_path(const std::string& path);
+// 1 to 4 octal digits ("0640", "755", "4755"): the permission bits and nothing more.
+std::optional<unsigned> parse_mode(const std::string& text);
+// A POSIX portable user or group name: [A-Za-z0-9_][A-Za-z0-9_.-]*, at most 32 characters
+// (so never an option such as "-x", never a path, never empty).
+bool portable_name(const std::string& name);
+}  // namespace copy_rules
+
 class RemoteCopy {
  public:
   // `request`: the REMOTECOPY frame's JSON data ({"content":{source, destination, cache_dir,

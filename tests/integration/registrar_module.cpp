@@ -1,6 +1,10 @@
 // A local module that registers and unregisters nodes on request, as Centreon's nodes module
 // does from its database: the trusted path (a module of this host, not a node's frame).
 // POST /api/test/registrar/send {"action":"REGISTERNODES"|"UNREGISTERNODES","nodes":[...]}
+// It also routes a frame of any action to a node, for events no module of the test hosts
+// serves over REST (ENGINECOMMAND is the engine module's, which pollers load):
+// POST /api/test/registrar/route {"action":"...","target":"<node>","data":{...}} (the
+// request's token is the frame's).
 #include "gorgone/json.hpp"
 #include "gorgone/module.hpp"
 
@@ -14,6 +18,7 @@ Status reg(const YAML::Node&, const YAML::Node&, gorgone::Host& host, gorgone::R
   out.ns = "test";
   out.name = "registrar";
   out.events.push_back({"REGISTRARSEND", "/send", "POST"});
+  out.events.push_back({"REGISTRARROUTE", "/route", "POST"});
   return Status::success();
 }
 Status init(const std::string&) noexcept { return Status::success(); }
@@ -23,6 +28,13 @@ Status routing(const gorgone::protocol::Frame& frame, const gorgone::RouteContex
     if (!gorgone::json::parse(d, frame.data) || !d.IsObject() || !d.HasMember("content") || !d["content"].IsObject())
       return Status::failure("registrar: bad request");
     const auto& c = d["content"];
+    if (frame.action == "REGISTRARROUTE") {
+      auto action = gorgone::json::member_text(c, "action");
+      auto target = gorgone::json::member_text(c, "target");
+      if (!action || !target || !c.HasMember("data")) return Status::failure("registrar: need action, target and data");
+      g_host->dispatch(gorgone::protocol::Frame{*action, frame.token, *target, gorgone::json::dump(c["data"])});
+      return Status::success();
+    }
     auto action = gorgone::json::member_text(c, "action");
     if (!action || !c.HasMember("nodes")) return Status::failure("registrar: need action and nodes");
     g_host->dispatch(gorgone::protocol::Frame{*action, "", "", "{\"nodes\":" + gorgone::json::dump(c["nodes"]) + "}"});
