@@ -3,8 +3,8 @@
 // POST /api/test/registrar/send {"action":"REGISTERNODES"|"UNREGISTERNODES","nodes":[...]}
 // It also routes a frame of any action to a node, for events no module of the test hosts
 // serves over REST (ENGINECOMMAND is the engine module's, which pollers load):
-// POST /api/test/registrar/route {"action":"...","target":"<node>","data":{...}} (the
-// request's token is the frame's).
+// POST /api/test/registrar/route {"action":"...","target":"<node>","data":{...},"token"?:"..."}
+// (without "token", the request's token is the frame's).
 #include "gorgone/json.hpp"
 #include "gorgone/module.hpp"
 
@@ -32,7 +32,9 @@ Status routing(const gorgone::protocol::Frame& frame, const gorgone::RouteContex
       auto action = gorgone::json::member_text(c, "action");
       auto target = gorgone::json::member_text(c, "target");
       if (!action || !target || !c.HasMember("data")) return Status::failure("registrar: need action, target and data");
-      g_host->dispatch(gorgone::protocol::Frame{*action, frame.token, *target, gorgone::json::dump(c["data"])});
+      auto token = gorgone::json::member_text(c, "token");
+      g_host->dispatch(
+          gorgone::protocol::Frame{*action, token.value_or(frame.token), *target, gorgone::json::dump(c["data"])});
       return Status::success();
     }
     auto action = gorgone::json::member_text(c, "action");

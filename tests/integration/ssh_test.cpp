@@ -8,11 +8,16 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <archive.h>
+#include <archive_entry.h>
+#include <openssl/evp.h>
+
 #include <fstream>
 #include <random>
 #include <thread>
 
 #include "fleet.hpp"
+#include "gorgone/protocol/crypto.hpp"
 #include "sshd.hpp"
 
 namespace gorgone::testing {
@@ -42,6 +47,36 @@ bool has_temporary_files(const std::string& dir) {
   for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator(); ++it)
     if (it->path().filename().string().find(".gorgone-") != std::string::npos) return true;
   return false;
+}
+
+// A gzip tar held in memory whose entries are given as (name, content).
+std::string tar_gz(const std::vector<std::pair<std::string, std::string>>& entries) {
+  std::vector<char> buf(1 << 20);
+  size_t used = 0;
+  struct archive* a = archive_write_new();
+  archive_write_add_filter_gzip(a);
+  archive_write_set_format_pax_restricted(a);
+  archive_write_open_memory(a, buf.data(), buf.size(), &used);
+  for (const auto& [name, content] : entries) {
+    struct archive_entry* e = archive_entry_new();
+    archive_entry_set_pathname(e, name.c_str());
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, 0644);
+    archive_entry_set_size(e, static_cast<la_int64_t>(content.size()));
+    archive_write_header(a, e);
+    archive_write_data(a, content.data(), content.size());
+    archive_entry_free(e);
+  }
+  archive_write_close(a);
+  archive_write_free(a);
+  return std::string(buf.data(), used);
+}
+
+std::string md5_hex(const std::string& bytes) {
+  unsigned char d[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(bytes.data(), bytes.size(), d, &n, EVP_md5(), nullptr);
+  return protocol::to_hex(std::string_view(reinterpret_cast<const char*>(d), n));
 }
 
 class Ssh : public ::testing::Test {
@@ -123,6 +158,25 @@ class Ssh : public ::testing::Test {
   }
   bool central_logged(const std::string& text) {
     return read_file(fleet_.log_path("1")).find(text) != std::string::npos;
+  }
+
+  // The central with the registrar test module, which routes frames of any action.
+  void start_central_with_router(const std::string& nodes) {
+    HostSpec spec{"1", false, {}, true, HostSpec::kProxyDirectives, nodes, true};
+    spec.extra_modules = "    - name: registrar\n      package: registrar\n      enable: true\n";
+    fleet_.declare(spec);
+    fleet_.start("1");
+  }
+  // Routes one frame to `target` through the registrar; returns the token the rows carry.
+  std::string route(const std::string& action, const std::string& target, const std::string& data,
+                    const std::string& token = "") {
+    auto [status, answer] = fleet_.post("1", "/api/test/registrar/route",
+                                        R"({"action":")" + action + R"(","target":")" + target + R"(","data":)" + data +
+                                            (token.empty() ? "" : R"(,"token":")" + token + "\"") + "}");
+    json::Document d;
+    EXPECT_EQ(status, 200) << answer;
+    if (!token.empty()) return token;
+    return json::parse(d, answer) && d.HasMember("token") ? std::string(d["token"].GetString()) : std::string();
   }
 
   std::unique_ptr<gorgone_test::Sshd> sshd_;
@@ -311,26 +365,70 @@ TEST_F(Ssh, EngineCommandWritesTheCommandPipe) {
     std::string line;
     while (std::getline(in, line)) got += line + "\n";
   });
-  fleet_.declare({"1", false, {}, true, HostSpec::kProxyDirectives, ssh_node("5", key_auth()), true});
-  HostSpec spec{"1", false, {}, true, HostSpec::kProxyDirectives, ssh_node("5", key_auth()), true};
-  spec.extra_modules = "    - name: registrar\n      package: registrar\n      enable: true\n";
-  fleet_.declare(spec);
-  fleet_.start("1");
-  auto [status, answer] = fleet_.post(
-      "1", "/api/test/registrar/route",
-      R"({"action":"ENGINECOMMAND","target":"5","data":{"content":{"command_file":")" + pipe +
-          R"(","commands":["[123] RESTART_PROGRAM"]}}})");
-  json::Document d;
-  bool posted = status == 200 && json::parse(d, answer) && d.HasMember("token");
-  if (!posted) {
-    std::ofstream(pipe) << "";  // releases the reader
-    reader.join();
-    FAIL() << status << " " << answer;
-  }
-  auto rows = final_rows(d["token"].GetString());
+  start_central_with_router(ssh_node("5", key_auth()));
+  // A command spanning two lines would smuggle a second one into the engine: refused whole.
+  std::string two = route("ENGINECOMMAND", "5",
+                          R"({"content":{"command_file":")" + pipe + R"(","commands":["[1] A\n[2] B"]}})");
+  std::string token = route("ENGINECOMMAND", "5",
+                            R"({"content":{"command_file":")" + pipe + R"(","commands":["[123] RESTART_PROGRAM"]}})");
+  auto rows = final_rows(token);
+  if (rows.empty()) std::ofstream(pipe) << "";  // releases the reader
   reader.join();
   ASSERT_EQ(last_code(rows), 2) << joined(rows);
   EXPECT_EQ(got, "[123] RESTART_PROGRAM\n");
+  rows = final_rows(two);
+  ASSERT_EQ(last_code(rows), 1) << joined(rows);
+  EXPECT_NE(rows.back().second.find("command refused: it spans several lines"), std::string::npos) << joined(rows);
+}
+
+// Request fields never reach a shell: a destination full of shell syntax is a file name.
+TEST_F(Ssh, ShellSyntaxInAPathIsAFileName) {
+  start_central(ssh_node("5", key_auth()));
+  std::string content = random_bytes_file(dir_ + "/src.cfg", 100, 10);
+  const std::string name = "a'$(touch " + dir_ + "/pwned)';touch " + dir_ + "/pwned2;'b";
+  std::string token = remote_copy("5", R"({"source":")" + dir_ + R"(/src.cfg","destination":)" +
+                                           json::quote(dir_ + "/dst/" + name) + "}");
+  auto rows = final_rows(token);
+  ASSERT_EQ(last_code(rows), 2) << joined(rows);
+  EXPECT_EQ(read_file(dir_ + "/dst/" + name), content);
+  EXPECT_FALSE(fs::exists(dir_ + "/pwned"));
+  EXPECT_FALSE(fs::exists(dir_ + "/pwned2"));
+}
+
+// PROCESSCOPY for an SSH node (what a remote receives from its central): the chunks are
+// checked against the MD5 before anything reaches the node, and an archive entry that would
+// land outside the destination stops the copy.
+TEST_F(Ssh, ProcessCopyChecksTheMd5AndRefusesEntriesOutsideTheDestination) {
+  start_central_with_router(ssh_node("5", key_auth()));
+  const std::string dst = dir_ + "/dst";
+  auto copy = [&](const std::string& token, const std::string& type, const std::string& bytes,
+                  const std::string& md5, const std::string& destination) {
+    std::string chunk = R"({"content":{"status":"inprogress","type":")" + type + R"(","chunk":{"data":")" +
+                        protocol::base64_encode(bytes) + R"(","size":)" + std::to_string(bytes.size()) +
+                        R"(},"md5":null,"destination":")" + destination + R"(","cache_dir":"/nonexistent"}})";
+    route("PROCESSCOPY", "5", chunk, token);
+    route("PROCESSCOPY", "5",
+          R"({"content":{"status":"end","type":")" + type + R"(","chunk":null,"md5":")" + md5 +
+              R"(","destination":")" + destination + R"(","cache_dir":"/nonexistent","owner":null,"group":null}})",
+          token);
+    return final_rows(token);
+  };
+  std::string good = tar_gz({{"./ok.cfg", "fine\n"}});
+  auto rows = copy("copy-good", "archive", good, md5_hex(good), dst);
+  ASSERT_EQ(last_code(rows), 2) << joined(rows);
+  EXPECT_EQ(rows.back().second, R"({"message":"process copy finished successfully"})");
+  EXPECT_EQ(read_file(dst + "/ok.cfg"), "fine\n");
+
+  rows = copy("copy-bad-md5", "regular", "payload", md5_hex("other"), dst + "/file.cfg");
+  ASSERT_EQ(last_code(rows), 1) << joined(rows);
+  EXPECT_EQ(rows.back().second, R"({"message":"md5 does not match"})");
+  EXPECT_FALSE(fs::exists(dst + "/file.cfg"));
+
+  std::string evil = tar_gz({{"../escaped.cfg", "evil\n"}});
+  rows = copy("copy-evil", "archive", evil, md5_hex(evil), dst);
+  ASSERT_EQ(last_code(rows), 1) << joined(rows);
+  EXPECT_NE(rows.back().second.find("leaves the destination"), std::string::npos) << joined(rows);
+  EXPECT_FALSE(fs::exists(dir_ + "/escaped.cfg"));
 }
 
 // A node whose sshd accepts TCP and never answers sits on the same worker as a live ZMQ
