@@ -154,7 +154,7 @@ Status copy_directory(SshSession& s, const std::string& source, const std::strin
   std::error_code ec;
   for (auto it = fs::recursive_directory_iterator(source, fs::directory_options::none, ec);
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    if (stop && stop->load()) return Status::failure("copy abandoned: the proxy is stopping");
+    if (stop && stop->load()) return Status::failure("copy abandoned: the SSH link to the node was closed");
     struct stat st;
     if (::lstat(it->path().c_str(), &st) != 0) continue;
     std::string relative = it->path().lexically_relative(source).string();
@@ -302,7 +302,7 @@ SshActions::Outcome SshActions::command(SshSession& s, const Value& content, con
           code = code::kActionFinishKo;
           break;
         case ExecResult::Outcome::kStopped:
-          message = "command aborted: the proxy is stopping";
+          message = "command aborted: the SSH link to the node was closed";
           code = code::kActionFinishKo;
           break;
         case ExecResult::Outcome::kFailed:

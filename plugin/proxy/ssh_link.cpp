@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "gorgone/protocol/frame.hpp"
+#include "gorgone/status_codes.hpp"
 #include "ssh_actions.hpp"
 #include "ssh_session.hpp"
 
@@ -17,8 +18,8 @@ namespace {
 // Frames handed to the SSH thread at once; the rest wait in the worker's bounded queue,
 // where they are counted, kept across sessions and given KO rows by the usual rules.
 constexpr std::size_t kMaxHandedOver = 4;
-// A session idle for longer than this is checked with one round trip before it runs a
-// frame: a connection the node cut while idle is replaced before anything runs on it.
+// Before a frame runs, a connection the node closed is replaced (seen on the socket without
+// a round trip); a session idle for longer than this is also checked with one round trip.
 constexpr auto kProbeAfterIdle = std::chrono::seconds(1);
 
 // Gorgone's rule: a request with `logging` false or 0 writes no history rows.
@@ -74,8 +75,13 @@ class SshLink : public NodeLink {
     cv_.notify_all();
     thread_.join();
     session_.disconnect();
-    // Frames handed over and not run are forgotten here, as a closed ZMQ session forgets
-    // what it sent: the worker closes a link when the node goes away for good.
+    // Frames handed over and not run never will be (the node was unregistered or changed,
+    // or the proxy stops): each gets its KO row here.
+    for (const auto& job : jobs_)
+      if (!job.token.empty())
+        host_.add_history(&job.token, code::kActionFinishKo,
+                          json::message("Send message problem for '" + job.target + "': the SSH link to node '" + id_ +
+                                        "' closed before this " + job.action + " ran"));
     jobs_.clear();
     events_.clear();
     in_flight_.clear();
@@ -213,7 +219,7 @@ class SshLink : public NodeLink {
           if (stop_) return;
           job = jobs_.front();  // stays queued until it runs: give_up() hands it back
         }
-        if (Clock::now() - last_used > kProbeAfterIdle && !session_.probe()) {
+        if (session_.peer_closed() || (Clock::now() - last_used > kProbeAfterIdle && !session_.probe())) {
           host_.log(Severity::kInfo, "[proxy] node '" + id_ + "': SSH session found closed; opening a new one");
           if (!connect()) return;
         }

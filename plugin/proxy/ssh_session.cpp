@@ -275,6 +275,14 @@ Status SshSession::connect(const SshOptions& o, bool* refused, const std::atomic
   return Status::success();
 }
 
+bool SshSession::peer_closed() const {
+  if (!alive()) return true;
+  int fd = ssh_get_fd(session_);
+  if (fd < 0) return true;
+  pollfd p{fd, POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
 bool SshSession::probe() {
   if (!alive()) return false;
   sftp_attributes a = sftp_stat(sftp_, ".");
@@ -312,6 +320,16 @@ ExecResult SshSession::exec(const std::string& command, int timeout_s, int nodat
   auto deadline = start + seconds(timeout_s);
   auto last_data = start;
   std::vector<char> buf(65536);
+  // A call cut because the link is closing (shutdown() from another thread) was stopped,
+  // not failed.
+  auto failed = [&] {
+    if (stop && stop->load()) {
+      r.outcome = ExecResult::Outcome::kStopped;
+    } else {
+      r.error = error_text();
+    }
+    return r;
+  };
   auto keep = [&](std::string& into, int n) {
     std::size_t room = kOutputCap > into.size() ? kOutputCap - into.size() : 0;
     if (static_cast<std::size_t>(n) > room) r.truncated = true;
@@ -325,8 +343,7 @@ ExecResult SshSession::exec(const std::string& command, int timeout_s, int nodat
         keep(stream == 0 ? r.out : r.err, n);
         got += n;
       } else if (n == SSH_ERROR) {
-        r.error = error_text();
-        return r;
+        return failed();
       }
     }
     auto now = steady_clock::now();
@@ -343,14 +360,7 @@ ExecResult SshSession::exec(const std::string& command, int timeout_s, int nodat
       return r;
     }
     int rc = ssh_channel_poll_timeout(ch, 100, 0);
-    if (rc == SSH_ERROR) {
-      r.error = error_text();
-      return r;
-    }
-    if (rc == 0 && !ssh_is_connected(session_)) {
-      r.error = error_text();
-      return r;
-    }
+    if (rc == SSH_ERROR || (rc == 0 && !ssh_is_connected(session_))) return failed();
   }
   ssh_channel_send_eof(ch);
   r.exit_code = ssh_channel_get_exit_status(ch);
@@ -412,7 +422,7 @@ Status SshSession::write_file(const std::string& path, const Reader& read, mode_
   for (;;) {
     if (stop && stop->load()) {
       sftp_close(f);
-      return abandon("copy to '" + path + "' abandoned: the proxy is stopping");
+      return abandon("copy to '" + path + "' abandoned: the SSH link to the node was closed");
     }
     long n = read(buf.data(), buf.size());
     if (n < 0) {

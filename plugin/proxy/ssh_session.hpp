@@ -70,6 +70,9 @@ class SshSession {
   Status connect(const SshOptions& options, bool* refused, const std::atomic<bool>* stop);
   // A cheap round trip (an SFTP stat of "."): false when the connection is gone.
   bool probe();
+  // Without a round trip: the node has closed the connection (its end is gone; a killed or
+  // restarted sshd). False when that cannot be seen yet.
+  bool peer_closed() const;
   // Connected and not known to be cut.
   bool alive() const;
   void disconnect();

@@ -508,5 +508,23 @@ TEST_F(Ssh, PingsMarkTheNodeUp) {
   })) << json::dump(fleet_.constatus("1"));
 }
 
+// Unregistering an SSH node while it runs a command: that command is aborted (KO), and the
+// frames handed to its link that never ran get a KO row each; nothing waits forever.
+TEST_F(Ssh, UnregisteringTheNodeKosWhatItHadNotRun) {
+  start_central_with_router(ssh_node("5", key_auth()));
+  std::string running = post_command("5", R"([{"command":"sleep 20"}])");
+  std::string waiting = post_command("5", R"([{"command":"echo never"}])");
+  ASSERT_TRUE(eventually([&] { return joined(fleet_.rows("1", running)).find("command has started") != std::string::npos; }));
+  auto [status, answer] = fleet_.post("1", "/api/test/registrar/send", R"({"action":"UNREGISTERNODES","nodes":[{"id":"5"}]})");
+  ASSERT_EQ(status, 200) << answer;
+  auto rows = final_rows(running);
+  ASSERT_EQ(last_code(rows), 1) << joined(rows);
+  EXPECT_NE(joined(rows).find("command aborted: the SSH link to the node was closed"), std::string::npos) << joined(rows);
+  rows = final_rows(waiting);
+  ASSERT_EQ(rows.size(), 1u) << joined(rows);
+  EXPECT_EQ(rows[0].first, 1);
+  EXPECT_NE(rows[0].second.find("node '5'"), std::string::npos) << rows[0].second;
+}
+
 }  // namespace
 }  // namespace gorgone::testing
