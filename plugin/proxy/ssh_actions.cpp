@@ -94,6 +94,19 @@ void write_text(Writer& w, const std::string& text) {
   w.String(clean.c_str(), static_cast<rapidjson::SizeType>(clean.size()));
 }
 
+// Gorgone's first row of a request that runs commands.
+std::string processing_started(const Value& content) {
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartObject();
+  w.Key("message");
+  w.String("commands processing has started");
+  w.Key("request_content");
+  content.Accept(w);
+  w.EndObject();
+  return std::string(sb.GetString(), sb.GetSize());
+}
+
 // A request value shown in a message: enough to recognise it, never a flood.
 std::string shown(const std::string& v) { return v.size() <= 128 ? v : v.substr(0, 128) + "..."; }
 
@@ -184,6 +197,17 @@ struct SshActions::Copy {
   int fd = -1;
   EVP_MD_CTX* md5 = nullptr;
   std::uint64_t size = 0;
+  // A private temporary file (0600) and a fresh MD5; null when the file cannot be made.
+  static std::unique_ptr<Copy> make() {
+    auto copy = std::make_unique<Copy>();
+    std::string tmpl = (fs::temp_directory_path() / "gorgone-sshcopy-XXXXXX").string();
+    copy->fd = ::mkstemp(tmpl.data());
+    if (copy->fd < 0) return nullptr;
+    copy->path = tmpl;
+    copy->md5 = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(copy->md5, EVP_md5(), nullptr);
+    return copy;
+  }
   ~Copy() {
     if (fd >= 0) ::close(fd);
     if (!path.empty()) ::unlink(path.c_str());
@@ -246,17 +270,7 @@ SshActions::Outcome SshActions::command(SshSession& s, const Value& content, con
       return out;
     }
   }
-  {
-    rapidjson::StringBuffer sb;
-    Writer w(sb);
-    w.StartObject();
-    w.Key("message");
-    w.String("commands processing has started");
-    w.Key("request_content");
-    content.Accept(w);
-    w.EndObject();
-    row(code::kActionBegin, std::string(sb.GetString(), sb.GetSize()), 0);
-  }
+  row(code::kActionBegin, processing_started(content), 0);
   const bool direct = target == id_;
   bool errors = false;
   for (const auto& entry : content.GetArray()) {
@@ -426,17 +440,7 @@ SshActions::Outcome SshActions::enginecommand(SshSession& s, const Value& conten
     row(code::kActionFinishKo, json::message("command file '" + file + "' must be a pipe file"), 0);
     return out;
   }
-  {
-    rapidjson::StringBuffer sb;
-    Writer w(sb);
-    w.StartObject();
-    w.Key("message");
-    w.String("commands processing has started");
-    w.Key("request_content");
-    content.Accept(w);
-    w.EndObject();
-    row(code::kActionBegin, std::string(sb.GetString(), sb.GetSize()), 0);
-  }
+  row(code::kActionBegin, processing_started(content), 0);
   for (const auto& c : commands->GetArray()) {
     std::string command = json::as_text(c).value_or("");
     while (!command.empty() && command.back() == '\n') command.pop_back();
@@ -531,13 +535,8 @@ SshActions::Outcome SshActions::processcopy(SshSession& s, const std::string& to
     if (!data || !data->IsString()) return ko("process copy unknown error: a chunk without data");
     auto& copy = copies_[token];
     if (!copy) {
-      copy = std::make_unique<Copy>();
-      std::string tmpl = (fs::temp_directory_path() / "gorgone-sshcopy-XXXXXX").string();
-      copy->fd = ::mkstemp(tmpl.data());
-      if (copy->fd < 0) return ko("cannot create a local file for the copy: " + std::string(std::strerror(errno)));
-      copy->path = tmpl;
-      copy->md5 = EVP_MD_CTX_new();
-      EVP_DigestInit_ex(copy->md5, EVP_md5(), nullptr);
+      copy = Copy::make();
+      if (!copy) return ko("cannot create a local file for the copy: " + std::string(std::strerror(errno)));
     }
     std::string bytes = protocol::base64_decode_lenient(std::string_view(data->GetString(), data->GetStringLength()));
     if (const Value* size = member(*chunk, "size")) {
@@ -562,13 +561,8 @@ SshActions::Outcome SshActions::processcopy(SshSession& s, const std::string& to
     copies_.erase(it);
   } else {
     // An empty file has no chunk.
-    copy = std::make_unique<Copy>();
-    std::string tmpl = (fs::temp_directory_path() / "gorgone-sshcopy-XXXXXX").string();
-    copy->fd = ::mkstemp(tmpl.data());
-    if (copy->fd < 0) return ko("cannot create a local file for the copy: " + std::string(std::strerror(errno)));
-    copy->path = tmpl;
-    copy->md5 = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(copy->md5, EVP_md5(), nullptr);
+    copy = Copy::make();
+    if (!copy) return ko("cannot create a local file for the copy: " + std::string(std::strerror(errno)));
   }
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
