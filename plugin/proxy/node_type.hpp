@@ -22,8 +22,9 @@ enum class Connects { kProxy, kNode };
 enum class Link {
   kZmq,             // a pool worker's DEALER to the node's external ROUTER
   kSsh,             // a pool worker's SSH session to the node's sshd
-  kExternalRouter,  // the node's own connection on this host's external ROUTER
-  kWebsocket,       // the node's websocket (sent, like kExternalRouter, through Host::send_external)
+  kExternalRouter,  // the node's own connection on this host's external ROUTER (a worker holds
+                    // its frames; the hooks send them, pull_link.hpp)
+  kWebsocket,       // the node's websocket (not served yet)
 };
 
 struct NodeKind {
@@ -49,7 +50,7 @@ inline constexpr NodeKind kNodeKinds[] = {
     //  type               name        connects          link                   getlog worker identity
     {NodeType::kPushZmq, "push_zmq", Connects::kProxy, Link::kZmq, true, true, false},
     {NodeType::kPushSsh, "push_ssh", Connects::kProxy, Link::kSsh, false, true, false},
-    {NodeType::kPull, "pull", Connects::kNode, Link::kExternalRouter, true, false, true},
+    {NodeType::kPull, "pull", Connects::kNode, Link::kExternalRouter, true, true, true},
     {NodeType::kWss, "wss", Connects::kNode, Link::kWebsocket, true, false, true},
 };
 

@@ -6,6 +6,7 @@
 
 #include "gorgone/protocol/crypto.hpp"
 #include "gorgone/status_codes.hpp"
+#include "pull_link.hpp"
 
 namespace gorgone::proxy {
 namespace {
@@ -72,6 +73,7 @@ std::string Proxy::describe(const RouteContext& ctx, const protocol::Frame& fram
 bool Proxy::relayed(const RouteContext& ctx) { return ctx.router_type == "internal" && ctx.identity.rfind("gorgone-proxy-", 0) == 0; }
 
 void Proxy::routing(const protocol::Frame& frame, const RouteContext& ctx) {
+  if (frame.action == kPullSend) return pull_send(frame, ctx);  // its data is a frame, not JSON
   json::Document doc;
   std::string error;
   if (!json::parse(doc, frame.data, &error)) {
@@ -188,6 +190,42 @@ void Proxy::node_registration(const protocol::Frame& frame, const json::Document
   for (const auto& l : log)
     host_.log(l.rfind("refused", 0) == 0 ? Severity::kError : Severity::kInfo, "[proxy] " + l);
   after_registration(effects);
+  // A pull poller that announced itself on its (new) connection: its worker sends what it
+  // holds for it now instead of after its back-off.
+  if (ctx.router_type == "external" && frame.action == "REGISTERNODES" && doc["nodes"].IsArray()) {
+    for (const auto& entry : doc["nodes"].GetArray()) {
+      const Node* n = entry.IsObject() ? registry_.node(json::member_text(entry, "id").value_or("")) : nullptr;
+      if (n && kind(n->type).pull() && n->identity == ctx.identity && ready_percent() > 0)
+        send_to_pool(n->id, protocol::Frame{"PROXYADDNODE", "", n->id + "~~" + n->id, n->json});
+    }
+  }
+}
+
+void Proxy::pull_send(const protocol::Frame& frame, const RouteContext& ctx) {
+  if (!relayed(ctx)) {
+    host_.log(Severity::kError, "[proxy] " + frame.action + " from " + describe(ctx, frame) +
+                                    " refused: only this host's workers send it");
+    return;
+  }
+  const std::string& id = frame.target;
+  auto answer = [&](const char* action) {
+    host_.send_internal(ctx.identity, protocol::Frame{action, frame.token, id + "~~" + id,
+                                                      action == kPullReturn ? frame.data : std::string("{}")});
+  };
+  // After one frame of a session could not go, the later ones go back untried, so that the
+  // worker gets them all back in order.
+  auto failed = pull_failed_.find(id);
+  if (failed != pull_failed_.end() && failed->second == frame.token) return answer(kPullReturn);
+  const Node* n = registry_.node(id);
+  auto inner = protocol::parse_frame(frame.data);
+  Status s = !inner ? Status::failure("unreadable frame")
+             : !n || n->identity.empty() ? Status::failure("the node has no connection")
+                                         : host_.send_external(n->identity, *inner);
+  if (s) return answer(kPullDone);
+  pull_failed_[id] = frame.token;
+  host_.log(Severity::kInfo, "[proxy] pull node '" + id + "' cannot be reached (" + s.message() +
+                                 "): its frames are held until it connects again");
+  answer(kPullReturn);
 }
 
 void Proxy::after_registration(const std::vector<Effect>& effects) {
@@ -207,9 +245,13 @@ void Proxy::after_registration(const std::vector<Effect>& effects) {
 void Proxy::apply(const std::vector<Effect>& effects) {
   for (const auto& e : effects) {
     if (e.kind == Effect::Kind::kAddNode) {
+      // A pull node gets its worker when it first connects (see node_registration).
+      const Node* n = registry_.node(e.id);
+      if (n && kind(n->type).needs_identity && n->identity.empty()) continue;
       route(protocol::Frame{"PROXYADDNODE", "", e.id, e.data});
       continue;
     }
+    pull_failed_.erase(e.id);
     // The node has already left the registry, so no pathway leads to it any more: tell
     // the worker that owns it directly (a node no worker knows has nothing to drop).
     auto pool = nodes_pool_.find(e.id);
@@ -300,19 +342,6 @@ void Proxy::route(const protocol::Frame& in) {
       s.in_progress = true;
       s.in_progress_time = now;
     }
-  }
-  if (frame.action == "REMOTECOPY" && parent && kind(parent->type).pull()) {
-    ko(&frame.token, "proxy - remote copy through a " + parent->type_name + " node is not available yet");
-    return;
-  }
-  if (parent && kind(parent->type).pull()) {
-    if (parent->identity.empty()) {
-      ko(&frame.token, "proxy - node '" + p.parent + "' had never been connected");
-      return;
-    }
-    Status s = host_.send_external(parent->identity, protocol::Frame{frame.action, frame.token, p.target, frame.data});
-    if (!s) ko(&frame.token, "proxy - node '" + p.parent + "' had never been connected");
-    return;
   }
   send_to_pool(p.parent, protocol::Frame{frame.action, frame.token, p.target_complete(), frame.data});
 }
@@ -477,7 +506,7 @@ CheckResult Proxy::check() {
     const Node* n = registry_.node(id);
     if (!n || s.in_progress_ping != 1) continue;
     if (kind(n->type).pull()) {
-      if (now - s.in_progress_ping_pull > 30) {
+      if (now - s.in_progress_ping_pull > n->ping_timeout) {
         host_.log(Severity::kInfo, "[proxy] Ping timeout from '" + id + "'");
         s.in_progress_ping = 0;
       }

@@ -40,6 +40,9 @@ class Proxy {
   void node_registration(const protocol::Frame& frame, const json::Document& doc, const RouteContext& ctx,
                          const Node* speaker, std::int64_t now);
   void after_registration(const std::vector<Effect>& effects);
+  // A worker's frame for a pull node: sent on the node's connection, then answered to the
+  // worker (pull_link.hpp).
+  void pull_send(const protocol::Frame& frame, const RouteContext& ctx);
   void ko(const std::string* token, const std::string& message);
   void route(const protocol::Frame& frame);
   void send_to_pool(const std::string& parent, const protocol::Frame& frame);
@@ -69,6 +72,7 @@ class Proxy {
   // same rows at every sync); bounded per node.
   std::map<std::string, std::set<double>> future_ctimes_logged_;
   bool stopping_ = false;
+  std::map<std::string, std::string> pull_failed_;  // pull node -> worker session whose frames go back
 };
 
 }  // namespace gorgone::proxy

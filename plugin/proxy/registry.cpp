@@ -86,6 +86,9 @@ std::vector<Effect> Registry::register_nodes(const json::Value& nodes, std::int6
       n.type_name = parsed->name;
       n.json = json::dump(entry);
       n.prevail = wants_prevail;
+      std::string pt = text_or(entry, "ping_timeout");
+      if (!pt.empty() && pt.size() < 7 && std::all_of(pt.begin(), pt.end(), ::isdigit) && std::stol(pt) > 0)
+        n.ping_timeout = std::stol(pt);
       auto subs = entry.FindMember("nodes");
       if (subs != entry.MemberEnd() && subs->value.IsArray()) {
         for (const auto& sub : subs->value.GetArray()) {

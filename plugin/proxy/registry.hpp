@@ -24,6 +24,8 @@ struct Node {
   std::string json;      // the node object as registered (handed to workers)
   std::vector<std::pair<std::string, long>> subnodes;  // static: (id, pathscore)
   bool prevail = false;
+  // Pull nodes: seconds an unanswered ping is waited for (its `ping_timeout`, default 30).
+  long ping_timeout = 30;
   // Defined by this host's configuration (register file, local modules). A node that only
   // announced itself (a pull poller) is not local: nothing it says can change a local node.
   bool local = true;

@@ -11,6 +11,7 @@
 #include "gorgone/status_codes.hpp"
 #include "node_link.hpp"
 #include "node_type.hpp"
+#include "pull_link.hpp"
 #include "remote_copy.hpp"
 #include "ssh_link.hpp"
 #include "zmq_link.hpp"
@@ -52,6 +53,14 @@ class NodeConnection {
   Link kind = Link::kZmq;  // what carries frames (an SSH node takes REMOTECOPY as it is)
   std::unique_ptr<NodeLink> link;
   std::deque<Pending> queue;
+  // Pull nodes: how many frames at the head of the queue came back from the hooks (they go
+  // first, in the order they were sent); and the link, typed.
+  std::size_t returned = 0;
+  PullLink* pull = nullptr;
+  void pop_front() {
+    queue.pop_front();
+    if (returned) --returned;
+  }
   Clock::time_point retry_at;  // no session before this (back-off after silence)
   int silent_attempts = 0;
   bool closed = false;  // erased from the worker's connections (a poll round may still hold it)
@@ -210,7 +219,7 @@ std::string node_of(const std::string& target) {
 // Frames of the proxy to its workers: they carry no request of a caller.
 bool is_control_action(const std::string& a) {
   return a == "ACK" || a == "PROXYADDNODE" || a == "PROXYDELNODE" || a == "PROXYCLOSECONNECTION" ||
-         a.rfind("BCAST", 0) == 0;
+         a == kPullDone || a == kPullReturn || a.rfind("BCAST", 0) == 0;
 }
 
 }  // namespace
@@ -243,15 +252,42 @@ void Worker::on_control(const protocol::Frame& frame) {
   if (a == "PROXYADDNODE") {
     if (parent.empty()) return;
     auto old = node_configs_.find(parent);
-    if (old != node_configs_.end() && connections_.count(parent)) {
+    auto conn = connections_.find(parent);
+    std::deque<NodeConnection::Pending> held;
+    std::size_t returned = 0;
+    if (old != node_configs_.end() && conn != connections_.end()) {
       if (scalars(old->second) == scalars(frame.data)) {
         host_.log(Severity::kDebug, "[proxy] Session not changed " + parent);
+        // The node (re)announced itself: a link waiting out a back-off tries again now.
+        if (!conn->second->link->is_open() && !conn->second->queue.empty()) {
+          conn->second->retry_at = now();
+          flush(*conn->second);
+        }
       } else {
+        // New connection settings: a new link, and the frames held for the node keep their
+        // place (re-registering a node must not lose them).
         host_.log(Severity::kInfo, "[proxy] Recreate session for " + parent);
+        held = std::move(conn->second->queue);
+        returned = conn->second->returned;
         close_node(parent, true);
       }
     }
     node_configs_[parent] = frame.data;
+    if (!held.empty()) {
+      if (NodeConnection* c = connection_for(parent)) {
+        c->queue = std::move(held);
+        c->returned = returned;
+        flush(*c);
+      } else {
+        for (const auto& p : held)
+          history_ko(p.token, "Send message problem for '" + p.target + "': node '" + parent +
+                                  "' cannot be reached with its new settings");
+      }
+    }
+    return;
+  }
+  if (a == kPullDone || a == kPullReturn) {
+    on_pull_answer(frame, parent);
     return;
   }
   if (a == "PROXYDELNODE") {
@@ -282,7 +318,9 @@ void Worker::on_control(const protocol::Frame& frame) {
     history_ko(frame.token, "cannot connect on target node '" + parent + "'");
     return;
   }
-  std::string out = protocol::build_frame(a, frame.token, parent == target ? "" : target, frame.data);
+  // A pull node's frames always name their final target (Gorgone's pull_request).
+  const bool name_target = parent != target || c->kind == Link::kExternalRouter;
+  std::string out = protocol::build_frame(a, frame.token, name_target ? target : "", frame.data);
   // Periodic PING and GETLOG carry no token; while a node is away keep one of each, so
   // that it does not get a burst of stale ones when it comes back.
   if (frame.token.empty())
@@ -301,7 +339,7 @@ void Worker::on_control(const protocol::Frame& frame) {
       history_ko(frame.token, job.error());
       return;
     }
-    c->queue.push_back({"PROCESSCOPY", frame.token, target, "", std::move(job.value()), parent == target ? "" : target});
+    c->queue.push_back({"PROCESSCOPY", frame.token, target, "", std::move(job.value()), name_target ? target : ""});
   } else {
     c->queue.push_back({a, frame.token, target, std::move(out), nullptr, ""});
   }
@@ -328,6 +366,12 @@ NodeConnection* Worker::connection_for(const std::string& node_id) {
     link = make_zmq_link(host_, settings_, node_id, d, client_keys_);
   } else if (carrier == Link::kSsh) {
     link = make_ssh_link(host_, settings_, node_id, d);
+  } else if (carrier == Link::kExternalRouter) {
+    // Frames for a pull node go out through the hooks, which own the external router.
+    link = std::make_unique<PullLink>([this, node_id](std::uint64_t session, const std::string& text) {
+      control_->send(zmq::buffer(protocol::build_frame(kPullSend, std::to_string(session), node_id, text)),
+                     zmq::send_flags::dontwait);
+    });
   } else {
     host_.log(Severity::kError, "[proxy] node '" + node_id + "': type '" + type->name + "' is not served by a pool worker");
     return nullptr;
@@ -336,6 +380,7 @@ NodeConnection* Worker::connection_for(const std::string& node_id) {
   auto c = std::make_shared<NodeConnection>();
   c->id = node_id;
   c->kind = carrier;
+  if (carrier == Link::kExternalRouter && !link_factory_) c->pull = static_cast<PullLink*>(link.get());
   c->link = std::move(link);
   c->retry_at = now();
   NodeConnection* raw = c.get();
@@ -353,7 +398,7 @@ void Worker::flush(NodeConnection& c) {
     if (on_frame && !c.queue.empty()) {
       // This frame cannot be sent: it alone gets a KO; the ones behind it still go.
       NodeConnection::Pending p = std::move(c.queue.front());
-      c.queue.pop_front();
+      c.pop_front();
       host_.log(Severity::kError, "[proxy] node '" + c.id + "': internal error sending " + p.action + ": " + e.what() +
                                       (p.token.empty() ? "" : " (KO row written)"));
       if (!p.token.empty())
@@ -385,7 +430,7 @@ void Worker::flush_queue(NodeConnection& c, bool& on_frame) {
       auto data = p.copy->next();
       if (!data) {
         history_ko(p.token, data.error());
-        c.queue.pop_front();
+        c.pop_front();
         continue;
       }
       p.text = protocol::build_frame("PROCESSCOPY", p.token, p.wire_target, *data);
@@ -398,7 +443,7 @@ void Worker::flush_queue(NodeConnection& c, bool& on_frame) {
       p.text.clear();  // the next message of this copy
       continue;
     }
-    c.queue.pop_front();
+    c.pop_front();
   }
   on_frame = false;
 }
@@ -513,6 +558,35 @@ bool Worker::on_node_event(NodeConnection& c) {
       return false;
   }
   return true;
+}
+
+void Worker::on_pull_answer(const protocol::Frame& frame, const std::string& node_id) {
+  auto it = connections_.find(node_id);
+  const std::uint64_t session = std::strtoull(frame.token.c_str(), nullptr, 10);
+  if (frame.action == kPullDone) {
+    if (it == connections_.end() || !it->second->pull) return;
+    it->second->pull->done(session);
+    flush(*it->second);  // the window has room again
+    return;
+  }
+  // A frame the hooks could not hand to the node's connection: it goes back to the head of
+  // the node's queue, after the ones returned before it.
+  auto inner = protocol::parse_frame(frame.data);
+  if (!inner) {
+    host_.log(Severity::kError, "[proxy] node '" + node_id + "': a returned frame cannot be read");
+    return;
+  }
+  if (it == connections_.end()) {
+    history_ko(inner->token, "Send message problem for '" + node_id + "': node '" + node_id + "' was unregistered");
+    return;
+  }
+  NodeConnection& c = *it->second;
+  const std::string target = inner->target.empty() ? node_id : inner->target;
+  c.queue.insert(c.queue.begin() + static_cast<std::ptrdiff_t>(std::min(c.returned, c.queue.size())),
+                 NodeConnection::Pending{inner->action, inner->token, target, std::string(frame.data), nullptr, ""});
+  ++c.returned;
+  if (c.pull && c.link->is_open() && session == c.pull->session())
+    back_off(c, "not connected (pull node: frames are held until it connects again)");
 }
 
 void Worker::requeue(NodeConnection& c, std::deque<NodeLink::Frame>& frames) {

@@ -2,7 +2,8 @@
 // bounded queue and a back-off per node, the transport behind a NodeLink, node_link.hpp).
 // It reads frames the hooks route to it on its control DEALER ("gorgone-proxy-<pool>"),
 // connects to push_zmq nodes (asynchronous handshake, per-node timeouts) and push_ssh
-// nodes (an SSH session on a thread per node, ssh_link.hpp), and sends the
+// nodes (an SSH session on a thread per node, ssh_link.hpp), holds the frames of pull
+// nodes (sent by the hooks, pull_link.hpp), and sends the
 // nodes' answers (PONG, SETLOGS, REGISTERNODES, ...) back to the core.
 //
 // Failure rule: nothing a frame contains may end the thread. An exception while handling
@@ -86,6 +87,8 @@ class Worker {
   void fail_node(NodeConnection& c, const std::string& reason);
   // Frames a link handed back (never ran on the node): first in the node's queue, in order.
   void requeue(NodeConnection& c, std::deque<NodeLink::Frame>& frames);
+  // The hooks' answer about a frame sent for a pull node (pull_link.hpp).
+  void on_pull_answer(const protocol::Frame& frame, const std::string& node_id);
   // The node cannot be reached now (`why`): its session ends, its frames stay, and a new
   // session is tried after a back-off that grows with each failure in a row.
   void back_off(NodeConnection& c, const std::string& why);

@@ -79,9 +79,11 @@ TEST(NodeKindTable, PushTypesAreConnectedByAPoolWorker) {
 TEST(NodeKindTable, PullTypesConnectHereAndNeedAnIdentity) {
   for (NodeType t : {NodeType::kPull, NodeType::kWss}) {
     EXPECT_TRUE(kind(t).pull());
-    EXPECT_FALSE(kind(t).pool_worker);
     EXPECT_TRUE(kind(t).needs_identity);
   }
+  // A worker holds a pull node's frames (its queue, its bound); the hooks send them.
+  EXPECT_TRUE(kind(NodeType::kPull).pool_worker);
+  EXPECT_FALSE(kind(NodeType::kWss).pool_worker);
   EXPECT_EQ(kind(NodeType::kPull).link, Link::kExternalRouter);
   EXPECT_EQ(kind(NodeType::kWss).link, Link::kWebsocket);
 }
