@@ -178,5 +178,21 @@ TEST_F(PullNode, ItsPingTimeoutIsHonoured) {
   EXPECT_TRUE(eventually([&] { return count() >= 2; }, std::chrono::seconds(25))) << fleet_.logs();
 }
 
+// Only this host's workers may ask the hooks to send a frame to a pull node: a node that
+// sends PROXYPULLSEND (to make the central send frames of its choosing to another node) is
+// refused with a log line, and nothing is sent.
+TEST_F(PullNode, ANodeCannotAskTheHooksToSendForIt) {
+  start_central();
+  PullPoller poller(ctx_, fleet_);
+  ASSERT_TRUE(poller.connect());
+  ASSERT_TRUE(eventually([&] { return poller.next("PING", std::chrono::seconds(2)).has_value(); }));
+  poller.client().send("[PROXYPULLSEND] [1] [3] [COMMAND] [forged-token] [3] {\"content\":[{\"command\":\"echo forged\"}]}");
+  ASSERT_TRUE(eventually([&] {
+    return read_file(fleet_.log_path("1")).find("PROXYPULLSEND from node '3' refused: only this host's workers send it") !=
+           std::string::npos;
+  })) << fleet_.logs();
+  EXPECT_FALSE(poller.next("COMMAND", std::chrono::seconds(3)).has_value());
+}
+
 }  // namespace
 }  // namespace gorgone::testing

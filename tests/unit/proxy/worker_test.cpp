@@ -752,5 +752,27 @@ TEST_F(WorkerLinkTest, ARefusalKosTheFramesTheLinkHandsBack) {
   worker->stop();
 }
 
+// A node registered again with new connection settings gets a new link; the frames held for
+// it keep their place and go, in order, on the new one.
+TEST_F(WorkerLinkTest, ReRegisteringANodeKeepsItsHeldFrames) {
+  link_->open_ok = false;
+  auto worker = make_fake_worker();
+  worker->start();
+  ASSERT_TRUE(ready());
+  add_node("2", 1);
+  command("a", "2~~2");
+  command("b", "2~~2");
+  turns();
+  link_->open_ok = true;
+  add_node("2", 2);  // another port: the session is recreated
+  turns();
+  EXPECT_TRUE(host_->logged("[proxy] Recreate session for 2")) << host_->all_logs();
+  link_->push(event(NodeLink::Event::Kind::kEstablished));
+  ASSERT_TRUE(eventually([&] { return link_->sent_tokens().size() == 2; })) << host_->all_logs();
+  EXPECT_EQ(link_->sent_tokens(), (std::vector<std::string>{"a", "b"}));
+  EXPECT_TRUE(host_->rows_for("a").empty());
+  worker->stop();
+}
+
 }  // namespace
 }  // namespace gorgone::proxy
