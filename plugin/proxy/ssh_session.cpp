@@ -151,6 +151,8 @@ void SshSession::disconnect() {
   }
   users_.reset();
   groups_.reset();
+  mode_exact_.clear();
+  replacing_ = false;
 }
 
 void SshSession::shutdown() {
@@ -405,10 +407,13 @@ Status SshSession::make_directories(const std::string& path, mode_t mode) {
 
 Status SshSession::write_file(const std::string& path, const Reader& read, mode_t mode, std::optional<uid_t> uid,
                               std::optional<gid_t> gid, const std::atomic<bool>* stop) {
+  mode &= 0777;
   std::string base = base_of(path);
   if (base.size() > 100) base.resize(100);
   const std::string tmp = parent_of(path) + "/." + base + ".gorgone-" + protocol::to_hex(protocol::random_bytes(6)) + ".tmp";
-  sftp_file f = sftp_open(sftp_, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+  // Created with its final mode: the server's umask may take bits away, which the first file
+  // of each mode tells (one stat per mode and session) and a setstat puts back.
+  sftp_file f = sftp_open(sftp_, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL, mode);
   if (!f) return Status::failure("cannot create '" + tmp + "': " + sftp_error_text());
   auto abandon = [&](std::string why) {
     if (alive()) {
@@ -441,33 +446,54 @@ Status SshSession::write_file(const std::string& path, const Reader& read, mode_
       off += static_cast<std::size_t>(w);
     }
   }
-  if (sftp_close(f) != SSH_OK) return abandon("cannot close '" + tmp + "': " + sftp_error_text());
-  // The server applies its umask to the mode given at open: set the exact mode afterwards.
-  if (sftp_chmod(sftp_, tmp.c_str(), mode) != 0) return abandon("cannot set mode of '" + tmp + "': " + sftp_error_text());
-  if (uid || gid) {
-    // SFTP sets both ids at once: -1 would be taken literally, so read what is there.
-    uid_t u = uid.value_or(0);
-    gid_t g = gid.value_or(0);
-    if (!uid || !gid) {
-      sftp_attributes a = sftp_stat(sftp_, tmp.c_str());
-      if (!a) return abandon("cannot stat '" + tmp + "': " + sftp_error_text());
-      if (!uid) u = a->uid;
-      if (!gid) g = a->gid;
-      sftp_attributes_free(a);
+  // What the server made of the mode, learnt once per mode; and the current ids when only
+  // one of owner/group is asked (SFTP sets both at once).
+  auto exact = mode_exact_.find(mode);
+  const bool need_stat = exact == mode_exact_.end() || (uid.has_value() != gid.has_value());
+  std::uint32_t cur_uid = 0, cur_gid = 0;
+  if (need_stat) {
+    sftp_attributes a = sftp_fstat(f);
+    if (!a) {
+      std::string why = sftp_error_text();
+      sftp_close(f);
+      return abandon("cannot stat '" + tmp + "': " + why);
     }
-    if (sftp_chown(sftp_, tmp.c_str(), u, g) != 0)
-      return abandon("cannot set owner/group of '" + path + "': " + sftp_error_text());
+    if (exact == mode_exact_.end()) exact = mode_exact_.emplace(mode, (a->permissions & 0777) == mode).first;
+    cur_uid = a->uid;
+    cur_gid = a->gid;
+    sftp_attributes_free(a);
   }
-  // SFTP version 3 renames only onto a free name: the old file goes first. In between the
-  // destination is briefly absent, never half-written.
-  if (sftp_rename(sftp_, tmp.c_str(), path.c_str()) != 0) {
-    sftp_attributes a = sftp_lstat(sftp_, path.c_str());
-    bool is_dir = a && (a->permissions & S_IFMT) == S_IFDIR;
-    if (a) sftp_attributes_free(a);
-    if (is_dir) return abandon("cannot replace '" + path + "': it is a directory");
-    sftp_unlink(sftp_, path.c_str());
+  if (sftp_close(f) != SSH_OK) return abandon("cannot close '" + tmp + "': " + sftp_error_text());
+  if (!exact->second || uid || gid) {
+    sftp_attributes_struct attr{};
+    if (!exact->second) {
+      attr.flags |= SSH_FILEXFER_ATTR_PERMISSIONS;
+      attr.permissions = mode;
+    }
+    if (uid || gid) {
+      attr.flags |= SSH_FILEXFER_ATTR_UIDGID;
+      attr.uid = uid ? static_cast<std::uint32_t>(*uid) : cur_uid;
+      attr.gid = gid ? static_cast<std::uint32_t>(*gid) : cur_gid;
+    }
+    if (sftp_setstat(sftp_, tmp.c_str(), &attr) != 0)
+      return abandon("cannot set mode/owner/group of '" + path + "': " + sftp_error_text());
+  }
+  // SFTP version 3 renames only onto a free name, so a file being replaced goes first: in
+  // between the destination is briefly absent, never half-written. Whether the files of a
+  // copy replace others is learnt as it goes (new files: 1 request, replacements: 2).
+  if (replacing_) {
+    if (sftp_unlink(sftp_, path.c_str()) != 0) {
+      int code = sftp_get_error(sftp_);
+      if (code == SSH_FX_NO_SUCH_FILE || code == SSH_FX_NO_SUCH_PATH) replacing_ = false;
+    }
     if (sftp_rename(sftp_, tmp.c_str(), path.c_str()) != 0)
       return abandon("cannot rename '" + tmp + "' to '" + path + "': " + sftp_error_text());
+    return Status::success();
+  }
+  if (sftp_rename(sftp_, tmp.c_str(), path.c_str()) != 0) {
+    if (sftp_unlink(sftp_, path.c_str()) != 0 || sftp_rename(sftp_, tmp.c_str(), path.c_str()) != 0)
+      return abandon("cannot rename '" + tmp + "' to '" + path + "': " + sftp_error_text());
+    replacing_ = true;
   }
   return Status::success();
 }

@@ -124,6 +124,8 @@ class SshSession {
   int socket_fd_ = -1;
   std::optional<std::map<std::string, std::uint32_t>> users_, groups_;
   std::vector<std::string> leftovers_;
+  std::map<mode_t, bool> mode_exact_;  // mode -> the server's umask leaves it whole (this session)
+  bool replacing_ = false;             // the last file written replaced one (try unlink first)
 };
 
 }  // namespace gorgone::proxy

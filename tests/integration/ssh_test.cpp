@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <pwd.h>
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -289,6 +290,8 @@ TEST_F(Ssh, RemoteCopyFileAndDirectoryAndHostilePaths) {
   std::string empty = random_bytes_file(src + "/tree/sub/empty", 0, 4);
   ::chmod((src + "/tree/a.cfg").c_str(), 0640);
   ::chmod((src + "/tree/sub/b.cfg").c_str(), 0755);
+  std::string c = random_bytes_file(src + "/tree/sub/c.cfg", 10, 11);
+  ::chmod((src + "/tree/sub/c.cfg").c_str(), 0664);  // a mode the server's umask (022) would cut
   const std::string dst = dir_ + "/dst";
   write_file(dst + "/tree/a.cfg", "old content");  // replaced, not appended to
 
@@ -305,6 +308,19 @@ TEST_F(Ssh, RemoteCopyFileAndDirectoryAndHostilePaths) {
   EXPECT_TRUE(fs::exists(dst + "/tree/sub/empty"));
   EXPECT_EQ(mode_of(dst + "/tree/a.cfg"), 0640u);
   EXPECT_EQ(mode_of(dst + "/tree/sub/b.cfg"), 0755u);
+  EXPECT_EQ(mode_of(dst + "/tree/sub/c.cfg"), 0664u);
+  EXPECT_EQ(read_file(dst + "/tree/sub/c.cfg"), c);
+
+  // Copied again: every file is replaced (not appended to), and an owner asked for is given.
+  std::string again = remote_copy("5", R"({"source":")" + src + R"(/tree","destination":")" + dst +
+                                           R"(/tree","owner":")" + sshd_->password_user() + R"("})");
+  rows = final_rows(again);
+  ASSERT_EQ(last_code(rows), 2) << joined(rows);
+  EXPECT_EQ(read_file(dst + "/tree/sub/b.cfg"), b);
+  struct stat st {};
+  ASSERT_EQ(::stat((dst + "/tree/a.cfg").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, ::getpwnam(sshd_->password_user().c_str())->pw_uid);
+  EXPECT_EQ(st.st_gid, 0u) << "the group was not asked for: it stays";
   EXPECT_FALSE(has_temporary_files(dst));
 
   for (const std::string& bad : {dst + "/../escaped", std::string("relative/path")}) {
