@@ -49,10 +49,14 @@ class PullModuleTest : public ::testing::Test {
       std::string token = fleet_.command(kCentral, kPoller, "echo " + text);
       if (token.empty()) return false;
       // A command sent before the central learnt the connection gets a KO: ask again then.
-      return eventually([&] {
+      bool refused = false;
+      eventually([&] {
+        for (const auto& row : fleet_.rows(kCentral, token))
+          if (row.first == 1) refused = true;
         out = fleet_.result(kCentral, token, kPoller);
-        return !out.empty();
+        return refused || !out.empty();
       }, std::chrono::seconds(15));
+      return !out.empty();
     }, limit);
     return out;
   }
@@ -82,6 +86,7 @@ TEST_F(PullModuleTest, ComesBackAfterARestart) {
   declare();
   fleet_.start(kCentral);
   fleet_.start(kPoller);
+  ASSERT_TRUE(eventually([&] { return pinged(); }, std::chrono::seconds(60))) << fleet_.logs();
   ASSERT_EQ(run_on_poller("before"), "before") << fleet_.logs();
   fleet_.stop(kPoller);
   fleet_.start(kPoller);
@@ -112,6 +117,8 @@ TEST_F(PullModuleTest, ACleanStopUnregistersThePoller) {
   fleet_.start(kCentral);
   fleet_.start(kPoller);
   ASSERT_TRUE(eventually([&] { return pinged(); }, std::chrono::seconds(60))) << fleet_.logs();
+  // SIGTERM: the module unregisters, its thread ends and the process exits by itself.
+  EXPECT_EQ(fleet_.daemon(kPoller).stop(), 0);
   fleet_.stop(kPoller);
   EXPECT_NE(log_of(kPoller).find("[pull] stopping: node '3' unregistered from central"), std::string::npos)
       << log_of(kPoller);
@@ -143,6 +150,41 @@ TEST_F(PullModuleTest, ACentralWhoseKeyIsNotThePinnedOneIsRefused) {
   ASSERT_FALSE(token.empty());
   ASSERT_TRUE(eventually([&] { return !fleet_.rows(kCentral, token).empty(); }));
   EXPECT_EQ(fleet_.rows(kCentral, token)[0].second, R"({"message":"proxy - no pathway for target 3"})");
+}
+
+TEST_F(PullModuleTest, ACentralThatDoesNotAuthorizeThePollerIsRetriedWithABackOff) {
+  declare();
+  fleet_.declare({kCentral, true, {"9"}, true, HostSpec().proxy_directives,
+                  "  - id: 3\n    type: pull\n    prevail: 1\n", true});  // authorizes another key only
+  fleet_.start(kCentral);
+  fleet_.start(kPoller);
+  std::string refused = "[pull] central tcp://127.0.0.1:" + std::to_string(fleet_.port(kCentral)) +
+                        " refused the handshake (issue: [ACK] [] {\"code\":1,\"data\":{\"message\":\"handshake issue\"}})";
+  ASSERT_TRUE(eventually([&] {
+    std::string log = log_of(kPoller);
+    return log.find(refused + ": retrying in 1 s") != std::string::npos &&
+           log.find(refused + ": retrying in 2 s") != std::string::npos;
+  }, std::chrono::seconds(30))) << log_of(kPoller);
+  EXPECT_EQ(log_of(kPoller).find("[pull] connected to central"), std::string::npos);
+  // The central authorizes it now: the next attempt gets through.
+  fleet_.stop(kCentral);
+  declare();
+  fleet_.start(kCentral);
+  ASSERT_TRUE(eventually([&] { return pinged(); }, std::chrono::seconds(90))) << fleet_.logs();
+  EXPECT_EQ(run_on_poller("admitted"), "admitted") << fleet_.logs();
+}
+
+TEST_F(PullModuleTest, ABadDirectiveStopsTheModuleWithAnErrorNamingIt) {
+  fleet_.declare({kCentral, true, {kPoller}, true});
+  HostSpec poller{kPoller};
+  poller.extra_modules = "    - name: pull\n      package: gorgone::modules::core::pull::hooks\n      enable: true\n"
+                         "      target_path: 127.0.0.1:" + std::to_string(fleet_.port(kCentral)) + "\n      ping: soon\n";
+  fleet_.declare(poller);
+  fleet_.start(kPoller);
+  ASSERT_TRUE(eventually([&] {
+    return log_of(kPoller).find("[core] module 'pull' cannot be loaded: pull: directive 'ping' must be an integer "
+                                "between 0 and 86400, got 'soon'") != std::string::npos;
+  })) << log_of(kPoller);
 }
 
 }  // namespace
