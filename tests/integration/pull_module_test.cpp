@@ -99,6 +99,21 @@ TEST_F(PullModuleTest, ComesBackAfterARestart) {
   EXPECT_EQ(run_on_poller("after"), "after") << fleet_.logs();
 }
 
+// The restarted central has forgotten which connection speaks for node 3 and does not ping
+// it; the poller hears nothing for more than `ping` s and, at most 60 s after its last
+// REGISTERNODES, sends it again (Gorgone's keep-alive), which binds it anew.
+TEST_F(PullModuleTest, RegistersAgainWithItsKeepAliveWhenTheCentralRestarts) {
+  declare();
+  fleet_.start(kCentral);
+  fleet_.start(kPoller);
+  ASSERT_TRUE(eventually([&] { return pinged(); }, std::chrono::seconds(60))) << fleet_.logs();
+  fleet_.stop(kCentral);
+  fleet_.start(kCentral);
+  ASSERT_TRUE(eventually([&] { return pinged(); }, std::chrono::seconds(150))) << fleet_.logs();
+  EXPECT_NE(log_of(kPoller).find("REGISTERNODES sent again as keep-alive"), std::string::npos) << log_of(kPoller);
+  EXPECT_EQ(run_on_poller("still-here"), "still-here") << fleet_.logs();
+}
+
 TEST_F(PullModuleTest, ReachesACentralThatStartsAfterIt) {
   declare();
   fleet_.start(kPoller);
