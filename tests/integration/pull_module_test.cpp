@@ -99,6 +99,31 @@ TEST_F(PullModuleTest, ComesBackAfterARestart) {
   EXPECT_EQ(run_on_poller("after"), "after") << fleet_.logs();
 }
 
+// A poller that dies (no clean stop: no UNREGISTERNODES) misses nothing: a command sent
+// while it is down is held by the central and runs once the restarted poller has connected
+// again, with its result synced.
+TEST_F(PullModuleTest, ACommandSentWhileThePollerIsDownRunsWhenItReturns) {
+  declare();
+  fleet_.start(kCentral);
+  fleet_.start(kPoller);
+  ASSERT_TRUE(eventually([&] { return pinged(); }, std::chrono::seconds(60))) << fleet_.logs();
+  ASSERT_EQ(run_on_poller("before"), "before") << fleet_.logs();
+  fleet_.daemon(kPoller).kill();
+  std::string token = fleet_.command(kCentral, kPoller, "echo while-down");
+  ASSERT_FALSE(token.empty());
+  ASSERT_TRUE(eventually([&] {
+    return log_of(kCentral).find("pull node '" + std::string(kPoller) + "' cannot be reached") != std::string::npos;
+  })) << fleet_.logs();
+  EXPECT_TRUE(fleet_.rows(kCentral, token).empty()) << "the held command got a row while the poller was down";
+  fleet_.stop(kPoller);
+  fleet_.start(kPoller);
+  std::string out;
+  ASSERT_TRUE(eventually([&] { return !(out = fleet_.result(kCentral, token, kPoller)).empty(); },
+                         std::chrono::seconds(90)))
+      << fleet_.logs();
+  EXPECT_EQ(out, "while-down");
+}
+
 // The restarted central has forgotten which connection speaks for node 3 and does not ping
 // it; the poller hears nothing for more than `ping` s and, at most 60 s after its last
 // REGISTERNODES, sends it again (Gorgone's keep-alive), which binds it anew.
