@@ -563,6 +563,7 @@ TEST_F(Ssh, UnregisteringTheNodeKosWhatItHadNotRun) {
 // SSH node, one line each.
 TEST_F(Ssh, ANodeBehindItIsReachedThroughCentcoreFiles) {
   const std::string dir = "/var/lib/centreon/centcore";  // the SSH node is this machine
+  const std::string top = fs::exists("/var/lib/centreon") ? dir : "/var/lib/centreon";  // what to remove after
   bool made = !fs::exists(dir);
   fs::create_directories(dir);
   auto before = [&] {
@@ -579,7 +580,7 @@ TEST_F(Ssh, ANodeBehindItIsReachedThroughCentcoreFiles) {
   for (const auto& e : fs::directory_iterator(dir))
     if (!before.count(e.path().string())) lines.push_back(read_file(e.path().string()));
   std::sort(lines.begin(), lines.end());
-  if (made) fs::remove_all(dir);
+  if (made) fs::remove_all(top);
   else
     for (const auto& e : fs::directory_iterator(dir))
       if (!before.count(e.path().string())) fs::remove(e.path());
