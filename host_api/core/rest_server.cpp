@@ -344,6 +344,9 @@ Status RestServer::start() {
   server_->new_task_queue = [] { return new httplib::ThreadPool(kWorkerThreads); };
   // Connections are served by TunedServer's DeadlineStream; these settings only keep what
   // cpp-httplib still does itself (the Keep-Alive header it sends) in line with it.
+  // Headers and body go out in two writes: without TCP_NODELAY the second waits for the
+  // client's delayed ACK, 40 ms per answer (measured: 25 requests/s for one client).
+  server_->set_tcp_nodelay(true);
   server_->set_read_timeout(kReadTimeoutSeconds, 0);
   server_->set_write_timeout(kRequestSeconds, 0);
   server_->set_keep_alive_timeout(kKeepAliveSeconds);

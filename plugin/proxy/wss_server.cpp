@@ -302,7 +302,7 @@ class Session : public WssServer::Impl::Connection, public std::enable_shared_fr
   void write(std::string text, WssServer::Done done) override {
     if (closed_) return done(false);
     queue_.push_back({std::move(text), std::move(done), false});
-    if (queue_.size() == 1) write_next();
+    if (!writing_) write_next();
   }
 
   void refuse(const std::string& reason) override {
@@ -310,7 +310,7 @@ class Session : public WssServer::Impl::Connection, public std::enable_shared_fr
     refused_ = true;
     if (!node.empty()) server_->log(Severity::kError, "refused " + peer + " (node '" + node + "'): " + reason);
     queue_.push_back({refusal(reason), nullptr, true});
-    if (queue_.size() == 1) write_next();
+    if (!writing_) write_next();
   }
 
  private:
@@ -320,10 +320,13 @@ class Session : public WssServer::Impl::Connection, public std::enable_shared_fr
     bool close_after = false;
   };
 
+  // One write at a time: the front of the queue is the one in flight while writing_.
   void write_next() {
-    if (queue_.empty() || closed_) return;
+    if (queue_.empty() || closed_ || writing_) return;
+    writing_ = true;
     ws_.text(true);
     ws_.async_write(net::buffer(queue_.front().text), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+      self->writing_ = false;
       Out out = std::move(self->queue_.front());
       self->queue_.pop_front();
       if (out.done) out.done(!ec);
@@ -340,12 +343,15 @@ class Session : public WssServer::Impl::Connection, public std::enable_shared_fr
     if (closed_) return;
     closed_ = true;
     server_->on_close(this->shared_from_this(), why);
-    // Frames waiting to be written never will be.
-    while (!queue_.empty()) {
-      Out out = std::move(queue_.front());
-      queue_.pop_front();
-      if (out.done) out.done(false);
+    // Frames waiting to be written never will be; the one in flight (if any) stays at the
+    // front until its write completes (with an error, after the shutdown below).
+    std::deque<Out> failed;
+    while (queue_.size() > (writing_ ? 1u : 0u)) {
+      failed.push_front(std::move(queue_.back()));
+      queue_.pop_back();
     }
+    for (auto& out : failed)  // in the order they were given
+      if (out.done) out.done(false);
     beast::error_code ignored;
     beast::get_lowest_layer(ws_).socket().shutdown(tcp::socket::shutdown_both, ignored);
   }
@@ -358,6 +364,7 @@ class Session : public WssServer::Impl::Connection, public std::enable_shared_fr
   bool authorized_ = false;
   bool refused_ = false;
   bool closed_ = false;
+  bool writing_ = false;
 };
 
 using PlainWs = websocket::stream<beast::tcp_stream>;

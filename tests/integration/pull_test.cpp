@@ -105,6 +105,7 @@ TEST_F(PullNode, FramesHeldWhileItIsAwayAreDeliveredInOrderWhenItReturns) {
   start_central();
   auto first = std::make_unique<PullPoller>(ctx_, fleet_);
   ASSERT_TRUE(first->connect());
+  ASSERT_TRUE(first->next("PING")) << "the central never learnt the connection";
   std::string before = fleet_.command("1", "3", "echo before");
   auto got = first->next("COMMAND");
   ASSERT_TRUE(got) << fleet_.logs();
@@ -134,6 +135,7 @@ TEST_F(PullNode, RemoteCopyReachesItAsAProcessCopySeries) {
   start_central("", "      pool: 2\n      ping: 1\n      synchistory_time: 1\n      buffer_size: 50000\n");
   PullPoller poller(ctx_, fleet_);
   ASSERT_TRUE(poller.connect());
+  ASSERT_TRUE(poller.next("PING")) << "the central never learnt the connection";
   std::string dir = make_temp_dir("gorgone-pullcopy");
   std::string content;
   for (int i = 0; i < 12345; ++i) content += static_cast<char>('a' + (i * 7) % 26);
