@@ -24,7 +24,8 @@ enum class Link {
   kSsh,             // a pool worker's SSH session to the node's sshd
   kExternalRouter,  // the node's own connection on this host's external ROUTER (a worker holds
                     // its frames; the hooks send them, pull_link.hpp)
-  kWebsocket,       // the node's websocket (not served yet)
+  kWebsocket,       // the node's websocket on the proxy's listener (a worker holds its frames,
+                    // wss_link.hpp)
 };
 
 struct NodeKind {
@@ -51,7 +52,7 @@ inline constexpr NodeKind kNodeKinds[] = {
     {NodeType::kPushZmq, "push_zmq", Connects::kProxy, Link::kZmq, true, true, false},
     {NodeType::kPushSsh, "push_ssh", Connects::kProxy, Link::kSsh, false, true, false},
     {NodeType::kPull, "pull", Connects::kNode, Link::kExternalRouter, true, true, true},
-    {NodeType::kWss, "wss", Connects::kNode, Link::kWebsocket, true, false, true},
+    {NodeType::kWss, "wss", Connects::kNode, Link::kWebsocket, true, true, true},
 };
 
 constexpr const NodeKind& kind(NodeType type) { return kNodeKinds[static_cast<std::size_t>(type)]; }

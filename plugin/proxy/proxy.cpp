@@ -23,6 +23,12 @@ Proxy::~Proxy() { stop(); }
 
 void Proxy::init(const std::string& core_id) {
   core_id_ = core_id;
+  if (settings_.wss && !wss_) {
+    auto wss = std::make_shared<WssServer>(host_, *settings_.wss);
+    Status s = wss->start();
+    if (s) wss_ = std::move(wss);
+    else host_.log(Severity::kError, "[proxy] " + s.message() + "; wss and pullwss pollers cannot connect");
+  }
   start_workers();
 }
 
@@ -40,6 +46,7 @@ void Proxy::start_workers() {
   while (static_cast<int>(workers_.size()) < settings_.pool) {
     int pool_id = static_cast<int>(workers_.size()) + 1;
     workers_.push_back(std::make_unique<Worker>(pool_id, host_, settings_, core_id_));
+    workers_.back()->set_wss(wss_);
     ready_.push_back(false);
     workers_.back()->start();
   }
@@ -48,6 +55,7 @@ void Proxy::start_workers() {
 void Proxy::stop() {
   stopping_ = true;
   for (auto& w : workers_) w->stop();
+  if (wss_) wss_->stop();
 }
 
 int Proxy::ready_percent() const {
@@ -160,6 +168,8 @@ void Proxy::node_registration(const protocol::Frame& frame, const json::Document
     if (speaker) from.node = speaker->id;
   } else {
     from.node = frame.target;  // the worker names the node whose connection carried it
+    // The wss listener has bound the connection to that node: it speaks for itself.
+    if (ctx.identity == kWssRelay) from.identity = "wss-" + frame.target;
   }
   if (const Node* n = from.node.empty() ? nullptr : registry_.node(from.node)) {
     json::Document cfg;
@@ -192,10 +202,10 @@ void Proxy::node_registration(const protocol::Frame& frame, const json::Document
   after_registration(effects);
   // A pull poller that announced itself on its (new) connection: its worker sends what it
   // holds for it now instead of after its back-off.
-  if (ctx.router_type == "external" && frame.action == "REGISTERNODES" && doc["nodes"].IsArray()) {
+  if (!from.identity.empty() && frame.action == "REGISTERNODES" && doc["nodes"].IsArray()) {
     for (const auto& entry : doc["nodes"].GetArray()) {
       const Node* n = entry.IsObject() ? registry_.node(json::member_text(entry, "id").value_or("")) : nullptr;
-      if (n && kind(n->type).pull() && n->identity == ctx.identity && ready_percent() > 0)
+      if (n && kind(n->type).pull() && n->identity == from.identity && ready_percent() > 0)
         send_to_pool(n->id, protocol::Frame{"PROXYADDNODE", "", n->id + "~~" + n->id, n->json});
     }
   }
@@ -543,6 +553,7 @@ CheckResult Proxy::check() {
       auto next = std::make_unique<Worker>(static_cast<int>(i + 1), host_, settings_, core_id_);
       workers_[i]->stop();  // its thread has ended: this only joins it
       next->adopt(*workers_[i]);
+      next->set_wss(wss_);
       workers_[i] = std::move(next);
       workers_[i]->start();
     }

@@ -58,6 +58,7 @@ class Proxy {
   Settings settings_;
   std::string core_id_;
   Registry registry_;
+  std::shared_ptr<WssServer> wss_;  // the listener for wss/pullwss pollers, when enabled
   std::vector<std::unique_ptr<Worker>> workers_;  // index = pool id - 1
   std::vector<bool> ready_;
   std::map<std::string, int> nodes_pool_;

@@ -46,6 +46,9 @@ Result<Settings> parse_settings(const YAML::Node& config) {
     Status st = read_int(config, d.name, d.min, d.max, *d.out);
     if (!st) return make_error(st.message());
   }
+  auto wss = parse_wss_config(config);
+  if (!wss) return make_error(wss.error());
+  s.wss = std::move(wss.value());
   s.pool = static_cast<int>(pool);
   s.max_queue = static_cast<std::size_t>(max_queue);
   return s;

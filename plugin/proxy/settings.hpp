@@ -2,10 +2,12 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <yaml-cpp/yaml.h>
 
 #include "gorgone/result.hpp"
+#include "wss_server.hpp"
 
 namespace gorgone::proxy {
 
@@ -22,6 +24,8 @@ struct Settings {
   // Largest message accepted from a node (ZMQ_MAXMSGSIZE): a bigger one closes the connection
   // instead of being buffered, as the external router does with gorgonecore.max_frame_size.
   std::int64_t max_frame_size = 64 << 20;
+  // The WebSocket listener for wss/pullwss pollers (the `httpserver:` block), when enabled.
+  std::optional<WssConfig> wss;
 };
 
 // Errors name the directive: "proxy: directive 'pool' must be an integer between 1 and 256, got 'x'".

@@ -14,6 +14,7 @@
 #include "pull_link.hpp"
 #include "remote_copy.hpp"
 #include "ssh_link.hpp"
+#include "wss_link.hpp"
 #include "zmq_link.hpp"
 #include "gorgone/protocol/response.hpp"
 
@@ -366,6 +367,13 @@ NodeConnection* Worker::connection_for(const std::string& node_id) {
     link = make_zmq_link(host_, settings_, node_id, d, client_keys_);
   } else if (carrier == Link::kSsh) {
     link = make_ssh_link(host_, settings_, node_id, d);
+  } else if (carrier == Link::kWebsocket) {
+    if (!wss_) {
+      host_.log(Severity::kError, "[proxy] node '" + node_id + "' is a " + type->name +
+                                      " node, but this proxy's httpserver (the wss listener) is not enabled");
+      return nullptr;
+    }
+    link = std::make_unique<WssLink>(wss_, node_id);
   } else if (carrier == Link::kExternalRouter) {
     // Frames for a pull node go out through the hooks, which own the external router.
     link = std::make_unique<PullLink>([this, node_id](std::uint64_t session, const std::string& text) {

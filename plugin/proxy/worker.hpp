@@ -30,6 +30,7 @@
 #include "gorgone/protocol/crypto.hpp"
 #include "node_link.hpp"
 #include "settings.hpp"
+#include "wss_server.hpp"
 
 namespace gorgone::protocol {
 struct Response;
@@ -68,6 +69,9 @@ class Worker {
   using LinkFactory = std::function<std::unique_ptr<NodeLink>(const std::string& node_id, const json::Value& node)>;
   void set_link_factory(LinkFactory factory) { link_factory_ = std::move(factory); }
   void set_clock(std::function<Clock::time_point()> clock) { clock_ = std::move(clock); }
+  // Before start(): the WebSocket listener wss/pullwss nodes are reached through (none when
+  // the proxy's httpserver is not enabled).
+  void set_wss(std::shared_ptr<WssServer> wss) { wss_ = std::move(wss); }
 
  private:
   void run();
@@ -119,6 +123,7 @@ class Worker {
   std::map<std::string, std::string> node_configs_;  // id -> node JSON from PROXYADDNODE
   std::map<std::string, std::shared_ptr<NodeConnection>> connections_;
   std::map<std::string, protocol::RsaKey> client_keys_;  // private key file -> parsed key
+  std::shared_ptr<WssServer> wss_;
   std::function<void()> turn_hook_;  // tests only
   LinkFactory link_factory_;          // tests only
   std::function<Clock::time_point()> clock_;  // tests only

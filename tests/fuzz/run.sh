@@ -5,7 +5,7 @@
 # tests/fuzz/corpus/<target>/. Exits non-zero on any crash, leak, timeout or broken invariant,
 # and prints the input that caused it.
 #
-#   GORGONE_FUZZ_SECONDS  seconds per protocol target (default 40: about 2.5 minutes in all on 2 cores)
+#   GORGONE_FUZZ_SECONDS  seconds per protocol target (default 40: about 3 minutes in all on 2 cores)
 #   GORGONE_FUZZ_REST_SECONDS  seconds for the REST request target (default 20)
 #   GORGONE_FUZZ_BUILD    build folder (default build-fuzz)
 #   GORGONE_FUZZ_JOBS     targets run at the same time (default: number of cores, at most 4)
@@ -20,7 +20,7 @@ out=${GORGONE_FUZZ_BUILD:-build-fuzz}
 cxx=${CXX_FUZZ:-clang++}
 jobs=${GORGONE_FUZZ_JOBS:-$(nproc)}
 (( jobs > 4 )) && jobs=4
-targets=(frame server_handshake client_handshake key_message base64 aes json rest)
+targets=(frame server_handshake client_handshake key_message base64 aes json rest entities)
 
 # pointer-overflow and shift-exponent stay recoverable only so that ubsan.supp can silence rapidjson; with
 # halt_on_error=1 any report that is not suppressed still stops the run.
@@ -43,11 +43,16 @@ mkdir -p "$out/obj-rest"
 "$cxx" "${common[@]}" -fsanitize=fuzzer-no-link,address,undefined -c host_api/core/rest_request.cpp \
   -o "$out/obj-rest/rest_request.o" &
 pids+=($!)
+# The entities target needs the proxy's decoder.
+"$cxx" "${common[@]}" -I plugin/proxy -fsanitize=fuzzer-no-link,address,undefined -c plugin/proxy/html_entities.cpp \
+  -o "$out/obj-rest/html_entities.o" &
+pids+=($!)
 for p in "${pids[@]}"; do wait "$p"; done
 pids=()
 for t in "${targets[@]}"; do
   extra=()
   [[ $t == rest ]] && extra=("$out/obj-rest/rest_request.o" -pthread)
+  [[ $t == entities ]] && extra=("$out/obj-rest/html_entities.o" -I plugin/proxy)
   "$cxx" "${common[@]}" -fsanitize=fuzzer,address,undefined "tests/fuzz/fuzz_$t.cpp" "$out"/obj/*.o "${extra[@]}" \
     -lcrypto -o "$out/bin/fuzz_$t" &
   pids+=($!)

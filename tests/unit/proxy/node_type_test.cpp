@@ -81,9 +81,10 @@ TEST(NodeKindTable, PullTypesConnectHereAndNeedAnIdentity) {
     EXPECT_TRUE(kind(t).pull());
     EXPECT_TRUE(kind(t).needs_identity);
   }
-  // A worker holds a pull node's frames (its queue, its bound); the hooks send them.
+  // A worker holds their frames (the node's queue, its bound); the hooks (pull) or the
+  // wss listener send them.
   EXPECT_TRUE(kind(NodeType::kPull).pool_worker);
-  EXPECT_FALSE(kind(NodeType::kWss).pool_worker);
+  EXPECT_TRUE(kind(NodeType::kWss).pool_worker);
   EXPECT_EQ(kind(NodeType::kPull).link, Link::kExternalRouter);
   EXPECT_EQ(kind(NodeType::kWss).link, Link::kWebsocket);
 }
@@ -141,7 +142,8 @@ TEST_F(RegistryTypes, PushSshIsHeldByAWorkerAndKeepsItsName) {
 
 TEST_F(RegistryTypes, PullwssIsAWssNodeShownUnderTheNameItRegisteredWith) {
   auto effects = add(R"([{"id":"6","type":"pullwss"}])");
-  EXPECT_TRUE(effects.empty());  // no worker holds it
+  ASSERT_EQ(effects.size(), 1u);  // a worker will hold its frames (once it has connected)
+  EXPECT_EQ(effects[0].kind, Effect::Kind::kAddNode);
   ASSERT_NE(reg.node("6"), nullptr);
   EXPECT_EQ(reg.node("6")->type, NodeType::kWss);
   EXPECT_EQ(reg.node("6")->type_name, "pullwss");

@@ -151,6 +151,32 @@ TEST(Settings, BadValuesNameTheDirective) {
   EXPECT_TRUE(parse_settings(YAML::Load("{pool: 2, ping: 5}")));
 }
 
+// The proxy's httpserver block (the wss listener), Gorgone's keys.
+TEST(Settings, HttpserverBlock) {
+  auto s = parse_settings(YAML::Load("{httpserver: {enable: false, port: 8086}}"));
+  ASSERT_TRUE(s);
+  EXPECT_FALSE(s->wss);
+  s = parse_settings(YAML::Load(
+      "{httpserver: {enable: true, ssl: true, ssl_cert_file: /c.pem, ssl_key_file: /k.pem, passphrase: p, token: t,"
+      " address: 127.0.0.1, port: 8086}}"));
+  ASSERT_TRUE(s) << s.error();
+  ASSERT_TRUE(s->wss);
+  EXPECT_TRUE(s->wss->ssl);
+  EXPECT_EQ(s->wss->port, 8086);
+  EXPECT_EQ(s->wss->address, "127.0.0.1");
+  EXPECT_EQ(s->wss->token, "t");
+  EXPECT_EQ(s->wss->max_message_size, 64u << 20);
+  s = parse_settings(YAML::Load("{httpserver: {enable: true, port: 8086}}"));
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error(), "proxy: httpserver.token is required when httpserver is enabled");
+  s = parse_settings(YAML::Load("{httpserver: {enable: true, token: t, port: 99999}}"));
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error(), "proxy: httpserver.port must be a port number (0-65535), got '99999'");
+  s = parse_settings(YAML::Load("{httpserver: {enable: true, token: t, port: 1, ssl: true}}"));
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error(), "proxy: httpserver.ssl needs ssl_cert_file and ssl_key_file");
+}
+
 }  // namespace
 }  // namespace gorgone::proxy
 
