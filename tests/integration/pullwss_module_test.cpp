@@ -19,6 +19,7 @@
 #include <boost/beast/websocket/ssl.hpp>
 #include <algorithm>
 #include <deque>
+#include <iostream>
 #include <mutex>
 #include <thread>
 
@@ -364,11 +365,12 @@ TEST_F(PullWssFakeCentralTest, ThePollersCoreAnswersTheCentralEncoded) {
     EXPECT_EQ(m.find('<'), std::string::npos) << m;
   }
   // The central's ACKs stay on the poller; nothing but PONG/SETLOGS/REGISTERNODES came.
-  for (const auto& m : central.received())
-    if (m[0] != '#')
-      EXPECT_TRUE(m.rfind("[PONG]", 0) == 0 || m.rfind("[SETLOGS]", 0) == 0 || m.rfind("[REGISTERNODES]", 0) == 0 ||
-                  m.rfind("[SYNCLOGS]", 0) == 0)
-          << m;
+  for (const auto& m : central.received()) {
+    if (m[0] == '#') continue;
+    EXPECT_TRUE(m.rfind("[PONG]", 0) == 0 || m.rfind("[SETLOGS]", 0) == 0 || m.rfind("[REGISTERNODES]", 0) == 0 ||
+                m.rfind("[SYNCLOGS]", 0) == 0)
+        << m;
+  }
 }
 
 TEST_F(PullWssFakeCentralTest, AWrongTokenIsRefusedLoggedAndRetriedWithABackoff) {
@@ -492,6 +494,121 @@ TEST_F(PullWssFakeCentralTest, NothingLargerThanMaxMessageSizeIsSent) {
   for (const auto& m : central.received()) EXPECT_LE(m.size(), 1024u);
   central.send("[PING] [after-big] [] {}");
   ASSERT_TRUE(eventually([&] { return central.has("[PONG] [after-big]"); })) << log();
+}
+
+// Two real hosts: a central whose proxy runs the websocket listener (`httpserver:` block) with
+// node 6 declared as wss, and the poller with this module.
+class PullWssModuleTest : public ::testing::Test {
+ protected:
+  static constexpr const char* kCentral = "1";
+
+  void TearDown() override {
+    if (HasFailure()) std::cerr << fleet_.logs();
+    if (!certs_.empty()) std::filesystem::remove_all(certs_);
+  }
+  // `central_extra`: more httpserver lines (8-space indent); `poller_extra`: more module lines.
+  void declare(bool tls, const std::string& poller_token = kToken) {
+    ws_port_ = free_port();
+    std::string listener = "      httpserver:\n        enable: true\n        token: " + std::string(kToken) +
+                           "\n        address: 127.0.0.1\n        port: " + std::to_string(ws_port_) + "\n";
+    std::string poller_extra;
+    if (tls) {
+      certs_ = make_certificate();
+      listener += "        ssl: true\n        ssl_cert_file: " + certs_ + "/cert.pem\n        ssl_key_file: " + certs_ + "/key.pem\n";
+      poller_extra = "      ssl: true\n      ssl_ca_file: " + certs_ + "/cert.pem\n";
+    }
+    fleet_.declare({kCentral, false, {}, true, std::string(HostSpec::kProxyDirectives) + listener,
+                    "  - id: 6\n    type: wss\n    prevail: 1\n", true});
+    HostSpec poller{kPoller};
+    poller.extra_modules = "    - name: pullwss\n      package: gorgone::modules::core::pullwss::hooks\n      enable: true\n"
+                           "      address: 127.0.0.1\n      port: " + std::to_string(ws_port_) + "\n      token: " + poller_token +
+                           "\n      ping: 1\n" + poller_extra;
+    fleet_.declare(poller);
+  }
+  int ping_ok() {
+    auto cs = fleet_.constatus(kCentral);
+    if (!cs.HasMember("data") || !cs["data"].IsObject() || !cs["data"].HasMember(kPoller)) return 0;
+    return cs["data"][kPoller]["ping_ok"].GetInt();
+  }
+  // A command sent to the poller through the central's REST API, and its output as the
+  // central holds it once synced (GETLOG/SETLOGS over the websocket).
+  std::string run_on_poller(const std::string& text) {
+    std::string out;
+    eventually([&] {
+      std::string token = fleet_.command(kCentral, kPoller, "echo " + text);
+      if (token.empty()) return false;
+      bool refused = false;
+      eventually([&] {
+        for (const auto& row : fleet_.rows(kCentral, token))
+          if (row.first == 1) refused = true;
+        out = fleet_.result(kCentral, token, kPoller);
+        return refused || !out.empty();
+      }, std::chrono::seconds(20));
+      return !out.empty();
+    }, std::chrono::seconds(60));
+    return out;
+  }
+  std::string log_of(const std::string& id) { return read_file(fleet_.log_path(id)); }
+
+  Fleet fleet_;
+  int ws_port_ = 0;
+  std::string certs_;
+};
+
+TEST_F(PullWssModuleTest, RegistersIsPingedAndRunsCommandsSentThroughTheCentral) {
+  declare(false);
+  fleet_.start(kCentral);
+  fleet_.start(kPoller);
+  ASSERT_TRUE(eventually([&] { return ping_ok() >= 1; }, std::chrono::seconds(60)));
+  auto cs = fleet_.constatus(kCentral);
+  EXPECT_STREQ(cs["data"][kPoller]["type"].GetString(), "wss");
+  // Quotes, brackets and ampersands travel entity-encoded and come back intact.
+  EXPECT_EQ(run_on_poller("'wss <ok> & \"fine\"'"), "wss <ok> & \"fine\"");
+  EXPECT_NE(log_of(kCentral).find("[proxy] wss listener: node '6' connected from"), std::string::npos);
+  EXPECT_EQ(log_of(kPoller).find(kToken), std::string::npos) << "the token is in the poller's log";
+  EXPECT_EQ(log_of(kCentral).find(kToken), std::string::npos) << "the token is in the central's log";
+}
+
+TEST_F(PullWssModuleTest, OverTlsWithTheCentralsCertificateTrusted) {
+  declare(true);
+  fleet_.start(kCentral);
+  fleet_.start(kPoller);
+  ASSERT_TRUE(eventually([&] { return ping_ok() >= 1; }, std::chrono::seconds(60)));
+  EXPECT_NE(log_of(kPoller).find("[pullwss] connected to central wss://127.0.0.1:" + std::to_string(ws_port_) + "/"),
+            std::string::npos);
+  EXPECT_EQ(run_on_poller("over-tls"), "over-tls");
+}
+
+TEST_F(PullWssModuleTest, AWrongTokenIsRefusedOnBothSides) {
+  declare(false, "not-the-token");
+  fleet_.start(kCentral);
+  fleet_.start(kPoller);
+  ASSERT_TRUE(eventually([&] {
+    return log_of(kPoller).find("refused this poller: token authorization unallowed") != std::string::npos &&
+           log_of(kPoller).find("retrying in 2 s") != std::string::npos;
+  }));
+  EXPECT_NE(log_of(kCentral).find("wrong or missing bearer token"), std::string::npos);
+  EXPECT_EQ(ping_ok(), 0);
+  EXPECT_EQ(log_of(kPoller).find("not-the-token"), std::string::npos);
+  EXPECT_EQ(log_of(kCentral).find("not-the-token"), std::string::npos);
+}
+
+TEST_F(PullWssModuleTest, ComesBackAfterARestart) {
+  declare(false);
+  fleet_.start(kCentral);
+  fleet_.start(kPoller);
+  ASSERT_TRUE(eventually([&] { return ping_ok() >= 1; }, std::chrono::seconds(60)));
+  ASSERT_EQ(run_on_poller("before"), "before");
+  fleet_.stop(kPoller);
+  // The clean stop unregistered and closed: the central saw the node go.
+  ASSERT_TRUE(eventually([&] { return log_of(kCentral).find("node '6' disconnected") != std::string::npos; }));
+  fleet_.start(kPoller);
+  ASSERT_TRUE(eventually([&] {
+    std::string log = log_of(kCentral);
+    std::size_t first = log.find("node '6' connected from");
+    return first != std::string::npos && log.find("node '6' connected from", first + 1) != std::string::npos;
+  }, std::chrono::seconds(60)));
+  EXPECT_EQ(run_on_poller("after"), "after");
 }
 
 }  // namespace
