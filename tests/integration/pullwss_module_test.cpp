@@ -223,11 +223,12 @@ class FakeCentral {
   int closed_ = 0;
 };
 
-// A self-signed certificate for 127.0.0.1 (cert.pem, key.pem) in a new directory.
-std::string make_certificate() {
+// A self-signed certificate (cert.pem, key.pem) in a new directory, for 127.0.0.1 unless
+// `san` names something else.
+std::string make_certificate(const std::string& san = "IP:127.0.0.1") {
   std::string dir = make_temp_dir("pullwss-cert");
-  std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 "
-                    "-keyout " + dir + "/key.pem -out " + dir + "/cert.pem >/dev/null 2>&1";
+  std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=" + san +
+                    " -keyout " + dir + "/key.pem -out " + dir + "/cert.pem >/dev/null 2>&1";
   if (std::system(cmd.c_str()) != 0) throw std::runtime_error("openssl req failed");
   return dir;
 }
@@ -460,6 +461,17 @@ TEST_F(PullWssFakeCentralTest, AnUntrustedCertificateIsRefusedUnlessInsecure) {
   start_poller(central.port(), "      ssl: true\n      ssl_insecure: true\n");
   ASSERT_TRUE(eventually([&] { return central.has("[REGISTERNODES]"); })) << log();
   EXPECT_NE(log().find("ssl_insecure: the certificate of central"), std::string::npos);
+  std::filesystem::remove_all(certs);
+}
+
+// A certificate signed by a trusted authority but issued to another name is refused too.
+TEST_F(PullWssFakeCentralTest, ACertificateForAnotherNameIsRefused) {
+  std::string certs = make_certificate("DNS:central.example");
+  FakeCentral central(kToken, certs);
+  start_poller(central.port(), "      ssl: true\n      ssl_ca_file: " + certs + "/cert.pem\n");
+  ASSERT_TRUE(eventually([&] { return log().find("TLS handshake failed") != std::string::npos; })) << log();
+  EXPECT_NE(log().find("certificate verify failed"), std::string::npos) << log();
+  EXPECT_TRUE(central.upgrades().empty()) << "the token was sent to a central of another name";
   std::filesystem::remove_all(certs);
 }
 
