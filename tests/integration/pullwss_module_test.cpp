@@ -574,8 +574,8 @@ TEST_F(PullWssModuleTest, RegistersIsPingedAndRunsCommandsSentThroughTheCentral)
   ASSERT_TRUE(eventually([&] { return ping_ok() >= 1; }, std::chrono::seconds(60)));
   auto cs = fleet_.constatus(kCentral);
   EXPECT_STREQ(cs["data"][kPoller]["type"].GetString(), "wss");
-  // Quotes, brackets and ampersands travel entity-encoded and come back intact.
-  EXPECT_EQ(run_on_poller("'wss <ok> & \"fine\"'"), "wss <ok> & \"fine\"");
+  // Quotes, brackets and ampersands travel entity-encoded, UTF-8 as it is, and come back intact.
+  EXPECT_EQ(run_on_poller("'wss <ok> & \"fine\" d\u00e9j\u00e0'"), "wss <ok> & \"fine\" d\u00e9j\u00e0");
   EXPECT_NE(log_of(kCentral).find("[proxy] wss listener: node '6' connected from"), std::string::npos);
   EXPECT_EQ(log_of(kPoller).find(kToken), std::string::npos) << "the token is in the poller's log";
   EXPECT_EQ(log_of(kCentral).find(kToken), std::string::npos) << "the token is in the central's log";
