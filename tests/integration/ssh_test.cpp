@@ -15,6 +15,7 @@
 
 #include <fstream>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "fleet.hpp"
@@ -87,6 +88,8 @@ class Ssh : public ::testing::Test {
     sshd_ = std::make_unique<gorgone_test::Sshd>();
     dir_ = make_temp_dir("gorgone-ssh");
     fs::create_directories(dir_ + "/empty-ssh-dir");
+    // The node's account writes under it; and known_hosts files the tests make are learnt into.
+    fs::permissions(dir_, fs::perms::all);
   }
   void TearDown() override {
     if (HasFailure()) {
@@ -106,11 +109,21 @@ class Ssh : public ::testing::Test {
     return "  - id: " + id + "\n    type: push_ssh\n    address: 127.0.0.1\n    ssh_port: " +
            std::to_string(port ? port : sshd_->port()) + "\n    ssh_connect_timeout: 3\n" + extra;
   }
-  std::string key_auth() {
-    return "    ssh_username: " + sshd_->user() + "\n    ssh_identity: " + sshd_->client_key() +
-           "\n    ssh_directory: " + dir_ + "/empty-ssh-dir\n    ssh_known_hosts: " + sshd_->known_hosts() +
-           "\n    strict_serverkey_check: true\n";
+  // Key authentication as the fixture's plain /bin/sh account (commands then run without
+  // root's shell start-up files), or as root where a test needs it (owner changes, system
+  // directories).
+  std::string key_auth(bool as_root = false) {
+    return "    ssh_username: " + (as_root ? sshd_->user() : sshd_->password_user()) + "\n    ssh_identity: " +
+           sshd_->client_key() + "\n    ssh_directory: " + dir_ + "/empty-ssh-dir\n    ssh_known_hosts: " +
+           sshd_->known_hosts() + "\n    strict_serverkey_check: true\n";
   }
+  // A path the SSH account may write (the "node" is this machine): made here, given to it.
+  void give_to_node(const std::string& path) {
+    struct passwd* pw = ::getpwnam(sshd_->password_user().c_str());
+    ASSERT_NE(pw, nullptr);
+    ASSERT_EQ(::chown(path.c_str(), pw->pw_uid, pw->pw_gid), 0) << path;
+  }
+
   // The central ("1", REST on) with the proxy and the given nodes file.
   void start_central(const std::string& nodes, const std::string& directives = HostSpec::kProxyDirectives) {
     fleet_.declare({"1", false, {}, true, directives, nodes, true});
@@ -239,7 +252,8 @@ TEST_F(Ssh, HostKeyPolicy) {
   const std::string learned = dir_ + "/known_learned";
   write_file(empty_known, "");
   auto node = [&](const std::string& id, const std::string& known, bool strict) {
-    return ssh_node(id, "    ssh_username: root\n    ssh_identity: " + sshd_->client_key() + "\n    ssh_directory: " +
+    return ssh_node(id, "    ssh_username: " + sshd_->password_user() + "\n    ssh_identity: " + sshd_->client_key() +
+                            "\n    ssh_directory: " +
                             dir_ + "/empty-ssh-dir\n    ssh_known_hosts: " + known +
                             "\n    strict_serverkey_check: " + (strict ? "true" : "false") + "\n");
   };
@@ -282,7 +296,7 @@ TEST_F(Ssh, CommandTimeout) {
 
 // REMOTECOPY of a file and of a directory, byte for byte, modes kept; hostile paths get a KO.
 TEST_F(Ssh, RemoteCopyFileAndDirectoryAndHostilePaths) {
-  start_central(ssh_node("5", key_auth()));
+  start_central(ssh_node("5", key_auth(true)));  // root: the copy gives an owner
   const std::string src = dir_ + "/src";
   std::string one = random_bytes_file(src + "/one.bin", 300000, 1);
   std::string a = random_bytes_file(src + "/tree/a.cfg", 1000, 2);
@@ -341,6 +355,7 @@ TEST_F(Ssh, SshdKilledDuringACopyLeavesNothingHalfWritten) {
   std::string big = random_bytes_file(src, 400u << 20, 5);
   const std::string dst = dir_ + "/dst";
   fs::create_directories(dst);
+  give_to_node(dst);
   std::string token = remote_copy("5", R"({"source":")" + src + R"(","destination":")" + dst + R"(/big.bin"})");
   ASSERT_TRUE(eventually([&] { return has_temporary_files(dst); }, std::chrono::seconds(60)));
   sshd_->kill();
@@ -375,6 +390,7 @@ TEST_F(Ssh, TheNodeRecoversAfterSshdRestarts) {
 TEST_F(Ssh, EngineCommandWritesTheCommandPipe) {
   const std::string pipe = dir_ + "/centengine.cmd";
   ASSERT_EQ(::mkfifo(pipe.c_str(), 0660), 0);
+  give_to_node(pipe);
   std::string got;
   std::thread reader([&] {
     std::ifstream in(pipe);  // blocks until the writer opens it
@@ -540,6 +556,38 @@ TEST_F(Ssh, UnregisteringTheNodeKosWhatItHadNotRun) {
   ASSERT_EQ(rows.size(), 1u) << joined(rows);
   EXPECT_EQ(rows[0].first, 1);
   EXPECT_NE(rows[0].second.find("node '5'"), std::string::npos) << rows[0].second;
+}
+
+// A node behind an SSH node (a legacy poller reached through centcore on it): a command with
+// `metadata.centcore_proxy` and an engine command for it become centcore command files on the
+// SSH node, one line each.
+TEST_F(Ssh, ANodeBehindItIsReachedThroughCentcoreFiles) {
+  const std::string dir = "/var/lib/centreon/centcore";  // the SSH node is this machine
+  const std::string top = fs::exists("/var/lib/centreon") ? dir : "/var/lib/centreon";  // what to remove after
+  bool made = !fs::exists(dir);
+  fs::create_directories(dir);
+  auto before = [&] {
+    std::set<std::string> names;
+    for (const auto& e : fs::directory_iterator(dir)) names.insert(e.path().string());
+    return names;
+  }();
+  start_central_with_router(ssh_node("5", key_auth(true) + "    nodes:\n      - id: 9\n"));
+  std::string cmd = post_command("9", R"([{"command":"ignored","metadata":{"centcore_proxy":1,"centcore_cmd":"SENDCFGFILE"}}])");
+  auto rows = final_rows(cmd);
+  std::string engine = route("ENGINECOMMAND", "9", R"({"content":{"commands":["[1] RESTART_PROGRAM"]}})");
+  auto engine_rows = final_rows(engine);
+  std::vector<std::string> lines;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (!before.count(e.path().string())) lines.push_back(read_file(e.path().string()));
+  std::sort(lines.begin(), lines.end());
+  if (made) fs::remove_all(top);
+  else
+    for (const auto& e : fs::directory_iterator(dir))
+      if (!before.count(e.path().string())) fs::remove(e.path());
+  ASSERT_EQ(last_code(rows), 2) << joined(rows);
+  EXPECT_NE(joined(rows).find("send action_centcore succeeded"), std::string::npos) << joined(rows);
+  ASSERT_EQ(last_code(engine_rows), 2) << joined(engine_rows);
+  EXPECT_EQ(lines, (std::vector<std::string>{"EXTERNALCMD:9:[1] RESTART_PROGRAM\n", "SENDCFGFILE:9\n"}));
 }
 
 }  // namespace

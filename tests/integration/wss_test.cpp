@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "fleet.hpp"
+#include "gorgone/protocol/crypto.hpp"
 #include "gorgone/protocol/frame.hpp"
 #include "ws_client.hpp"
 
@@ -200,6 +201,39 @@ TEST_F(Wss, OverTls) {
   })) << fleet_.logs();
   WsClient plain(port_);
   EXPECT_FALSE(plain.connect(kToken)) << "a plain connection to the TLS listener was upgraded";
+}
+
+// REMOTECOPY to a wss poller: the PROCESSCOPY series arrives on its websocket, and the chunks
+// put together are the file.
+TEST_F(Wss, RemoteCopyReachesItAsAProcessCopySeries) {
+  start_central();
+  auto c = poller("6");
+  ASSERT_TRUE(eventually([&] { return central_logged("node '6' connected from"); }));
+  dir_ = make_temp_dir("gorgone-wsscopy");
+  std::string content;
+  for (int i = 0; i < 400000; ++i) content += static_cast<char>('A' + (i * 13) % 26);
+  write_file(dir_ + "/file.cfg", content);
+  auto [status, body] = fleet_.post("1", "/api/nodes/6/core/proxy/remotecopy",
+                                    R"({"source":")" + dir_ + R"(/file.cfg","destination":"/etc/x/file.cfg","cache_dir":")" +
+                                        dir_ + R"("})");
+  ASSERT_EQ(status, 200) << body;
+  std::string received;
+  for (;;) {
+    auto m = c->next_starting("[PROCESSCOPY]");
+    ASSERT_TRUE(m) << fleet_.logs();
+    auto f = protocol::parse_frame(*m);
+    ASSERT_TRUE(f);
+    json::Document d;
+    ASSERT_TRUE(json::parse(d, f->data));
+    std::string status_text = d["content"]["status"].GetString();
+    if (status_text == "inprogress") {
+      received += protocol::base64_decode_lenient(d["content"]["chunk"]["data"].GetString());
+      continue;
+    }
+    ASSERT_EQ(status_text, "end");
+    break;
+  }
+  EXPECT_EQ(received, content);
 }
 
 }  // namespace

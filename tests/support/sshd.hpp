@@ -94,6 +94,9 @@ class Sshd {
       port_ = free_port();
       write_known_hosts();
       create_password_user();
+      // The same key logs in as the password user: a plain /bin/sh account, so that commands
+      // run without root's shell start-up files (whatever this machine put there).
+      write(dir_ + "/authorized_keys/" + password_user_, read(client_key() + ".pub"), 0644);
       write_config();
       start();
     } catch (...) {
@@ -118,7 +121,7 @@ class Sshd {
   const std::string& dir() const { return dir_; }
   // The account that logs in with client_key(): root (PermitRootLogin yes).
   std::string user() const { return "root"; }
-  // Private key authorized for user(); its public half is client_key() + ".pub".
+  // Private key authorized for user() and password_user(); its public half is client_key() + ".pub".
   std::string client_key() const { return dir_ + "/client_ed25519"; }
   // A private key authorized for nobody: for "wrong key" cases.
   std::string other_key() const { return dir_ + "/other_ed25519"; }
@@ -126,7 +129,7 @@ class Sshd {
   // host key the server had when it was created (change_host_key() leaves it as is).
   std::string known_hosts() const { return dir_ + "/known_hosts"; }
   // A local account created for this server (shell /bin/sh, home in dir()), that logs in by
-  // password only.
+  // password, or with client_key().
   std::string password_user() const { return password_user_; }
   // Its random password (letters and digits).
   std::string password() const { return password_; }
