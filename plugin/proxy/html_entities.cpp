@@ -35,23 +35,25 @@ void put_utf8(std::string& out, std::uint32_t c) {
   }
 }
 
-// The code point `name` (what sits between '&' and ';') stands for, or 0.
+constexpr std::uint32_t kNone = 0xFFFFFFFF;
+
+// The code point `name` (what sits between '&' and ';') stands for, or kNone.
 std::uint32_t entity(std::string_view name) {
   if (name.size() > 1 && name[0] == '#') {
     bool hex = name[1] == 'x' || name[1] == 'X';
     std::string_view digits = name.substr(hex ? 2 : 1);
-    if (digits.empty() || digits.size() > 8) return 0;
+    if (digits.empty() || digits.size() > 8) return kNone;
     std::uint32_t c = 0;
     for (char d : digits) {
       int v = d >= '0' && d <= '9' ? d - '0'
               : hex && d >= 'a' && d <= 'f' ? d - 'a' + 10
               : hex && d >= 'A' && d <= 'F' ? d - 'A' + 10
                                             : -1;
-      if (v < 0) return 0;
+      if (v < 0) return kNone;
       c = c * (hex ? 16 : 10) + static_cast<std::uint32_t>(v);
-      if (c > 0x10FFFF) return 0;
+      if (c > 0x10FFFF) return kNone;
     }
-    if (c >= 0xD800 && c <= 0xDFFF) return 0;
+    if (c >= 0xD800 && c <= 0xDFFF) return kNone;
     return c;
   }
   if (name == "quot") return '"';
@@ -61,7 +63,7 @@ std::uint32_t entity(std::string_view name) {
   if (name == "apos") return '\'';
   for (std::uint32_t i = 0; i < 96; ++i)
     if (name == kLatin1[i]) return 0xA0 + i;
-  return 0;
+  return kNone;
 }
 
 }  // namespace
@@ -79,15 +81,50 @@ std::string decode_html_entities(std::string_view text) {
     out.append(text.substr(i, amp - i));
     // Entity names are short: look for ';' within 10 characters only.
     std::size_t semi = text.find(';', amp + 1);
-    std::uint32_t c = 0;
+    std::uint32_t c = kNone;
     if (semi != std::string_view::npos && semi - amp <= 10) c = entity(text.substr(amp + 1, semi - amp - 1));
-    if (c == 0) {
+    if (c == kNone) {
       out.push_back('&');
       i = amp + 1;
       continue;
     }
-    put_utf8(out, c);
+    if (c < 0x100) out.push_back(static_cast<char>(c));
+    else put_utf8(out, c);
     i = semi + 1;
+  }
+  return out;
+}
+
+std::string encode_html_entities(std::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size() + bytes.size() / 4);
+  for (char ch : bytes) {
+    auto b = static_cast<unsigned char>(ch);
+    bool plain = b == '\t' || b == '\n' || b == '\r' ||
+                 (b >= 0x20 && b <= 0x7E && b != '"' && b != '&' && b != '\'' && b != '<' && b != '>');
+    if (plain) {
+      out.push_back(ch);
+    } else if (b == '"') {
+      out += "&quot;";
+    } else if (b == '&') {
+      out += "&amp;";
+    } else if (b == '<') {
+      out += "&lt;";
+    } else if (b == '>') {
+      out += "&gt;";
+    } else if (b == '\'') {
+      out += "&#39;";
+    } else if (b >= 0xA0) {
+      out.push_back('&');
+      out += kLatin1[b - 0xA0];
+      out.push_back(';');
+    } else {
+      static const char kHex[] = "0123456789ABCDEF";
+      out += "&#x";
+      if (b >= 16) out.push_back(kHex[b >> 4]);
+      out.push_back(kHex[b & 15]);
+      out.push_back(';');
+    }
   }
   return out;
 }

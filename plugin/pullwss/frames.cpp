@@ -1,5 +1,7 @@
 #include "frames.hpp"
 
+#include "html_entities.hpp"
+
 #include "../pull/wire.hpp"
 #include "gorgone/json.hpp"
 #include "gorgone/protocol/frame.hpp"
@@ -49,21 +51,7 @@ std::string unregister_frame(const std::string& core_id) {
   return protocol::build_frame("UNREGISTERNODES", "", "", nodes_json(core_id, false));
 }
 
-std::string encode_entities(std::string_view text) {
-  std::string out;
-  out.reserve(text.size() + text.size() / 8);
-  for (char c : text) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
+std::string encode_entities(std::string_view text) { return proxy::encode_html_entities(text); }
 
 bool for_core(std::string_view message) {
   return !message.empty() && message.front() == '[' && message.substr(0, 5) != "[ACK]";

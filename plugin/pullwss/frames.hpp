@@ -23,8 +23,9 @@ std::string register_frame(const std::string& core_id);
 std::string unregister_frame(const std::string& core_id);
 
 // HTML entities for what the poller relays from its core (PONG, SETLOGS, SYNCLOGS): the
-// central decodes entities of every message it receives first. & < > " ' become &amp; &lt;
-// &gt; &quot; &#39;; other bytes are left as they are (UTF-8 stays UTF-8).
+// central decodes entities of every message it receives first. Byte by byte as Gorgone's Perl
+// poller writes them (plugin/proxy/html_entities.hpp): " & ' < > and every byte outside
+// printable ASCII (UTF-8 "é" is "&Atilde;&copy;"), so that a Perl central reads the same.
 std::string encode_entities(std::string_view text);
 
 // A message of the central that goes to this host's core: a Gorgone frame ("[ACTION] ...")

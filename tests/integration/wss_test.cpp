@@ -8,26 +8,14 @@
 #include "fleet.hpp"
 #include "gorgone/protocol/crypto.hpp"
 #include "gorgone/protocol/frame.hpp"
+#include "html_entities.hpp"
 #include "ws_client.hpp"
 
 namespace gorgone::testing {
 namespace {
 
-// What Perl's HTML::Entities does to the poller's messages, for the characters JSON has.
-std::string entities(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    if (c == '"') out += "&quot;";
-    else if (c == '&') out += "&amp;";
-    else if (c == '<') out += "&lt;";
-    else if (c == '>') out += "&gt;";
-    else if (c == '\'') out += "&#39;";
-    else out += c;
-  }
-  // Non-ASCII as Perl writes it: names for Latin-1 (here é), numbers beyond.
-  for (std::size_t at; (at = out.find("\xC3\xA9")) != std::string::npos;) out.replace(at, 2, "&eacute;");
-  return out;
-}
+// What Perl's HTML::Entities does to the poller's messages (byte by byte).
+std::string entities(const std::string& text) { return proxy::encode_html_entities(text); }
 
 class Wss : public ::testing::Test {
  protected:
