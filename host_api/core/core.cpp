@@ -1,5 +1,7 @@
 #include "core.hpp"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -130,6 +132,24 @@ Status Core::load_keys() {
 }
 
 Status Core::setup() {
+  // Every push node is a ZMQ socket (and every REST request one more): libzmq's default cap
+  // of 1023 sockets per context stopped a central at about a thousand nodes, after which
+  // every new socket, REST calls included, failed with "Too many open files". The cap follows
+  // the process's file limit instead (raised to its hard limit), as each socket needs files.
+  {
+    struct rlimit rl {};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+      if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &rl);
+        ::getrlimit(RLIMIT_NOFILE, &rl);
+      }
+      const rlim_t cap = std::min<rlim_t>(rl.rlim_cur, 65535);
+      if (cap > 1023) context_.set(zmq::ctxopt::max_sockets, static_cast<int>(cap));
+      Logger::instance().log(Severity::kInfo, "[core] up to " + std::to_string(context_.get(zmq::ctxopt::max_sockets)) +
+                                                  " ZMQ sockets (open files limit " + std::to_string(rl.rlim_cur) + ")");
+    }
+  }
   Status s = load_keys();
   if (!s) return s;
   add_history(nullptr, code::kStarted, json::message("gorgoned is starting..."));
