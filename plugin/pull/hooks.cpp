@@ -1,12 +1,10 @@
 // gorgone-pull.so: the poller side of a pull node (Gorgone's modules/core/pull), written only
-// against the public host API. The exported hooks are thin noexcept glue: register reads the
-// directives and the key pair, init starts the connection thread (client.hpp), check reports
-// it and starts it again if it ended on an error (Gorgone re-forks a dead pull child), gently
-// asks it to unregister and stop, kill also waits for it. No hook blocks on the network.
+// against the public host API: register reads the directives and the key pair and makes the
+// connection thread (client.hpp); the other hooks are dialer_hooks.hpp's.
 #include <memory>
-#include <mutex>
 
 #include "client.hpp"
+#include "dialer_hooks.hpp"
 #include "gorgone/module.hpp"
 #include "settings.hpp"
 
@@ -20,101 +18,29 @@ using gorgone::Severity;
 using gorgone::Status;
 using gorgone::protocol::Frame;
 namespace pull = gorgone::pull;
-
-struct Module {
-  Host* host = nullptr;
-  std::unique_ptr<pull::PullClient> client;
-  bool stopping = false;  // gently/kill was called: check() does not restart the thread
-};
-
-Module& module() {
-  static Module instance;
-  return instance;
-}
-
-template <typename F>
-Status guarded(const char* hook, F&& f) noexcept {
-  try {
-    return f();
-  } catch (const std::exception& e) {
-    return Status::failure(std::string("[pull] ") + hook + ": " + e.what());
-  } catch (...) {
-    return Status::failure(std::string("[pull] ") + hook + ": unknown error");
-  }
-}
+using Hooks = pull::DialerHooks<pull::PullClient>;
 
 Status pull_register(const YAML::Node& module_config, const YAML::Node& /*core_config*/, Host& host,
                      Registration& out) noexcept {
-  return guarded("register", [&]() -> Status {
+  Hooks::describe("pull", "PULLREADY");
+  return Hooks::guarded("register", [&]() -> Status {
     auto settings = pull::parse_settings(module_config, host.core_info());
     if (!settings) return Status::failure(settings.error());
     for (const auto& w : settings->warnings) host.log(Severity::kWarning, "[pull] " + w);
     auto key = pull::load_client_key(*settings);
     if (!key) return Status::failure(key.error());
-    Module& m = module();
-    if (m.client) m.client->stop();
-    m.host = &host;
-    m.client = std::make_unique<pull::PullClient>(host, std::move(settings.value()), std::move(key.value()));
-    m.stopping = false;
-    out.loaded = true;
-    out.ns = "core";
-    out.name = "pull";
-    out.events = {{"PULLREADY", "", ""}};
+    Hooks::install(host, std::make_unique<pull::PullClient>(host, std::move(settings.value()), std::move(key.value())),
+                   out);
     return Status::success();
   });
 }
 
-Status pull_init(const std::string& /*core_id*/) noexcept {
-  return guarded("init", [&]() -> Status {
-    Module& m = module();
-    if (!m.client) return Status::failure("[pull] init called before register");
-    m.stopping = false;
-    m.client->start();
-    return Status::success();
-  });
-}
-
-Status pull_routing(const Frame& frame, const RouteContext& /*context*/) noexcept {
-  return guarded("routing", [&]() -> Status {
-    // PULLREADY is the thread saying it is up; broadcasts have nothing to do here.
-    if (frame.action == "PULLREADY" || frame.action.rfind("BCAST", 0) == 0) return Status::success();
-    return Status::failure("unknown event '" + frame.action + "'");
-  });
-}
-
-Status pull_check(CheckResult& out) noexcept {
-  return guarded("check", [&]() -> Status {
-    Module& m = module();
-    out.keepalive = true;
-    out.count = m.client ? m.client->live_threads() : 0;
-    if (m.client && out.count == 0 && !m.stopping && m.host && !m.host->stopping()) {
-      m.host->log(Severity::kError, "[pull] the connection thread had stopped: starting it again");
-      m.client->start();
-      out.count = 1;
-    }
-    return Status::success();
-  });
-}
-
+Status pull_init(const std::string& /*core_id*/) noexcept { return Hooks::init(); }
+Status pull_routing(const Frame& frame, const RouteContext& /*context*/) noexcept { return Hooks::routing(frame); }
+Status pull_check(CheckResult& out) noexcept { return Hooks::check(out); }
 Status pull_broadcast(const Frame& /*frame*/) noexcept { return Status::success(); }
-
-Status pull_gently() noexcept {
-  return guarded("gently", [&]() -> Status {
-    Module& m = module();
-    m.stopping = true;
-    if (m.client) m.client->request_stop();
-    return Status::success();
-  });
-}
-
-Status pull_kill() noexcept {
-  return guarded("kill", [&]() -> Status {
-    Module& m = module();
-    m.stopping = true;
-    if (m.client) m.client->stop();
-    return Status::success();
-  });
-}
+Status pull_gently() noexcept { return Hooks::gently(); }
+Status pull_kill() noexcept { return Hooks::kill(); }
 
 }  // namespace
 
