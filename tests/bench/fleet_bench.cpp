@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "fleet.hpp"
+#include "zmq_node_sim.hpp"
 #include "gorgone/protocol/frame.hpp"
 #include "gorgone/protocol/handshake.hpp"
 #include <zmq.hpp>
@@ -28,78 +29,6 @@ long rss_kib(pid_t pid) {
   return -1;
 }
 
-class Simulator {
- public:
-  Simulator(zmq::context_t& ctx, int nodes, protocol::RsaKey key, std::string authorized)
-      : server_(config(std::move(key), std::move(authorized))) {
-    for (int i = 0; i < nodes; ++i) {
-      sockets_.emplace_back(ctx, zmq::socket_type::router);
-      sockets_.back().set(zmq::sockopt::linger, 0);
-      sockets_.back().bind("tcp://127.0.0.1:0");
-      std::string ep = sockets_.back().get(zmq::sockopt::last_endpoint);
-      ports_.push_back(std::atoi(ep.substr(ep.rfind(':') + 1).c_str()));
-    }
-    thread_ = std::thread([this] { run(); });
-  }
-  ~Simulator() {
-    stop_ = true;
-    thread_.join();
-  }
-  const std::vector<int>& ports() const { return ports_; }
-  // One handshake server plays every node: no per-address HELO limit (they all come from
-  // the central's one address).
-  static protocol::HandshakeServer::Config config(protocol::RsaKey key, std::string authorized) {
-    protocol::HandshakeServer::Config c{std::move(key), {std::move(authorized)}, "sim", 32};
-    c.helo_per_minute = 0;
-    return c;
-  }
-
- private:
-  void run() {
-    std::vector<zmq::pollitem_t> items;
-    for (auto& s : sockets_) items.push_back({static_cast<void*>(s), 0, ZMQ_POLLIN, 0});
-    while (!stop_) {
-      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(100));
-      for (std::size_t i = 0; i < items.size(); ++i) {
-        if (!(items[i].revents & ZMQ_POLLIN)) continue;
-        zmq::message_t id, body;
-        while (sockets_[i].recv(id, zmq::recv_flags::dontwait)) {
-          (void)sockets_[i].recv(body, zmq::recv_flags::none);
-          answer(sockets_[i], id.to_string(), body.to_string_view(), static_cast<int>(i));
-        }
-      }
-    }
-  }
-  void answer(zmq::socket_t& s, const std::string& id, std::string_view body, int index) {
-    auto out = server_.on_message(id, body, ::time(nullptr));
-    std::string reply;
-    if (out.kind != protocol::HandshakeServer::Outcome::Kind::kMessage) {
-      if (out.reply.empty()) return;
-      reply = out.reply;
-    } else {
-      auto f = protocol::parse_frame(out.plaintext);
-      if (!f) return;
-      std::string token = f->token.empty() ? "t" : f->token;
-      std::string node = std::to_string(index + 2);
-      if (f->action == "PING")
-        reply = protocol::build_response("PONG", token, 0,
-                                         R"({"action":"ping","message":"ping ok","id":")" + node + R"(","data":{}})");
-      else if (f->action == "GETLOG")
-        reply = protocol::build_response("ACK", token, 0, R"({"action":"getlog","result":[],"id":")" + node + "\"}");
-      else
-        reply = protocol::build_response("ACK", token, 0, "null");
-      reply = *server_.encrypt_for(id, reply);
-    }
-    s.send(zmq::buffer(id), zmq::send_flags::sndmore);
-    s.send(zmq::buffer(reply), zmq::send_flags::none);
-  }
-  protocol::HandshakeServer server_;
-  std::vector<zmq::socket_t> sockets_;
-  std::vector<int> ports_;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
-};
-
 int answered(Fleet& fleet) {
   auto cs = fleet.constatus("1");
   if (!cs.HasMember("data") || !cs["data"].IsObject()) return 0;
@@ -116,7 +45,7 @@ int main(int argc, char** argv) {
   fleet.declare({"1"});
   fleet.declare({"sim"});
   zmq::context_t ctx;
-  Simulator sim(ctx, nodes, protocol::RsaKey::load_private_file(fleet.private_key("sim")).value(), fleet.thumbprint("1"));
+  ZmqNodeSim sim(ctx, nodes, protocol::RsaKey::load_private_file(fleet.private_key("sim")).value(), fleet.thumbprint("1"));
 
   // Baseline: the same central with no node at all.
   HostSpec empty{"1", false, {}, true, "      pool: 4\n      ping: 10\n      synchistory_time: 60\n", "", true};
