@@ -234,21 +234,7 @@ TEST_F(PullModuleTest, RemoteCopyOfADirectoryLandsByteForByte) {
   fleet_.start(kCentral);
   fleet_.start(kPoller);
   ASSERT_TRUE(eventually([&] { return ping_ok() >= 1; }, std::chrono::seconds(60))) << fleet_.logs();
-  std::string dir = make_temp_dir("gorgone-copy");
-  std::string a, b;
-  for (int i = 0; i < 200000; ++i) a += static_cast<char>((i * 31 + 7) % 251);
-  for (int i = 0; i < 3000; ++i) b += static_cast<char>('a' + i % 26);
-  write_file(dir + "/src/a.bin", a);
-  write_file(dir + "/src/sub/b.cfg", b);
-  std::filesystem::create_directories(dir + "/cache");
-  auto [status, body] = fleet_.post(kCentral, "/api/nodes/3/core/proxy/remotecopy",
-                                    R"({"source":")" + dir + R"(/src","destination":")" + dir +
-                                        R"(/dst","cache_dir":")" + dir + R"(/cache"})");
-  ASSERT_EQ(status, 200) << body;
-  EXPECT_TRUE(eventually([&] {
-    return read_file(dir + "/dst/a.bin") == a && read_file(dir + "/dst/sub/b.cfg") == b;
-  }, std::chrono::seconds(60))) << fleet_.logs();
-  std::filesystem::remove_all(dir);
+  EXPECT_EQ(remote_copy_lands(fleet_, kCentral, kPoller), "") << fleet_.logs();
 }
 
 }  // namespace

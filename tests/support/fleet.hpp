@@ -193,4 +193,29 @@ class Fleet {
   std::map<std::string, std::unique_ptr<Daemon>> daemons_;
 };
 
+// Posts, through host `via`, a REMOTECOPY of a fresh directory (a 200 KB binary file and a
+// text file in a subdirectory) to node `node` (this machine), and waits until both files are
+// at the destination byte for byte. "" when they are, else what went wrong.
+inline std::string remote_copy_lands(Fleet& fleet, const std::string& via, const std::string& node) {
+  std::string dir = make_temp_dir("gorgone-copy");
+  std::string a, b;
+  for (int i = 0; i < 200000; ++i) a += static_cast<char>((i * 31 + 7) % 251);
+  for (int i = 0; i < 3000; ++i) b += static_cast<char>('a' + i % 26);
+  write_file(dir + "/src/a.bin", a);
+  write_file(dir + "/src/sub/b.cfg", b);
+  std::filesystem::create_directories(dir + "/cache");
+  auto [status, body] = fleet.post(via, "/api/nodes/" + node + "/core/proxy/remotecopy",
+                                   R"({"source":")" + dir + R"(/src","destination":")" + dir + R"(/dst","cache_dir":")" +
+                                       dir + R"(/cache"})");
+  std::string error;
+  if (status != 200) {
+    error = "REMOTECOPY refused: " + std::to_string(status) + " " + body;
+  } else if (!eventually([&] { return read_file(dir + "/dst/a.bin") == a && read_file(dir + "/dst/sub/b.cfg") == b; },
+                         std::chrono::seconds(60))) {
+    error = "the copied files did not arrive intact";
+  }
+  std::filesystem::remove_all(dir);
+  return error;
+}
+
 }  // namespace gorgone::testing
