@@ -41,24 +41,9 @@ class PullModuleTest : public ::testing::Test {
     if (!cs.HasMember("data") || !cs["data"].IsObject() || !cs["data"].HasMember(kPoller)) return 0;
     return cs["data"][kPoller]["ping_ok"].GetInt();
   }
-  // A command sent to the poller through the central's REST API, and its output as the
-  // central holds it once synced (GETLOG through the pull connection).
+  // A command sent to the poller through the central's REST API, and its output once synced.
   std::string run_on_poller(const std::string& text, std::chrono::seconds limit = std::chrono::seconds(60)) {
-    std::string out;
-    eventually([&] {
-      std::string token = fleet_.command(kCentral, kPoller, "echo " + text);
-      if (token.empty()) return false;
-      // A command sent before the central learnt the connection gets a KO: ask again then.
-      bool refused = false;
-      eventually([&] {
-        for (const auto& row : fleet_.rows(kCentral, token))
-          if (row.first == 1) refused = true;
-        out = fleet_.result(kCentral, token, kPoller);
-        return refused || !out.empty();
-      }, std::chrono::seconds(15));
-      return !out.empty();
-    }, limit);
-    return out;
+    return echo_on(fleet_, kCentral, kPoller, text, limit);
   }
   std::string log_of(const std::string& id) { return read_file(fleet_.log_path(id)); }
 

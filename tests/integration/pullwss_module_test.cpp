@@ -542,23 +542,9 @@ class PullWssModuleTest : public ::testing::Test {
     if (!cs.HasMember("data") || !cs["data"].IsObject() || !cs["data"].HasMember(kPoller)) return 0;
     return cs["data"][kPoller]["ping_ok"].GetInt();
   }
-  // A command sent to the poller through the central's REST API, and its output as the
-  // central holds it once synced (GETLOG/SETLOGS over the websocket).
-  std::string run_on_poller(const std::string& text) {
-    std::string out;
-    eventually([&] {
-      std::string token = fleet_.command(kCentral, kPoller, "echo " + text);
-      if (token.empty()) return false;
-      bool refused = false;
-      eventually([&] {
-        for (const auto& row : fleet_.rows(kCentral, token))
-          if (row.first == 1) refused = true;
-        out = fleet_.result(kCentral, token, kPoller);
-        return refused || !out.empty();
-      }, std::chrono::seconds(20));
-      return !out.empty();
-    }, std::chrono::seconds(60));
-    return out;
+  // A command sent to the poller through the central's REST API, and its output once synced.
+  std::string run_on_poller(const std::string& text, std::chrono::seconds limit = std::chrono::seconds(60)) {
+    return echo_on(fleet_, kCentral, kPoller, text, limit);
   }
   std::string log_of(const std::string& id) { return read_file(fleet_.log_path(id)); }
 

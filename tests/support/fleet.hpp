@@ -218,4 +218,25 @@ inline std::string remote_copy_lands(Fleet& fleet, const std::string& via, const
   return error;
 }
 
+// Runs `echo <text>` on node `node` through host `via`'s REST API and returns its output once
+// synced to `via` (GETLOG through whatever carries the node), "" after `limit`. A command
+// sent before `via` learnt the node's connection gets a KO: it is sent again then.
+inline std::string echo_on(Fleet& fleet, const std::string& via, const std::string& node, const std::string& text,
+                           std::chrono::seconds limit = std::chrono::seconds(60)) {
+  std::string out;
+  eventually([&] {
+    std::string token = fleet.command(via, node, "echo " + text);
+    if (token.empty()) return false;
+    bool refused = false;
+    eventually([&] {
+      for (const auto& row : fleet.rows(via, token))
+        if (row.first == 1) refused = true;
+      out = fleet.result(via, token, node);
+      return refused || !out.empty();
+    }, std::chrono::seconds(20));
+    return !out.empty();
+  }, limit);
+  return out;
+}
+
 }  // namespace gorgone::testing
