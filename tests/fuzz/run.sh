@@ -9,6 +9,8 @@
 #   GORGONE_FUZZ_REST_SECONDS  seconds for the REST request target (default 20)
 #   GORGONE_FUZZ_BUILD    build folder (default build-fuzz)
 #   GORGONE_FUZZ_JOBS     targets run at the same time (default: number of cores, at most 4)
+#   GORGONE_FUZZ_SEED     libFuzzer seed (default 1, so that a run can be repeated; 0 = a new
+#                         random seed each run, for longer local hunts)
 #   CXX_FUZZ              compiler (default clang++)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -19,6 +21,7 @@ rest_seconds=${GORGONE_FUZZ_REST_SECONDS:-20}
 out=${GORGONE_FUZZ_BUILD:-build-fuzz}
 cxx=${CXX_FUZZ:-clang++}
 jobs=${GORGONE_FUZZ_JOBS:-$(nproc)}
+seed=${GORGONE_FUZZ_SEED:-1}
 (( jobs > 4 )) && jobs=4
 targets=(frame server_handshake client_handshake key_message base64 aes json rest entities)
 
@@ -73,7 +76,7 @@ run_one() {
   if [[ -d tests/fuzz/corpus/$t ]]; then cp tests/fuzz/corpus/"$t"/* "$corpus"/ 2>/dev/null || true; fi
   local time=$seconds
   [[ $t == rest ]] && time=$rest_seconds
-  "$out/bin/fuzz_$t" -max_total_time="$time" -rss_limit_mb=2048 -max_len=65536 -timeout=10 \
+  "$out/bin/fuzz_$t" -max_total_time="$time" -rss_limit_mb=2048 -max_len=65536 -timeout=10 -seed="$seed" \
     -print_final_stats=1 -artifact_prefix="$out/artifacts/$t-" "$corpus" >"$out/logs/$t.log" 2>&1
 }
 

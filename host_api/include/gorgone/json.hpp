@@ -44,14 +44,25 @@ inline std::string check_number(std::string_view n) {
   long magnitude = 0;  // decimal exponent of the leading significant digit, roughly
   bool significant = false;
   long leading_fraction_zeros = 0;
+  char head[21];  // the first 21 significant digits, decimal point left out
+  std::size_t head_size = 0;
   for (; i < n.size() && n[i] >= '0' && n[i] <= '9'; ++i)
-    if (significant || n[i] != '0') significant = true, ++magnitude;
+    if (significant || n[i] != '0') {
+      significant = true, ++magnitude;
+      if (head_size < sizeof head) head[head_size++] = n[i];
+    }
   if (i < n.size() && n[i] == '.')
-    for (++i; i < n.size() && n[i] >= '0' && n[i] <= '9'; ++i)
+    for (++i; i < n.size() && n[i] >= '0' && n[i] <= '9'; ++i) {
       if (!significant) {
         if (n[i] == '0') ++leading_fraction_zeros;
         else significant = true;
       }
+      if (significant && head_size < sizeof head) head[head_size++] = n[i];
+    }
+  // Its DiyFp path reads up to 20 significant digits into a uint64 and rounds up on the next one:
+  // 18446744073709551615 followed by a digit of 5 or more wraps to zero (a clz(0), garbage out).
+  if (head_size == sizeof head && std::string_view(head, 20) == "18446744073709551615" && head[20] >= '5')
+    return "JSON number with 2^64-1 as its leading digits, which this parser cannot read exactly";
   if (magnitude == 0) magnitude = -leading_fraction_zeros;
   long exponent = 0;
   if (i < n.size() && (n[i] == 'e' || n[i] == 'E')) {

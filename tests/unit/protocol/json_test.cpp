@@ -77,8 +77,17 @@ TEST(Json, RefusesNumbersTheParserWouldMishandle) {
   EXPECT_EQ(error, "JSON number longer than 400 characters");
   EXPECT_FALSE(parse(d, "[0e300]", &error));  // came out as -1.7e-21
   EXPECT_FALSE(parse(d, "[0." + std::string(30, '0') + "]", &error));
+  // 2^64-1 then a digit >= 5 wraps its rounding to zero (found by the fuzzer, UBSan: clz(0)),
+  // wherever the decimal point sits and after any leading zeros.
+  for (const char* n : {"18446744073709551615.5", "184467440737095516159", "-0.00184467440737095516157e3"}) {
+    EXPECT_FALSE(parse(d, std::string("{\"\":[") + n + "]}", &error)) << n;
+    EXPECT_EQ(error, "JSON number with 2^64-1 as its leading digits, which this parser cannot read exactly");
+  }
   // Ordinary numbers, zeros, and digits inside strings are untouched.
-  ASSERT_TRUE(parse(d, "[0e5, -0.0, 1e300, 1.5e-300, 18446744073709551615, \"1e999\"]", &error)) << error;
+  ASSERT_TRUE(parse(d, "[0e5, -0.0, 1e300, 1.5e-300, 18446744073709551615, \"1e999\", 18446744073709551615.4]",
+                    &error))
+      << error;
+  EXPECT_EQ(d[6].GetDouble(), 18446744073709551615.4);
   EXPECT_EQ(d[0].GetDouble(), 0.0);
   EXPECT_EQ(d[2].GetDouble(), 1e300);
   EXPECT_TRUE(d[4].IsUint64());
