@@ -1,5 +1,6 @@
 #include "core.hpp"
 
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -74,6 +75,7 @@ Core::~Core() {
   internal_.reset();
   external_.reset();
   while (!modules_.empty()) modules_.pop_back();  // reverse order of loading
+  if (wake_fd_ >= 0) ::close(wake_fd_);  // after the modules: their threads may write rows until then
 }
 
 Result<std::unique_ptr<Core>> Core::create(CoreConfig config, std::unique_ptr<History> history) {
@@ -106,7 +108,25 @@ void Core::add_history(const std::string* token, int code, std::string_view data
   row.instant = instant;
   row.data = std::string(data_json);
   auto r = history_->add(row);
-  if (!r) log_error("[core] cannot write history: " + r.error());
+  if (!r) {
+    log_error("[core] cannot write history: " + r.error());
+    return;
+  }
+  if ((code == code::kActionFinishOk || code == code::kActionFinishKo) && !rows_ended_.exchange(true) && wake_fd_ >= 0) {
+    std::uint64_t one = 1;
+    ssize_t n = ::write(wake_fd_, &one, sizeof one);  // only fails when the counter is full: awake anyway
+    (void)n;
+  }
+}
+
+void Core::synclogs_to_parents() {
+  auto now = std::chrono::steady_clock::now();
+  if (!rows_ended_.load() || now - last_synclogs_ < kSynclogsInterval) return;
+  rows_ended_.store(false);
+  last_synclogs_ = now;
+  if (parents_.empty()) return;
+  to_parents(protocol::build_frame(
+      Frame{"SYNCLOGS", "", "", "{\"code\":0,\"data\":{\"id\":" + json::quote(core_info().id) + "}}"}));
 }
 
 Status Core::load_keys() {
@@ -132,6 +152,8 @@ Status Core::load_keys() {
 }
 
 Status Core::setup() {
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) return Status::failure(std::string("cannot create the loop's eventfd: ") + std::strerror(errno));
   // Every push node is a ZMQ socket (and every REST request one more): libzmq's default cap
   // of 1023 sockets per context stopped a central at about a thousand nodes, after which
   // every new socket, REST calls included, failed with "Too many open files". The cap follows
@@ -273,16 +295,30 @@ int Core::run() {
   log_info("[core] gorgone core " + (id.empty() ? std::string("(no id)") : "id " + id) + " is running");
 
   while (true) {
-    zmq::pollitem_t items[2] = {{static_cast<void*>(*internal_), 0, ZMQ_POLLIN, 0},
+    zmq::pollitem_t items[3] = {{static_cast<void*>(*internal_), 0, ZMQ_POLLIN, 0},
+                                {nullptr, wake_fd_, ZMQ_POLLIN, 0},
                                 {external_ ? static_cast<void*>(*external_) : nullptr, 0, ZMQ_POLLIN, 0}};
-    int n = external_ ? 2 : 1;
+    int n = external_ ? 3 : 2;
+    // A SYNCLOGS held back by the interval goes out when the interval ends.
+    auto wait = std::chrono::milliseconds(200);
+    if (rows_ended_.load()) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(last_synclogs_ + kSynclogsInterval -
+                                                                        std::chrono::steady_clock::now());
+      wait = std::max(std::chrono::milliseconds(0), std::min(wait, left + std::chrono::milliseconds(1)));
+    }
     try {
-      zmq::poll(items, n, std::chrono::milliseconds(200));
+      zmq::poll(items, n, wait);
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) log_error(std::string("[core] poll: ") + e.what());
     }
     if (items[0].revents & ZMQ_POLLIN) read_internal();
-    if (n == 2 && (items[1].revents & ZMQ_POLLIN)) read_external();
+    if (items[1].revents & ZMQ_POLLIN) {
+      std::uint64_t count;
+      ssize_t r = ::read(wake_fd_, &count, sizeof count);
+      (void)r;
+    }
+    if (n == 3 && (items[2].revents & ZMQ_POLLIN)) read_external();
+    synclogs_to_parents();
     tick();
     if (stopping_) {
       int total = 0;
@@ -444,7 +480,16 @@ void Core::send_internal(std::string_view identity, const Frame& frame) {
 
 
 void Core::send_to_parents(const Frame& frame) {
-  std::string text = protocol::build_frame(frame);
+  // SYNCLOGS (a proxy stored a node's rows) joins the hint of the rows that ended here: the
+  // parents get at most one per kSynclogsInterval however many nodes were synced.
+  if (frame.action == "SYNCLOGS") {
+    rows_ended_.store(true);
+    return;
+  }
+  to_parents(protocol::build_frame(frame));
+}
+
+void Core::to_parents(const std::string& text) {
   for (const auto& [identity, parent] : parents_) {
     if (parent.router_type == "external") {
       if (!handshake_) continue;

@@ -111,6 +111,15 @@ class Core final : public Host {
   std::set<std::string> touched_identities_;  // sessions active since the last flush
   std::int64_t last_touch_flush_ = 0;
   std::int64_t last_check_ = 0;
+  // Live results: a final history row (an action ended) sets `rows_ended_` and wakes the
+  // loop through `wake_fd_` (eventfd); the loop tells its parents (SYNCLOGS) at most once
+  // per kSynclogsInterval, so a parent syncs at once instead of at its next period.
+  static constexpr std::chrono::milliseconds kSynclogsInterval{250};
+  std::atomic<bool> rows_ended_{false};
+  int wake_fd_ = -1;
+  std::chrono::steady_clock::time_point last_synclogs_{};
+  void synclogs_to_parents();
+  void to_parents(const std::string& text);  // to every parent, encrypted for external ones
 };
 
 }  // namespace gorgone

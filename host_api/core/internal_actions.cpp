@@ -221,9 +221,17 @@ void Core::run_internal_action(const std::string& router, const std::string& ide
     if (r) reply(router, identity, "ACK", frame.token, code::kActionBegin, json::message("message inserted"));
     else reply(router, identity, "ACK", frame.token, code::kActionFinishKo, json::message("database issue"));
   } else if (a == "SYNCLOGS") {
-    if (p && p->hooks.synclog) (void)p->hooks.synclog();
     reply(router, identity, "ACK", frame.token, code::kActionBegin,
           action_json("synclog", "synclog launched"));
+    // A proxy that takes the SYNCLOGS event gets the frame, and with it the node whose rows
+    // are new (it syncs that node alone); otherwise its synclog hook syncs every node.
+    auto ev = events_.find("SYNCLOGS");
+    if (p && ev != events_.end() && ev->second == p) {
+      Status s = p->hooks.routing(frame, RouteContext{router, identity});
+      if (!s) log_error("[core] proxy SYNCLOGS failed: " + s.message());
+    } else if (p && p->hooks.synclog) {
+      (void)p->hooks.synclog();
+    }
   } else if (a == "SETCOREID") {
     json::Document doc;
     std::optional<std::string> newid;

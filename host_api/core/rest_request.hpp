@@ -22,6 +22,9 @@ namespace gorgone::rest {
 constexpr std::size_t kDefaultMaxBodySize = 1 << 20;
 // sync_wait and log_wait (microseconds, chosen by the client) hold a server thread: capped.
 constexpr long kMaxWaitMicroseconds = 5'000'000;
+// GET /api/nodes/:id/log/:token waits for the log sync it asked for, at most this long unless
+// the client gives sync_wait: it returns as soon as the proxy says the sync is stored.
+constexpr long kDefaultSyncWaitMicroseconds = 2'000'000;
 
 // One allowed_hosts entry: an IPv4 or IPv6 network ("10.0.0.0/8", "::1/128"), or a plain
 // address (a /32 or /128).

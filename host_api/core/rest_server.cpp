@@ -20,6 +20,7 @@
 #include "gorgone/json.hpp"
 #include "gorgone/protocol/crypto.hpp"
 #include "gorgone/protocol/frame.hpp"
+#include "gorgone/status_codes.hpp"
 #include "gorgone/protocol/response.hpp"
 #include "logger.hpp"
 
@@ -53,6 +54,21 @@ class CoreChannel {
       if (!socket_.recv(msg, zmq::recv_flags::dontwait)) continue;
       auto r = protocol::parse_response(msg.to_string_view());
       if (r && (r->token == token || token.empty())) return r;
+    }
+  }
+  // Waits for the reply carrying `token` that ends the request (a code other than 0: the
+  // core's acknowledgement, code 0, comes first and is skipped). False when none came.
+  bool wait_end(const std::string& token, std::chrono::microseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (true) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return false;
+      auto r = wait(token, left);
+      if (!r) return false;
+      json::Document doc;
+      if (!json::parse(doc, r->json) || !doc.IsObject()) continue;
+      auto c = doc.FindMember("code");
+      if (c != doc.MemberEnd() && json::as_number(c->value).value_or(0) != code::kActionBegin) return true;
     }
   }
 
@@ -464,8 +480,11 @@ void RestServer::handle(const httplib::Request& req, httplib::Response& res,
   auto get_log = [&](const std::string& target, const std::string& token) {
     CoreChannel ch(ctx);
     if (!target.empty()) {
-      ch.send(protocol::Frame{"GETLOG", "", target, "{}"});
-      std::this_thread::sleep_for(std::chrono::microseconds(rest::wait_param(params, "sync_wait", 10000)));
+      // The proxy answers when the sync this caused (or joined) is stored, or refused.
+      std::string sync_token = protocol::generate_token();
+      ch.send(protocol::Frame{"GETLOG", sync_token, target, "{}"});
+      (void)ch.wait_end(sync_token, std::chrono::microseconds(
+                                        rest::wait_param(params, "sync_wait", rest::kDefaultSyncWaitMicroseconds)));
     }
     rapidjson::StringBuffer sb;
     json::Writer w(sb);

@@ -32,7 +32,8 @@ Status proxy_register(const YAML::Node& module_config, const YAML::Node& core_co
     out.ns = "core";
     out.name = "proxy";
     for (const char* e : {"PROXYREADY", "SETLOGS", "PONG", "REGISTERNODES", "UNREGISTERNODES", "PROXYADDNODE",
-                          "PROXYDELNODE", "PROXYADDSUBNODE", "PONGRESET", "PROXYCLOSECONNECTION", "PROXYPULLSEND"})
+                          "PROXYDELNODE", "PROXYADDSUBNODE", "PONGRESET", "PROXYCLOSECONNECTION", "PROXYPULLSEND",
+                          "SYNCLOGS"})
       out.events.push_back({e, "", ""});
     out.events.push_back({"REMOTECOPY", "/remotecopy", "POST"});
     return Status::success();

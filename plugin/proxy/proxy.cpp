@@ -128,9 +128,91 @@ void Proxy::routing(const protocol::Frame& frame, const RouteContext& ctx) {
     for (const auto& l : log)
       host_.log(l.rfind("cannot register", 0) == 0 ? Severity::kError : Severity::kInfo, "[proxy] " + l);
     after_registration(effects);
+  } else if (a == "SYNCLOGS") {
+    synclogs(doc, ctx, speaker);
   } else {
-    route(frame);
+    // A module of this host asking for a node's logs (the REST log endpoint) is told when
+    // that sync is stored.
+    const bool waits = a == "GETLOG" && ctx.router_type == "internal" && !from_node && !ctx.identity.empty();
+    route(frame, waits ? ctx.identity : std::string());
   }
+}
+
+void Proxy::synclogs(const json::Document& doc, const RouteContext& ctx, const Node* speaker) {
+  // Whose rows are new: a pull node's connection says it itself; a worker or the wss
+  // listener wrote the id of the node whose connection carried it; a local module names one.
+  std::optional<std::string> id;
+  if (ctx.router_type == "external") {
+    if (!speaker) {
+      host_.log(Severity::kError, "[proxy] SYNCLOGS from " + describe(ctx, protocol::Frame{}) +
+                                      " refused: the connection has not registered as a node");
+      return;
+    }
+    id = speaker->id;
+  } else if (doc.IsObject() && doc.HasMember("data") && doc["data"].IsObject()) {
+    id = json::member_text(doc["data"], "id");
+  }
+  const Node* n = id ? registry_.node(*id) : nullptr;
+  if (n && kind(n->type).answers_getlog) {
+    host_.log(Severity::kDebug, "[proxy] SYNCLOGS from '" + *id + "': syncing its logs now");
+    sync_node(*id);
+  } else {
+    // Gorgone syncs every node on SYNCLOGS; we do so only when it names no node we know.
+    full_sync();
+  }
+}
+
+void Proxy::sync_node(const std::string& id) {
+  auto& syncs = registry_.sync();
+  auto it = syncs.find(id);
+  if (it != syncs.end() && it->second.in_progress) {
+    it->second.again = true;
+    return;
+  }
+  route(protocol::Frame{"GETLOG", "", id, "{}"});
+}
+
+void Proxy::answer_waiter(const std::string& identity, const std::string& token, const std::string& id, bool stored,
+                          const std::string& message) {
+  rapidjson::StringBuffer sb;
+  json::Writer w(sb);
+  w.StartObject();
+  w.Key("code");
+  w.Int(stored ? code::kActionFinishOk : code::kActionFinishKo);
+  w.Key("data");
+  w.StartObject();
+  w.Key("action");
+  w.String("getlog");
+  w.Key("id");
+  w.String(id.c_str(), static_cast<rapidjson::SizeType>(id.size()));
+  w.Key("message");
+  w.String(message.c_str(), static_cast<rapidjson::SizeType>(message.size()));
+  w.EndObject();
+  w.EndObject();
+  host_.send_internal(identity, protocol::Frame{"ACK", token, "", std::string(sb.GetString(), sb.GetSize())});
+}
+
+void Proxy::sync_ended(const std::string& id, bool stored, const std::string& why) {
+  auto& syncs = registry_.sync();
+  auto it = syncs.find(id);
+  if (it == syncs.end()) return;
+  SyncState& s = it->second;
+  s.in_progress = false;
+  s.ended = s.started;
+  std::vector<SyncState::Waiter> done;
+  for (auto w = s.waiters.begin(); w != s.waiters.end();) {
+    if (w->need <= s.ended) {
+      done.push_back(std::move(*w));
+      w = s.waiters.erase(w);
+    } else {
+      ++w;
+    }
+  }
+  const bool again = s.again;
+  s.again = false;
+  // `s` may move once route() touches the map again: nothing below uses it.
+  for (const auto& w : done) answer_waiter(w.identity, w.token, id, stored, stored ? "logs synced" : why);
+  if (again) route(protocol::Frame{"GETLOG", "", id, "{}"});
 }
 
 void Proxy::set_sender_id(json::Document& doc, const std::string& id) {
@@ -275,7 +357,7 @@ void Proxy::apply(const std::vector<Effect>& effects) {
 void Proxy::flush_pending() {
   std::deque<Held> held;
   held.swap(pending_);
-  for (auto& h : held) route(h.frame);
+  for (auto& h : held) route(h.frame, h.requester, h.continuation);
 }
 
 int Proxy::choose_pool(const std::string& parent) {
@@ -304,7 +386,7 @@ void Proxy::send_to_pool(const std::string& parent, const protocol::Frame& frame
   host_.send_internal("gorgone-proxy-" + std::to_string(pool), frame);
 }
 
-void Proxy::route(const protocol::Frame& in) {
+void Proxy::route(const protocol::Frame& in, const std::string& requester, bool continuation) {
   protocol::Frame frame = in;
   std::int64_t now = now_s();
   std::vector<std::string> log;
@@ -312,36 +394,50 @@ void Proxy::route(const protocol::Frame& in) {
   if (!frame.target.empty()) target = frame.target;
   Pathway p = registry_.pathway(frame.action, target, now, settings_.pong_discard_timeout, &log);
   for (const auto& l : log) host_.log(Severity::kDebug, "[proxy] " + l);
-  if (!p.ok) {
-    ko(frame.token.empty() ? nullptr : &frame.token, p.error);
-    return;
-  }
+  // A module waiting for this sync hears of a refusal at once, as well as from the KO row.
+  auto refuse = [&](const std::string& message) {
+    ko(frame.token.empty() ? nullptr : &frame.token, message);
+    if (!requester.empty()) answer_waiter(requester, frame.token, frame.target, false, message);
+  };
+  if (!p.ok) return refuse(p.error);
   if (ready_percent() == 0) {
     // Held until a worker is ready; check() answers with a KO after 10 s.
-    pending_.push_back(Held{frame, now});
+    pending_.push_back(Held{frame, now, requester, continuation});
     return;
   }
   const Node* parent = registry_.node(p.parent);
   if (frame.action == "GETLOG") {
-    if (parent && !kind(parent->type).answers_getlog) {
-      ko(&frame.token, "proxy - can't get log a ssh target or through a ssh node");
-      return;
-    }
+    if (parent && !kind(parent->type).answers_getlog) return refuse("proxy - can't get log a ssh target or through a ssh node");
     if (registry_.node(p.target)) {
       SyncState& s = registry_.sync()[p.target];
       if (s.position_error) {
         auto pos = host_.history().sync_position(p.target);
-        if (!pos) {
-          ko(&frame.token, "proxy - problem to getlog");
-          return;
-        }
+        if (!pos) return refuse("proxy - problem to getlog");
         s.ctime = *pos;
         s.position_error = false;
       }
+      // A node that missed its last ping is not waited for: the asker hears so at once, and
+      // the sync still goes (it runs when the node is back).
+      std::string waiter = requester;
+      auto st = registry_.status().find(p.target);
+      if (!waiter.empty() && st != registry_.status().end() && st->second.ping_timeout > 0) {
+        answer_waiter(waiter, frame.token, p.target, false,
+                      "node '" + p.target + "' did not answer its last ping: its logs are synced when it is back");
+        waiter.clear();
+      }
       if (s.in_progress) {
-        ko(frame.token.empty() ? nullptr : &frame.token, "proxy - getlog already in progress");
+        // The sync in flight may have taken its snapshot before what the asker wants to
+        // see: the asker waits for the next one, which starts when this one ends.
+        if (!requester.empty() || frame.token.empty()) {
+          s.again = true;
+          if (!waiter.empty()) s.waiters.push_back({waiter, frame.token, s.started + 1});
+          return;
+        }
+        ko(&frame.token, "proxy - getlog already in progress");
         return;
       }
+      if (!continuation) ++s.started;
+      if (!waiter.empty()) s.waiters.push_back({waiter, frame.token, s.started});
       rapidjson::StringBuffer sb;
       json::Writer w(sb);
       w.StartObject();
@@ -396,13 +492,13 @@ void Proxy::setlogs(const protocol::Frame& frame, const json::Document& doc) {
   auto result = data->FindMember("result");
   if (result == data->MemberEnd() || !result->value.IsArray()) {
     ko(&frame.token, "proxy - setlogs without a result list from node '" + *id + "'");
-    return;
+    return sync_ended(*id, false, "the node's answer had no result list");
   }
   // A malformed answer changes nothing: the same rows are asked again next period.
   for (const auto& r : result->value.GetArray()) {
     if (!r.IsObject()) {
       ko(&frame.token, "proxy - setlogs with a row that is not an object from node '" + *id + "'");
-      return;
+      return sync_ended(*id, false, "the node's answer had a row that is not an object");
     }
   }
   const double cursor = sit->second.ctime;
@@ -453,12 +549,12 @@ void Proxy::setlogs(const protocol::Frame& frame, const json::Document& doc) {
                                  (stale ? ", " + std::to_string(stale) + " already stored" : std::string()) +
                                  (ahead ? ", " + std::to_string(ahead) + " refused for a ctime ahead" : std::string()) +
                                  ")");
-  if (rows.empty()) return;
+  if (rows.empty()) return sync_ended(*id, true, "");
   std::vector<RefusedRow> refused;
   Status s = host_.history().store_synced_reporting(*id, rows, position, refused);
   if (!s) {
     host_.log(Severity::kError, "[proxy] cannot store logs of node '" + *id + "': " + s.message());
-    return;
+    return sync_ended(*id, false, "cannot store the logs: " + s.message());
   }
   for (const auto& r : refused)
     host_.log(Severity::kError, "[proxy] a row of node '" + *id + "' (token " + json::quote(rows[r.index].token.value_or("")) +
@@ -469,7 +565,9 @@ void Proxy::setlogs(const protocol::Frame& frame, const json::Document& doc) {
   // synchistory_time later. The cursor moved, so this cannot loop on the same page.
   auto more = data->FindMember("more");
   if (more != data->MemberEnd() && more->value.IsBool() && more->value.GetBool())
-    route(protocol::Frame{"GETLOG", "", *id, "{}"});
+    route(protocol::Frame{"GETLOG", "", *id, "{}"}, std::string(), true);
+  else
+    sync_ended(*id, true, "");
 }
 
 void Proxy::ping_send(std::int64_t now) {
@@ -531,16 +629,20 @@ CheckResult Proxy::check() {
       }
     }
   }
+  std::vector<std::string> timed_out;
   for (auto& [id, s] : registry_.sync()) {
     if (s.in_progress && now - s.in_progress_time > settings_.synchistory_timeout) {
       ko(nullptr, "proxy - getlog in timeout for '" + id + "'");
-      s.in_progress = false;
+      timed_out.push_back(id);
     }
   }
+  for (const auto& id : timed_out) sync_ended(id, false, "proxy - getlog in timeout for '" + id + "'");
   if (now - last_full_sync_ > settings_.synchistory_time) full_sync();
   while (!pending_.empty() && now - pending_.front().since > 10) {
     const auto& f = pending_.front().frame;
     ko(f.token.empty() ? nullptr : &f.token, "proxy - still not ready");
+    if (!pending_.front().requester.empty())
+      answer_waiter(pending_.front().requester, f.token, f.target, false, "proxy - still not ready");
     pending_.pop_front();
   }
   // Restart a worker that died. It gave every frame it held a KO row; the new one takes

@@ -44,7 +44,17 @@ class Proxy {
   // worker (pull_link.hpp).
   void pull_send(const protocol::Frame& frame, const RouteContext& ctx);
   void ko(const std::string* token, const std::string& message);
-  void route(const protocol::Frame& frame);
+  // `requester`: the internal identity of a module of this host that sent a GETLOG and
+  // waits for the sync (non-empty only then). `continuation`: the next page of a sync.
+  void route(const protocol::Frame& frame, const std::string& requester = std::string(), bool continuation = false);
+  // A node said it has new rows (SYNCLOGS): sync it now, or once the sync in flight ends.
+  void sync_node(const std::string& id);
+  // The sync in flight for `id` ended (stored, or not): answers the modules waiting for it
+  // and starts the one asked for meanwhile.
+  void sync_ended(const std::string& id, bool stored, const std::string& why);
+  void answer_waiter(const std::string& identity, const std::string& token, const std::string& id, bool stored,
+                     const std::string& message);
+  void synclogs(const json::Document& doc, const RouteContext& ctx, const Node* speaker);
   void send_to_pool(const std::string& parent, const protocol::Frame& frame);
   void apply(const std::vector<Effect>& effects);
   void setlogs(const protocol::Frame& frame, const json::Document& doc);
@@ -67,6 +77,8 @@ class Proxy {
   struct Held {
     protocol::Frame frame;
     std::int64_t since;
+    std::string requester;
+    bool continuation = false;
   };
   std::deque<Held> pending_;  // frames waiting for the first ready worker
   // SETLOGS ctimes refused as too far ahead, per node, already logged (a node sends the

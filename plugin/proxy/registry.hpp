@@ -66,6 +66,19 @@ struct SyncState {
   std::int64_t in_progress_time = -1;
   bool position_error = false;  // position could not be read
   bool position_loaded = false;
+  // Syncs started (a series of pages counts once) and ended, stored or not. A sync asked
+  // for while one is in flight may miss rows written after that one's snapshot: `again`
+  // starts another as soon as it ends.
+  std::uint64_t started = 0;
+  std::uint64_t ended = 0;
+  bool again = false;
+  // Modules of this host waiting for a sync of this node (the REST log endpoint): each is
+  // answered once sync number `need` has ended.
+  struct Waiter {
+    std::string identity, token;
+    std::uint64_t need;
+  };
+  std::vector<Waiter> waiters;
 };
 
 // What the hooks must do after a registry change.

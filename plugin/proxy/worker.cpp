@@ -649,7 +649,8 @@ void Worker::on_node_response(NodeConnection& c, const protocol::Response& r) {
     // the proxy applies what that node may register, not what the configuration may.
     control_->send(zmq::buffer(protocol::build_frame(r.type, r.token, c.id, r.json)), zmq::send_flags::dontwait);
   } else if (r.type == "SYNCLOGS") {
-    to_core(r.type, r.token, r.json);
+    // New rows on this node, whatever id the message names: the proxy syncs this node.
+    to_core(r.type, r.token, "{\"code\":0,\"data\":{\"id\":" + json::quote(c.id) + "}}");
   } else if (r.type == "ACK") {
     json::Document d;
     if (!parse(d)) return;

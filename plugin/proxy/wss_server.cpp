@@ -187,7 +187,8 @@ struct WssServer::Impl {
                      d.GetAllocator());
       forward(a, frame->token, id, json::dump(d));
     } else if (a == "SYNCLOGS") {
-      forward(a, frame->token, id, frame->data);
+      // New rows on this node, whatever id the message names.
+      forward(a, frame->token, id, "{\"code\":0,\"data\":{\"id\":" + json::quote(id) + "}}");
     }
     // Anything else a poller sends is not for the central (Gorgone ignores it too).
   }

@@ -2,15 +2,18 @@
 // own never would: text that is not UTF-8 (a Perl poller passes a command's Latin-1 output
 // through), NUL characters, absurd ctimes, pages larger than the central accepts. The node
 // is played in-process (FakeNode) so that each answer is exactly the one under test. In
-// every case the odd row costs itself at most, never the rows after it.
+// every case the odd row costs itself at most, never the rows after it. And what starts a
+// sync besides the period: a node's SYNCLOGS, the log endpoint (which waits for its sync).
 #include <gtest/gtest.h>
 
 #include <ctime>
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "fake_node.hpp"
+#include "scripted_log.hpp"
 #include "fleet.hpp"
 #include "gorgone/protocol/response.hpp"
 #include "wire_client.hpp"
@@ -20,73 +23,27 @@ namespace {
 
 using gorgone_test::PgValue;
 
-// The history a FakeNode serves: rows as JSON objects (raw text, so that a test can put in
-// them what a JSON writer would refuse), each with its ctime; GETLOG {"ctime": c} answers
-// the rows above c, oldest first, at most `page` of them.
-class ScriptedLog {
- public:
-  void add(double ctime, const std::string& row_json) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    rows_.emplace_back(ctime, row_json);
-  }
-  void set_page(std::size_t page) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    page_ = page;
-  }
-  // The GETLOG answer for `frame` from node `id`, or nullopt for another frame.
-  std::optional<std::vector<std::string>> answer(const std::string& id, const protocol::Frame& frame) {
-    if (frame.action != "GETLOG") return std::nullopt;
-    json::Document d;
-    double cursor = 0;
-    if (json::parse(d, frame.data) && d.IsObject() && d.HasMember("ctime") && d["ctime"].IsNumber())
-      cursor = d["ctime"].GetDouble();
-    std::lock_guard<std::mutex> lock(mutex_);
-    std::string result;
-    std::size_t n = 0;
-    bool more = false;
-    for (const auto& [ctime, row] : rows_) {
-      if (ctime <= cursor) continue;
-      if (n == page_) {
-        more = true;
-        break;
-      }
-      result += (n++ ? "," : "") + row;
-    }
-    return std::vector<std::string>{protocol::build_response(
-        "ACK", frame.token, 0,
-        R"({"action":"getlog","result":[)" + result + "]" + (more ? R"(,"more":true)" : "") + R"(,"id":)" +
-            json::quote(id) + "}")};
-  }
-
- private:
-  std::mutex mutex_;
-  std::vector<std::pair<double, std::string>> rows_;
-  std::size_t page_ = 100;
-};
-
-// One history row as a poller sends it; `data_json` is pasted as the JSON value of "data".
-std::string Row(const std::string& token, double ctime, const std::string& data_json, int code = 0) {
-  char c[64];
-  std::snprintf(c, sizeof c, "%.17g", ctime);
-  return R"({"id":"1","token":)" + json::quote(token) + R"(,"code":)" + std::to_string(code) +
-         R"(,"etime":1700000000,"ctime":)" + c + R"(,"instant":0,"data":)" + data_json + "}";
-}
-
 class LogSyncHostile : public ::testing::Test {
  protected:
   void TearDown() override {
     if (HasFailure()) std::cerr << fleet_.logs();
   }
 
-  // A central (id 1) that knows the fake node "2"; waits until it is pinged.
-  void start(const std::string& proxy_extra = "") {
+  // A central (id 1) that knows the fake node "2" (and "3" with `second`, serving log3_);
+  // waits until it is pinged.
+  void start(const std::string& proxy_extra = "", const std::string& directives = HostSpec::kProxyDirectives,
+             bool second = false) {
     fleet_.declare(HostSpec{"1"});
     node_ = std::make_unique<FakeNode>("2", std::vector<std::string>{fleet_.thumbprint("1")}, dir_ + "/node2",
                                        [this](const protocol::Frame& f) { return log_.answer("2", f); });
-    HostSpec central{"1", false, {}, true, std::string(HostSpec::kProxyDirectives) + proxy_extra,
-                     "  - id: 2\n    type: push_zmq\n    address: 127.0.0.1\n    port: " +
-                         std::to_string(node_->port()) + "\n",
-                     true};
+    std::string nodes = "  - id: 2\n    type: push_zmq\n    address: 127.0.0.1\n    port: " +
+                        std::to_string(node_->port()) + "\n";
+    if (second) {
+      node3_ = std::make_unique<FakeNode>("3", std::vector<std::string>{fleet_.thumbprint("1")}, dir_ + "/node3",
+                                          [this](const protocol::Frame& f) { return log3_.answer("3", f); });
+      nodes += "  - id: 3\n    type: push_zmq\n    address: 127.0.0.1\n    port: " + std::to_string(node3_->port()) + "\n";
+    }
+    HostSpec central{"1", false, {}, true, directives + proxy_extra, nodes, true};
     fleet_.declare(central);
     fleet_.start("1");
     ASSERT_TRUE(eventually([&] {
@@ -100,9 +57,9 @@ class LogSyncHostile : public ::testing::Test {
     return central("SELECT data FROM gorgone_history WHERE token = '" + token + "'");
   }
   // How many GETLOG the node got so far.
-  std::size_t getlogs() {
+  std::size_t getlogs(const FakeNode* node = nullptr) {
     std::size_t n = 0;
-    for (const auto& f : node_->received()) n += f.action == "GETLOG";
+    for (const auto& f : (node ? node : node_.get())->received()) n += f.action == "GETLOG";
     return n;
   }
   // Waits until the central asked again `n` times: the odd row went through its sync.
@@ -126,9 +83,65 @@ class LogSyncHostile : public ::testing::Test {
 
   std::string dir_ = make_temp_dir("gorgone-fake");
   Fleet fleet_;
-  ScriptedLog log_;
-  std::unique_ptr<FakeNode> node_;
+  ScriptedLog log_, log3_;
+  std::unique_ptr<FakeNode> node_, node3_;
 };
+
+// Periodic sync once an hour: only what a test does starts one.
+constexpr const char* kHourlySync = "      pool: 2\n      ping: 1\n      synchistory_time: 3600\n";
+
+// A node's SYNCLOGS (new rows) gets that node synced at once, and only that node, whatever
+// id the message names: it comes from node 2's connection, so node 2 is synced, not node 3.
+TEST_F(LogSyncHostile, ANodesSynclogsSyncsThatNodeAtOnce) {
+  start("", kHourlySync, true);
+  ASSERT_TRUE(eventually([&] { return getlogs() >= 1 && getlogs(node3_.get()) >= 1; }));  // the sync at start
+  const std::size_t node3_before = getlogs(node3_.get());
+  log_.add(now() - 1, Row("live-1", now() - 1, R"("{\"n\":1}")", 2));
+  node_->push(R"([SYNCLOGS] [] [] {"code":0,"data":{"id":"3"}})");
+  EXPECT_TRUE(arrives("live-1")) << "the row of node 2 waited for the hourly sync";
+  EXPECT_EQ(getlogs(node3_.get()), node3_before) << "node 3 was synced for node 2's rows";
+}
+
+// GET /api/nodes/2/log/:token waits for the sync it asked for (the node takes 300 ms to
+// answer): one call returns rows the central did not have when it was made.
+TEST_F(LogSyncHostile, TheLogEndpointReturnsTheRowsOfTheSyncItAskedFor) {
+  start("", kHourlySync);
+  ASSERT_TRUE(eventually([&] { return getlogs() >= 1; }));
+  node_->set_handler([this](const protocol::Frame& f) {
+    if (f.action == "GETLOG") std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    return log_.answer("2", f);
+  });
+  log_.add(now() - 1, Row("asked-1", now() - 1, R"("{\"n\":1}")", 2));
+  ASSERT_EQ(count("asked-1"), 0);
+  auto [status, body] = fleet_.get("1", "/api/nodes/2/log/asked-1");
+  EXPECT_EQ(status, 200);
+  EXPECT_NE(body.find("\"token\":\"asked-1\""), std::string::npos) << body;
+  EXPECT_EQ(body.find("no_log"), std::string::npos) << body;
+}
+
+// Concurrent calls for one node share the sync in flight (and at most one after it, for rows
+// written after its snapshot): every call gets the rows, the node gets at most two GETLOGs.
+TEST_F(LogSyncHostile, ConcurrentLogCallsShareTheSync) {
+  start("", kHourlySync);
+  ASSERT_TRUE(eventually([&] { return getlogs() >= 1; }));
+  node_->set_handler([this](const protocol::Frame& f) {
+    if (f.action == "GETLOG") std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    return log_.answer("2", f);
+  });
+  log_.add(now() - 1, Row("shared-1", now() - 1, R"("{\"n\":1}")", 2));
+  const std::size_t before = getlogs();
+  std::vector<std::pair<int, std::string>> answers(6);
+  std::vector<std::thread> clients;
+  for (auto& a : answers) clients.emplace_back([&] { a = fleet_.get("1", "/api/nodes/2/log/shared-1"); });
+  for (auto& c : clients) c.join();
+  for (const auto& [status, body] : answers) {
+    EXPECT_EQ(status, 200);
+    EXPECT_NE(body.find("\"token\":\"shared-1\""), std::string::npos) << body;
+  }
+  EXPECT_LE(getlogs() - before, 2u);
+  EXPECT_EQ(count("shared-1"), 1);
+  EXPECT_EQ(central("SELECT count(*) FROM gorgone_history WHERE data LIKE '%already in progress%'"), "0");
+}
 
 TEST_F(LogSyncHostile, RowsOfAFakeNodeArriveOnce) {
   start();
@@ -342,6 +355,35 @@ TEST(LogSyncOurPoller, ABacklogLargerThanTheCentralsFrameArrivesInPages) {
             "{\"message\":\"row too large to sync (100000 bytes)\"}");
   EXPECT_EQ(PgValue(central, "SELECT octet_length(data) FROM gorgone_history WHERE token = 'page-99'"), "3000");
   EXPECT_EQ(PgValue(central, "SELECT count(*) FROM gorgone_history WHERE data LIKE '%getlog in timeout%'"), "0");
+}
+
+// Live results: our poller tells the central when an action ended (SYNCLOGS), so a command's
+// result reaches the central's history with nobody polling and no periodic sync due.
+TEST(LogSyncOurPoller, AResultReachesTheCentralWithNobodyAsking) {
+  Fleet fleet;
+  fleet.declare(HostSpec{"2", true, {"1"}});
+  fleet.start("2");
+  fleet.declare(HostSpec{"1", false, {}, true, kHourlySync,
+                         "  - id: 2\n    type: push_zmq\n    address: 127.0.0.1\n    port: " +
+                             std::to_string(fleet.port("2")) + "\n",
+                         true});
+  fleet.start("1");
+  const std::string central = fleet.db("1");
+  ASSERT_TRUE(eventually([&] {
+    auto cs = fleet.constatus("1");
+    return cs.HasMember("data") && cs["data"].HasMember("2") && cs["data"]["2"]["ping_ok"].GetInt64() > 0;
+  })) << fleet.logs();
+  auto [status, body] = fleet.post("1", "/api/nodes/2/core/action/command", R"([{"command":"echo live"}])");
+  ASSERT_EQ(status, 200) << body;
+  json::Document d;
+  ASSERT_TRUE(json::parse(d, body) && d.IsObject() && d.HasMember("token")) << body;
+  std::string token = d["token"].GetString();
+  EXPECT_TRUE(eventually([&] {
+    return PgValue(central, "SELECT count(*) FROM gorgone_history WHERE token = '" + token + "' AND code = 2") == "1";
+  })) << fleet.logs();
+  EXPECT_NE(PgValue(central, "SELECT data FROM gorgone_history WHERE token = '" + token + "' AND code = 100")
+                .find("live"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -104,6 +104,7 @@ class Host {
   // Runs a frame through the core's dispatch as if a module had sent it (no reply).
   virtual void dispatch(const protocol::Frame& frame) = 0;
   // Sends a frame to every peer that pinged this core within 30 min (SYNCLOGS to parents).
+  // SYNCLOGS is coalesced: the parents get at most one every 250 ms, carrying this core's id.
   virtual void send_to_parents(const protocol::Frame& frame) = 0;
 };
 
