@@ -380,10 +380,15 @@ Result<std::unique_ptr<PgHistory>> PgHistory::open(const std::string& conninfo) 
   }
   PQconninfoFree(parsed);
 
-  // Later keywords override the expanded conninfo: force UTF8 so that bytes pass
-  // through unchanged; it also survives PQreset.
-  const char* keys[] = {"dbname", "client_encoding", "fallback_application_name", nullptr};
-  const char* values[] = {conninfo.c_str(), "UTF8", "gorgone", nullptr};
+  // Keywords before dbname are defaults the conninfo may override; later ones override it:
+  // force UTF8 so that bytes pass through unchanged; it also survives PQreset.
+  // The defaults bound what a dead or stuck server can cost: 5 s to connect, TCP keepalives
+  // that notice a vanished server within about a minute, and no statement longer than 60 s.
+  const char* keys[] = {"connect_timeout", "keepalives",      "keepalives_idle",          "keepalives_interval",
+                        "keepalives_count", "options",        "dbname",                   "client_encoding",
+                        "fallback_application_name", nullptr};
+  const char* values[] = {"5", "1", "30", "10", "3", "-c statement_timeout=60000", conninfo.c_str(), "UTF8", "gorgone",
+                          nullptr};
   PGconn* raw = PQconnectdbParams(keys, values, 1);
   if (raw == nullptr) return make_error("history: cannot connect to PostgreSQL (out of memory)");
   auto conn = std::make_unique<Conn>(raw);
@@ -510,6 +515,17 @@ Result<double> PgHistory::sync_position(const std::string& node_id) {
   if (!r.ok()) return make_error(r.error());
   if (PQntuples(r->get()) == 0) return 0.0;
   return GetDouble(r->get(), 0, 0);
+}
+
+Result<std::map<std::string, double>> PgHistory::sync_positions() {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto r = conn_->exec("sync_positions", "SELECT id, ctime FROM gorgone_synchistory", Params());
+  if (!r.ok()) return make_error(r.error());
+  std::map<std::string, double> out;
+  const int n = PQntuples(r->get());
+  for (int i = 0; i < n; ++i)
+    if (!IsNull(r->get(), i, 0)) out[GetText(r->get(), i, 0)] = GetDouble(r->get(), i, 1);
+  return out;
 }
 
 Status PgHistory::copy_rows(const std::vector<HistoryRow>& rows) {

@@ -37,6 +37,7 @@ class PgHistory : public History {
   Result<std::vector<HistoryRow>> getlog(const GetlogFilter& filter) override;
 
   Result<double> sync_position(const std::string& node_id) override;
+  Result<std::map<std::string, double>> sync_positions() override;
   // etime 0 in a row means "now", as in add(). new_position 0 leaves the position alone.
   // The page goes in with one COPY; when the server refuses it (and the connection is
   // still up), it is stored again row by row in one transaction, each refused row

@@ -321,11 +321,24 @@ void Proxy::pull_send(const protocol::Frame& frame, const RouteContext& ctx) {
 }
 
 void Proxy::after_registration(const std::vector<Effect>& effects) {
-  for (const auto& [id, sync] : registry_.sync()) {
-    if (sync.position_loaded) continue;
-    auto pos = host_.history().sync_position(id);
-    SyncState& s = registry_.sync()[id];
+  // Every position read in one query when several nodes are new (a central registering its
+  // fleet); one node, or a store without sync_positions, reads its own.
+  std::size_t missing = 0;
+  for (const auto& [id, sync] : registry_.sync()) missing += sync.position_loaded ? 0 : 1;
+  std::optional<std::map<std::string, double>> all;
+  if (missing > 1) {
+    auto r = host_.history().sync_positions();
+    if (r) all = std::move(r.value());
+  }
+  for (auto& [id, s] : registry_.sync()) {
+    if (s.position_loaded) continue;
     s.position_loaded = true;
+    if (all) {
+      auto it = all->find(id);
+      s.ctime = it == all->end() ? 0 : it->second;
+      continue;
+    }
+    auto pos = host_.history().sync_position(id);
     if (pos) s.ctime = *pos;
     else s.position_error = true;
   }

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -98,6 +99,13 @@ class History {
                                         double new_position, std::vector<RefusedRow>& refused) {
     refused.clear();
     return store_synced(node_id, rows, new_position);
+  }
+
+  // ABI 1.2. Every stored log-sync position (node id -> largest node-side ctime), in one
+  // query: a central registering thousands of nodes reads them at once, not one by one. A
+  // node without a position is absent (its position is 0).
+  virtual Result<std::map<std::string, double>> sync_positions() {
+    return make_error("history: sync_positions not supported");
   }
 };
 

@@ -30,7 +30,7 @@
 namespace gorgone {
 
 inline constexpr unsigned kAbiMajor = 1;
-inline constexpr unsigned kAbiMinor = 1;  // 1: History::store_synced_reporting
+inline constexpr unsigned kAbiMinor = 2;  // 1: History::store_synced_reporting; 2: History::sync_positions
 
 struct AbiVersion {
   unsigned major;

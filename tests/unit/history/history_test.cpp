@@ -1,6 +1,10 @@
 // PgHistory against a real PostgreSQL cluster (tests/support/pg-private.sh).
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -8,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <map>
 #include <set>
 #include <string>
 #include <thread>
@@ -303,6 +308,36 @@ TEST_F(HistoryTest, SyncPositionBeforeAndAfter) {
   ASSERT_TRUE(history_->store_synced("5", {}, 1795634500.000001).ok());
   EXPECT_EQ(history_->sync_position("5").value(), 1795634500.000001);
   EXPECT_EQ(Count("gorgone_synchistory"), "1");
+}
+
+TEST_F(HistoryTest, SyncPositionsReadsEveryNodeAtOnce) {
+  auto none = history_->sync_positions();
+  ASSERT_TRUE(none.ok()) << none.error();
+  EXPECT_TRUE(none.value().empty());
+  ASSERT_TRUE(history_->store_synced("5", {Row("t", 0, "{}")}, 1795634441.27626).ok());
+  ASSERT_TRUE(history_->store_synced("poller-\xc3\xa9", {Row("u", 0, "{}")}, 1795634442.5).ok());
+  auto all = history_->sync_positions();
+  ASSERT_TRUE(all.ok()) << all.error();
+  EXPECT_EQ(all.value(), (std::map<std::string, double>{{"5", 1795634441.27626}, {"poller-\xc3\xa9", 1795634442.5}}));
+}
+
+// A server that accepts the TCP connection and never speaks (a hung PostgreSQL, a wrong
+// port behind a firewall that proxies) makes open() fail after connect_timeout instead of
+// hanging the daemon's start for ever.
+TEST_F(HistoryTest, AServerThatNeverAnswersFailsTheOpenWithAMessage) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(fd, 4), 0);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  auto h = PgHistory::open("host=127.0.0.1 port=" + std::to_string(ntohs(a.sin_port)) + " dbname=x user=x");
+  ::close(fd);
+  ASSERT_FALSE(h.ok());
+  EXPECT_NE(h.error().find("cannot connect to PostgreSQL"), std::string::npos) << h.error();
 }
 
 TEST_F(HistoryTest, StoreSyncedNothingToDo) {

@@ -251,5 +251,65 @@ TEST_F(SetlogsTest, TheCursorSurvivesTheJsonRoundTripBitForBit) {
   EXPECT_EQ(std::memcmp(&got, &last, sizeof(double)), 0);
 }
 
+// A store that counts how the proxy reads positions, over a real PgHistory.
+class CountingHistory : public History {
+ public:
+  explicit CountingHistory(History& real) : real_(real) {}
+  Result<std::int64_t> add(const HistoryRow& row) override { return real_.add(row); }
+  Result<std::vector<HistoryRow>> getlog(const GetlogFilter& f) override { return real_.getlog(f); }
+  Result<double> sync_position(const std::string& id) override {
+    ++one_by_one;
+    return real_.sync_position(id);
+  }
+  Result<std::map<std::string, double>> sync_positions() override {
+    ++all_at_once;
+    return real_.sync_positions();
+  }
+  Status store_synced(const std::string& id, const std::vector<HistoryRow>& rows, double p) override {
+    return real_.store_synced(id, rows, p);
+  }
+  Status save_identity(const IdentityRow& r) override { return real_.save_identity(r); }
+  Status touch_identity(const std::string& i, std::int64_t m) override { return real_.touch_identity(i, m); }
+  Result<std::vector<IdentityRow>> load_identities() override { return real_.load_identities(); }
+  Result<std::optional<std::string>> target_fingerprint(const std::string& t) override {
+    return real_.target_fingerprint(t);
+  }
+  Status add_target_fingerprint(const std::string& t, const std::string& f) override {
+    return real_.add_target_fingerprint(t, f);
+  }
+  int one_by_one = 0, all_at_once = 0;
+
+ private:
+  History& real_;
+};
+
+// A central registering its fleet reads every node's position in one query, not one query
+// per node on the loop thread.
+TEST(SyncPositions, AFleetRegisteringReadsEveryPositionInOneQuery) {
+  std::string db = PgCluster::shared().create_database();
+  auto pg = PgHistory::open(db);
+  ASSERT_TRUE(pg.ok()) << pg.error();
+  std::string nodes;
+  for (int i = 2; i < 42; ++i) {
+    if (i % 2 == 0) ASSERT_TRUE(pg.value()->store_synced(std::to_string(i), {}, 1700000000.5 + i).ok());
+    nodes += std::string(nodes.empty() ? "" : ",") + R"({"id":")" + std::to_string(i) +
+             R"(","type":"push_zmq","address":"127.0.0.1","port":1})";
+  }
+  CountingHistory counting(*pg.value());
+  FakeHost host(counting);
+  Proxy proxy(host, Settings());
+  proxy.routing(protocol::Frame{"REGISTERNODES", "tok", "", R"({"nodes":[)" + nodes + "]}"}, RouteContext{"internal", "x"});
+  EXPECT_EQ(counting.all_at_once, 1);
+  EXPECT_EQ(counting.one_by_one, 0);
+  for (int i = 2; i < 42; ++i)
+    EXPECT_EQ(proxy.registry().sync()[std::to_string(i)].ctime, i % 2 == 0 ? 1700000000.5 + i : 0.0) << i;
+  // One more node later reads its own.
+  proxy.routing(protocol::Frame{"REGISTERNODES", "tok", "",
+                                R"({"nodes":[{"id":"50","type":"push_zmq","address":"127.0.0.1","port":1}]})"},
+                RouteContext{"internal", "x"});
+  EXPECT_EQ(counting.all_at_once, 1);
+  EXPECT_EQ(counting.one_by_one, 1);
+}
+
 }  // namespace
 }  // namespace gorgone::proxy
