@@ -48,6 +48,46 @@ bool stopping(const std::atomic<bool>* stop) { return stop && stop->load(); }
 
 }  // namespace
 
+namespace copy_rules {
+
+bool compresses(const std::string& dir) {
+  std::string sample;
+  int files = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::none, ec);
+       !ec && it != fs::recursive_directory_iterator() && files < 16; it.increment(ec)) {
+    struct stat st;
+    if (::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) continue;
+    int fd = ::open(it->path().c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    std::size_t at = sample.size();
+    sample.resize(at + 65536);
+    ssize_t n = ::read(fd, sample.data() + at, 65536);
+    ::close(fd);
+    sample.resize(at + static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
+    ++files;
+  }
+  if (sample.size() < 16384) return true;
+  std::string out(sample.size() + (64 << 10), '\0');
+  std::size_t used = 0;
+  struct archive* a = archive_write_new();
+  archive_write_add_filter_gzip(a);
+  archive_write_set_filter_option(a, "gzip", "compression-level", "1");
+  archive_write_set_format_raw(a);
+  bool ok = archive_write_open_memory(a, out.data(), out.size(), &used) == ARCHIVE_OK;
+  struct archive_entry* e = archive_entry_new();
+  archive_entry_set_filetype(e, AE_IFREG);
+  archive_entry_set_size(e, static_cast<la_int64_t>(sample.size()));
+  ok = ok && archive_write_header(a, e) == ARCHIVE_OK &&
+       archive_write_data(a, sample.data(), sample.size()) == static_cast<la_ssize_t>(sample.size()) &&
+       archive_write_close(a) == ARCHIVE_OK;
+  archive_entry_free(e);
+  archive_write_free(a);
+  return !ok || used * 10 < sample.size() * 9;
+}
+
+}  // namespace copy_rules
+
 // The bounded buffer between a copy's archiver thread (producer) and its owner (consumer),
 // and the archiver itself. The owner never blocks: take() gives a chunk only when one is
 // complete (or the archive ended); the archiver waits while `capacity` bytes are held.
@@ -180,9 +220,13 @@ class ArchivePipe {
   // from inside the directory). No chdir: paths are joined explicitly. Gives up as soon as
   // the copy is dropped or `stop` becomes true.
   void archive() {
+    // Data that does not compress (already compressed, random) is stored: deflate would
+    // cost the archiver most of its time for nothing (doc/performance.md).
+    int level = gzip_level_;
+    if (level == CopyOptions::kAuto) level = copy_rules::compresses(dir_) ? 1 : 0;
     struct archive* a = archive_write_new();
     archive_write_add_filter_gzip(a);
-    archive_write_set_filter_option(a, "gzip", "compression-level", std::to_string(gzip_level_).c_str());
+    archive_write_set_filter_option(a, "gzip", "compression-level", std::to_string(level).c_str());
     archive_write_set_format_pax_restricted(a);
     // Written as produced: no padding of the compressed stream to 10 KiB blocks.
     archive_write_set_bytes_in_last_block(a, 1);

@@ -32,14 +32,20 @@ std::optional<unsigned> parse_mode(const std::string& text);
 // A POSIX portable user or group name: [A-Za-z0-9_][A-Za-z0-9_.-]*, at most 32 characters
 // (so never an option such as "-x", never a path, never empty).
 bool portable_name(const std::string& name);
+// Whether a directory's data compresses: the heads of its first regular files (up to 16
+// files, 64 KiB of each) shrink by a tenth at least through gzip level 1. A sample under
+// 16 KiB counts as compressible (too little to tell, and cheap either way).
+bool compresses(const std::string& dir);
 }  // namespace copy_rules
 
 class ArchivePipe;
 
 // How a directory is archived.
 struct CopyOptions {
-  // gzip level: chosen by measurement (doc/performance.md, "REMOTECOPY").
-  int gzip_level = 1;
+  // gzip level 0 to 9, or kAuto: 1, or 0 (stored) when the heads of the first files do not
+  // shrink by a tenth at level 1. Chosen by measurement (doc/performance.md, "REMOTECOPY").
+  static constexpr int kAuto = -1;
+  int gzip_level = kAuto;
   // Bytes the archiver may hold ahead of the owner (0: 4 x buffer_size, at least 256 KiB).
   std::size_t pipe_bytes = 0;
 };

@@ -253,6 +253,25 @@ TEST(RemoteCopy, TheArchiverWaitsWhileItsBufferIsFull) {
   EXPECT_EQ(md5, protocol::to_hex(std::string(reinterpret_cast<char*>(digest), len)));
 }
 
+// The archiver stores data that does not compress (deflate would cost it most of its time
+// for nothing) and compresses the rest: decided from the heads of the first files.
+TEST(RemoteCopy, OnlyDataThatCompressesIsCompressed) {
+  std::string random = temp_dir(), text = temp_dir(), tiny = temp_dir();
+  std::mt19937_64 rng(11);
+  for (int i = 0; i < 4; ++i) {
+    std::string bytes(64 << 10, '\0'), lines;
+    for (auto& c : bytes) c = static_cast<char>(rng());
+    std::ofstream(random + "/f" + std::to_string(i) + ".bin", std::ios::binary) << bytes;
+    while (lines.size() < (64u << 10)) lines += "check_interval " + std::to_string(rng() % 10) + "\n";
+    std::ofstream(text + "/f" + std::to_string(i) + ".cfg") << lines;
+  }
+  std::ofstream(tiny + "/a.bin", std::ios::binary) << std::string("\x8f\x01\xc3", 3);
+  EXPECT_FALSE(copy_rules::compresses(random));
+  EXPECT_TRUE(copy_rules::compresses(text));
+  EXPECT_TRUE(copy_rules::compresses(tiny)) << "too little to tell";
+  for (const auto& d : {random, text, tiny}) fs::remove_all(d);
+}
+
 // Dropping a copy whose archiver waits on a full buffer ends the archiver (no thread left).
 TEST(RemoteCopy, DroppingACopyStopsItsArchiver) {
   DirSource src;
