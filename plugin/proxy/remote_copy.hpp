@@ -2,8 +2,8 @@
 // PROCESSCOPY series (buffer_size chunks in MIME base64, then an `end` message with the
 // MD5), one message at a time, so that a large file is streamed with the node's answers as
 // back-pressure instead of being read into memory at once.
-// A directory is archived (gzip tar, libarchive) by a thread of the copy's own, started on
-// the first call to available() or next(), into a bounded buffer the owner takes chunks
+// A directory is archived (gzip tar, libarchive) by a thread of the copy's own, started by
+// the first call to available(), into a bounded buffer the owner takes chunks
 // from: the owner never waits for the archiver (it polls wake_fd()), and the archiver
 // waits while the buffer is full. No archive file is written anywhere.
 // Thread-compatible (owned by one worker); the archiver thread is internal.
@@ -56,8 +56,9 @@ class RemoteCopy {
 
   // `request`: the REMOTECOPY frame's JSON data ({"content":{source, destination, cache_dir,
   // type?, owner?, group?, mode?}, "logging"?}). `parent` and `token`: the node and the
-  // request the copy is for. Errors are Gorgone's history texts ("remote copy failed", "unknown source",
-  // "tar failed", ...), with the reason after a colon for what Gorgone does not check:
+  // request the copy is for. Errors are Gorgone's history texts ("remote copy failed",
+  // "unknown source", "tar failed", ...), with the reason after a colon for what Gorgone
+  // does not check:
   // `mode` must be 1 to 4 octal digits, `owner`/`group` POSIX portable names
   // ([A-Za-z0-9_][A-Za-z0-9_.-]*, at most 32 characters).
   // start() only checks the request and the source: a directory is archived later, on the
@@ -72,7 +73,6 @@ class RemoteCopy {
   ~RemoteCopy();
 
   bool done() const { return done_; }
-  bool is_archive() const { return type_ == "archive"; }
   // True when next() has something to give now: the next chunk (buffer_size bytes, or the
   // last ones), the `end` message, or an error. False: the archiver is behind; wake_fd()
   // becomes readable once it may be true. Starts the archiver. REQUIRES: !done().
