@@ -6,8 +6,15 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <openssl/evp.h>
+#include <sys/eventfd.h>
+#include <sys/poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "gorgone/json.hpp"
@@ -39,60 +46,263 @@ std::string shown(const std::string& v) { return v.size() <= 64 ? v : v.substr(0
 
 bool stopping(const std::atomic<bool>* stop) { return stop && stop->load(); }
 
-// Writes `dir` as a gzip tar of its content (entries relative to it, as Gorgone's
-// Archive::Tar run from inside the directory). No chdir: paths are joined explicitly.
-// Gives up (kStopped) as soon as `stop` becomes true.
-enum class ArchiveOutcome { kOk, kFailed, kStopped };
-ArchiveOutcome write_archive(const std::string& dir, const std::string& out_path,
-                             const std::optional<std::string>& owner, const std::optional<std::string>& group,
-                             std::optional<mode_t> mode, const std::atomic<bool>* stop) {
+}  // namespace
+
+namespace copy_rules {
+
+bool compresses(const std::string& dir) {
+  std::string sample;
+  int files = 0;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::none, ec);
+       !ec && it != fs::recursive_directory_iterator() && files < 16; it.increment(ec)) {
+    struct stat st;
+    if (::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0) continue;
+    int fd = ::open(it->path().c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    std::size_t at = sample.size();
+    sample.resize(at + 65536);
+    ssize_t n = ::read(fd, sample.data() + at, 65536);
+    ::close(fd);
+    sample.resize(at + static_cast<std::size_t>(std::max<ssize_t>(n, 0)));
+    ++files;
+  }
+  if (sample.size() < 16384) return true;
+  std::string out(sample.size() + (64 << 10), '\0');
+  std::size_t used = 0;
   struct archive* a = archive_write_new();
   archive_write_add_filter_gzip(a);
-  archive_write_set_format_pax_restricted(a);
-  if (archive_write_open_filename(a, out_path.c_str()) != ARCHIVE_OK) {
-    archive_write_free(a);
-    return ArchiveOutcome::kFailed;
-  }
-  std::error_code ec;
-  std::vector<char> buf(65536);
-  bool stopped = false;
-  for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::none, ec);
-       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    if (stopping(stop)) {
-      stopped = true;
-      break;
-    }
-    const fs::path& p = it->path();
-    struct stat st;
-    if (::lstat(p.c_str(), &st) != 0) continue;
-    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) continue;  // no links or devices
-    fs::path relative = p.lexically_relative(dir);
-    if (relative.empty()) continue;
-    struct archive_entry* e = archive_entry_new();
-    archive_entry_copy_stat(e, &st);
-    archive_entry_set_pathname(e, relative.c_str());
-    if (owner) archive_entry_set_uname(e, owner->c_str());
-    if (group) archive_entry_set_gname(e, group->c_str());
-    if (mode && S_ISREG(st.st_mode)) archive_entry_set_perm(e, *mode);
-    int rc = archive_write_header(a, e);
-    archive_entry_free(e);
-    if (rc != ARCHIVE_OK) break;
-    if (S_ISREG(st.st_mode)) {
-      int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0) continue;
-      ssize_t n;
-      while (!(stopped = stopping(stop)) && (n = ::read(fd, buf.data(), buf.size())) > 0)
-        archive_write_data(a, buf.data(), static_cast<size_t>(n));
-      ::close(fd);
-      if (stopped) break;
-    }
-  }
-  bool ok = !stopped && !ec && archive_write_close(a) == ARCHIVE_OK;
+  archive_write_set_filter_option(a, "gzip", "compression-level", "1");
+  archive_write_set_format_raw(a);
+  bool ok = archive_write_open_memory(a, out.data(), out.size(), &used) == ARCHIVE_OK;
+  struct archive_entry* e = archive_entry_new();
+  archive_entry_set_filetype(e, AE_IFREG);
+  archive_entry_set_size(e, static_cast<la_int64_t>(sample.size()));
+  ok = ok && archive_write_header(a, e) == ARCHIVE_OK &&
+       archive_write_data(a, sample.data(), sample.size()) == static_cast<la_ssize_t>(sample.size()) &&
+       archive_write_close(a) == ARCHIVE_OK;
+  archive_entry_free(e);
   archive_write_free(a);
-  return stopped ? ArchiveOutcome::kStopped : ok ? ArchiveOutcome::kOk : ArchiveOutcome::kFailed;
+  return !ok || used * 10 < sample.size() * 9;
 }
 
-}  // namespace
+}  // namespace copy_rules
+
+// The bounded buffer between a copy's archiver thread (producer) and its owner (consumer),
+// and the archiver itself. The owner never blocks: take() gives a chunk only when one is
+// complete (or the archive ended); the archiver waits while `capacity` bytes are held.
+class ArchivePipe {
+ public:
+  ArchivePipe(std::string dir, std::optional<std::string> owner, std::optional<std::string> group,
+              std::optional<mode_t> mode, const std::atomic<bool>* stop, int gzip_level, std::size_t chunk,
+              std::size_t capacity)
+      : dir_(std::move(dir)),
+        owner_(std::move(owner)),
+        group_(std::move(group)),
+        mode_(mode),
+        stop_(stop),
+        gzip_level_(gzip_level),
+        chunk_(chunk),
+        capacity_(std::max(capacity, chunk)),
+        wake_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
+
+  ~ArchivePipe() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      cancel_ = true;
+    }
+    room_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    if (wake_ >= 0) ::close(wake_);
+  }
+
+  void begin() {
+    if (started_) return;
+    started_ = true;
+    if (stopping(stop_)) {  // no thread for an archive that would be abandoned at once
+      finish("remote copy failed: the proxy is stopping; archive of '" + dir_ + "' abandoned");
+      return;
+    }
+    if (wake_ < 0) {
+      std::lock_guard<std::mutex> lock(mu_);
+      finished_ = true;
+      error_ = "tar failed";
+      return;
+    }
+    thread_ = std::thread([this] { archive(); });
+  }
+
+  int wake_fd() const { return wake_; }
+  void clear_wake() {
+    std::uint64_t n;
+    while (::read(wake_, &n, sizeof n) > 0) {
+    }
+  }
+
+  // A chunk can be taken now (or the archive ended, well or not). When not, the archiver
+  // signals wake_fd() once it can.
+  bool available() {
+    std::lock_guard<std::mutex> lock(mu_);
+    bool ok = finished_ || held_ - head_ >= chunk_;
+    want_ = !ok;
+    return ok;
+  }
+
+  // REQUIRES: available(). Up to chunk_ bytes; empty once the archive ended (error(): why not well).
+  std::string take() {
+    std::string out;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      std::size_t n = std::min(chunk_, held_ - head_);
+      out.assign(buf_, head_, n);
+      head_ += n;
+      // Compact once the taken part dominates: the buffer stays within about 2 x capacity.
+      if (head_ >= capacity_ || head_ == held_) {
+        buf_.erase(0, head_);
+        held_ -= head_;
+        head_ = 0;
+      }
+    }
+    room_.notify_all();
+    return out;
+  }
+
+  std::size_t held() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return held_ - head_;
+  }
+
+  std::optional<std::string> error() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return error_;
+  }
+
+ private:
+  // libarchive's output: into the buffer, waiting while it is full.
+  static la_ssize_t write_cb(struct archive*, void* self, const void* data, size_t n) {
+    return static_cast<ArchivePipe*>(self)->put(static_cast<const char*>(data), n);
+  }
+  la_ssize_t put(const char* data, std::size_t n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    room_.wait(lock, [&] { return cancel_ || held_ - head_ < capacity_; });
+    if (cancel_ || abandoned_) return -1;
+    buf_.append(data, n);
+    held_ += n;
+    signal_locked();
+    return static_cast<la_ssize_t>(n);
+  }
+  void signal_locked() {
+    if (!want_ || (!finished_ && held_ - head_ < chunk_)) return;
+    want_ = false;
+    std::uint64_t one = 1;
+    (void)!::write(wake_, &one, sizeof one);
+  }
+  bool cancelled() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return cancel_;
+  }
+  // An archive abandoned: what it wrote so far is of no use to the node (which never gets
+  // the `end` message): the owner gets the error at its next chunk.
+  void abandon() {
+    std::lock_guard<std::mutex> lock(mu_);
+    abandoned_ = true;
+    buf_.clear();
+    head_ = held_ = 0;
+  }
+  void finish(std::optional<std::string> error) {
+    std::lock_guard<std::mutex> lock(mu_);
+    finished_ = true;
+    error_ = std::move(error);
+    signal_locked();
+  }
+
+  // The gzip tar of dir_'s content (entries relative to it, as Gorgone's Archive::Tar run
+  // from inside the directory). No chdir: paths are joined explicitly. Gives up as soon as
+  // the copy is dropped or `stop` becomes true.
+  void archive() {
+    // Data that does not compress (already compressed, random) is stored: deflate would
+    // cost the archiver most of its time for nothing (doc/performance.md).
+    int level = gzip_level_;
+    if (level == CopyOptions::kAuto) level = copy_rules::compresses(dir_) ? 1 : 0;
+    struct archive* a = archive_write_new();
+    archive_write_add_filter_gzip(a);
+    archive_write_set_filter_option(a, "gzip", "compression-level", std::to_string(level).c_str());
+    archive_write_set_format_pax_restricted(a);
+    // Written as produced: no padding of the compressed stream to 10 KiB blocks.
+    archive_write_set_bytes_in_last_block(a, 1);
+    if (archive_write_open(a, this, nullptr, &ArchivePipe::write_cb, nullptr) != ARCHIVE_OK) {
+      archive_write_free(a);
+      finish("tar failed");
+      return;
+    }
+    std::error_code ec;
+    std::vector<char> buf(65536);
+    bool stopped = false, failed = false;
+    auto halt = [&] { return stopping(stop_) || cancelled(); };
+    for (auto it = fs::recursive_directory_iterator(dir_, fs::directory_options::none, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if ((stopped = halt())) break;
+      const fs::path& p = it->path();
+      struct stat st;
+      if (::lstat(p.c_str(), &st) != 0) continue;
+      if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) continue;  // no links or devices
+      fs::path relative = p.lexically_relative(dir_);
+      if (relative.empty()) continue;
+      struct archive_entry* e = archive_entry_new();
+      archive_entry_copy_stat(e, &st);
+      archive_entry_set_pathname(e, relative.c_str());
+      if (owner_) archive_entry_set_uname(e, owner_->c_str());
+      if (group_) archive_entry_set_gname(e, group_->c_str());
+      if (mode_ && S_ISREG(st.st_mode)) archive_entry_set_perm(e, *mode_);
+      int fd = S_ISREG(st.st_mode) ? ::open(p.c_str(), O_RDONLY | O_CLOEXEC) : -1;
+      if (S_ISREG(st.st_mode) && fd < 0) {
+        archive_entry_free(e);
+        continue;  // unreadable: left out, as before
+      }
+      int rc = archive_write_header(a, e);
+      archive_entry_free(e);
+      if (rc != ARCHIVE_OK) {
+        if (fd >= 0) ::close(fd);
+        failed = true;
+        break;
+      }
+      if (fd >= 0) {
+        ssize_t n;
+        while (!(stopped = halt()) && (n = ::read(fd, buf.data(), buf.size())) > 0)
+          if (archive_write_data(a, buf.data(), static_cast<size_t>(n)) < 0) {
+            failed = true;
+            break;
+          }
+        ::close(fd);
+        if (stopped || failed) break;
+      }
+    }
+    bool ok = !stopped && !failed && !ec && archive_write_close(a) == ARCHIVE_OK;
+    if (!ok) abandon();  // before free(), which would flush the compressor's tail into it
+    archive_write_free(a);
+    if (ok) finish(std::nullopt);
+    else if (stopped) finish("remote copy failed: the proxy is stopping; archive of '" + dir_ + "' abandoned");
+    else finish("tar failed");
+  }
+
+  const std::string dir_;
+  const std::optional<std::string> owner_, group_;
+  const std::optional<mode_t> mode_;
+  const std::atomic<bool>* stop_;
+  const int gzip_level_;
+  const std::size_t chunk_, capacity_;
+  const int wake_;
+  bool started_ = false;  // owner's thread only
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable room_;
+  // Guarded by mu_.
+  std::string buf_;
+  std::size_t head_ = 0, held_ = 0;  // taken / written bytes of buf_
+  bool want_ = false;                // the owner waits on wake_
+  bool finished_ = false, cancel_ = false, abandoned_ = false;
+  std::optional<std::string> error_;
+};
 
 namespace copy_rules {
 
@@ -126,9 +336,9 @@ bool portable_name(const std::string& name) {
 
 }  // namespace copy_rules
 
-Result<std::unique_ptr<RemoteCopy>> RemoteCopy::start(const std::string& request, const std::string& parent,
-                                                      const std::string& token, std::size_t buffer_size,
-                                                      const std::atomic<bool>* stop) {
+Result<std::unique_ptr<RemoteCopy>> RemoteCopy::start(const std::string& request, const std::string&,
+                                                      const std::string&, std::size_t buffer_size,
+                                                      const std::atomic<bool>* stop, Options options) {
   json::Document d;
   if (!json::parse(d, request) || !d.IsObject() || !d.HasMember("content") || !d["content"].IsObject())
     return make_error("remote copy failed");
@@ -142,6 +352,7 @@ Result<std::unique_ptr<RemoteCopy>> RemoteCopy::start(const std::string& request
   if (!copy_rules::safe_path(*source) || !copy_rules::safe_path(*destination) || !copy_rules::safe_path(job->cache_dir_))
     return make_error("remote copy failed: source, destination and cache_dir must be absolute paths without '..'");
   job->destination_ = *destination;
+  job->source_ = *source;
   job->owner_ = text_member(c, "owner");
   job->group_ = text_member(c, "group");
   job->mode_ = text_member(c, "mode");
@@ -161,45 +372,56 @@ Result<std::unique_ptr<RemoteCopy>> RemoteCopy::start(const std::string& request
   if (::stat(source->c_str(), &st) != 0) return make_error("unknown source");
   if (S_ISREG(st.st_mode)) {
     job->type_ = "regular";
-    job->local_path_ = *source;
     if (!job->destination_.empty() && job->destination_.back() == '/')
       job->destination_ += fs::path(*source).filename().string();
+    job->file_ = std::fopen(source->c_str(), "rb");
+    if (!job->file_) return make_error("unknown source");
   } else if (S_ISDIR(st.st_mode)) {
     job->type_ = "archive";
-    std::string kind = text_member(c, "type").value_or("tmp");
-    for (char& ch : kind)
-      if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '_' && ch != '-') ch = '_';
-    // A name of its own per transfer (Gorgone shares one per type and parent, which lets two
-    // copies overwrite each other's archive), removed once sent.
-    std::error_code ec;
-    fs::create_directories(job->cache_dir_, ec);
-    std::string name = job->cache_dir_ + "/" + kind + "-" + parent + "-" + token.substr(0, 16) + "-XXXXXX";
-    int fd = ::mkstemp(name.data());
-    if (fd < 0) return make_error("tar failed");
-    ::close(fd);
-    job->local_path_ = name;
-    job->remove_local_ = true;
-    ArchiveOutcome outcome = write_archive(*source, name, job->owner_, job->group_, mode, stop);
-    if (outcome != ArchiveOutcome::kOk) {
-      ::unlink(name.c_str());
-      if (outcome == ArchiveOutcome::kStopped)
-        return make_error("remote copy failed: the proxy is stopping; archive of '" + *source + "' abandoned");
-      return make_error("tar failed");
-    }
+    // Gorgone writes the archive to cache_dir first; here it streams from the archiver to
+    // the node, so no file is left behind whatever happens (cache_dir only goes to the node).
+    if (::access(source->c_str(), R_OK | X_OK) != 0) return make_error("tar failed");
+    std::size_t capacity = options.pipe_bytes ? options.pipe_bytes : std::max<std::size_t>(4 * buffer_size, 256 << 10);
+    job->pipe_ = std::make_unique<ArchivePipe>(*source, job->owner_, job->group_, mode, stop, options.gzip_level,
+                                               buffer_size, capacity);
   } else {
     return make_error("unknown source");
   }
-  job->file_ = std::fopen(job->local_path_.c_str(), "rb");
-  if (!job->file_) return make_error("unknown source");
   job->md5_ = EVP_MD_CTX_new();
   EVP_DigestInit_ex(job->md5_, EVP_md5(), nullptr);
   return job;
 }
 
 RemoteCopy::~RemoteCopy() {
+  pipe_.reset();  // stops and joins the archiver
   if (file_) std::fclose(file_);
   if (md5_) EVP_MD_CTX_free(md5_);
-  if (remove_local_) ::unlink(local_path_.c_str());
+}
+
+bool RemoteCopy::available() {
+  if (!pipe_) return true;
+  pipe_->begin();
+  return pipe_->available();
+}
+
+int RemoteCopy::wake_fd() const { return pipe_ ? pipe_->wake_fd() : -1; }
+
+void RemoteCopy::clear_wake() {
+  if (pipe_) pipe_->clear_wake();
+}
+
+std::size_t RemoteCopy::held() const { return pipe_ ? pipe_->held() : 0; }
+
+bool RemoteCopy::wait_available(std::chrono::milliseconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!available()) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    struct pollfd p{wake_fd(), POLLIN, 0};
+    ::poll(&p, 1, static_cast<int>(left.count()));
+    clear_wake();
+  }
+  return true;
 }
 
 std::string RemoteCopy::message(const char* status, const std::string* chunk, std::size_t size,
@@ -247,16 +469,26 @@ std::string RemoteCopy::message(const char* status, const std::string* chunk, st
 }
 
 Result<std::string> RemoteCopy::next() {
-  std::string buf(buffer_size_, '\0');
-  std::size_t n = std::fread(buf.data(), 1, buf.size(), file_);
-  if (n > 0) {
-    buf.resize(n);
-    EVP_DigestUpdate(md5_, buf.data(), n);
-    std::string b64 = mime_base64(buf);
-    return message("inprogress", &b64, n, nullptr);
+  std::string buf;
+  if (pipe_) {
+    buf = pipe_->take();
+  } else {
+    buf.resize(buffer_size_);
+    buf.resize(std::fread(buf.data(), 1, buf.size(), file_));
   }
+  if (!buf.empty()) {
+    EVP_DigestUpdate(md5_, buf.data(), buf.size());
+    std::string b64 = mime_base64(buf);
+    return message("inprogress", &b64, buf.size(), nullptr);
+  }
+  return end_message();
+}
+
+Result<std::string> RemoteCopy::end_message() {
   done_ = true;
-  if (std::ferror(file_)) return make_error("remote copy failed: cannot read '" + local_path_ + "'");
+  if (file_ && std::ferror(file_)) return make_error("remote copy failed: cannot read '" + source_ + "'");
+  if (pipe_)
+    if (auto error = pipe_->error()) return make_error(*error);
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_DigestFinal_ex(md5_, digest, &len);

@@ -33,6 +33,14 @@ std::map<std::string, std::string> scalars(const std::string& node_json) {
   return out;
 }
 
+// A PROCESSCOPY series keeps at most this many messages (and bytes of them) sent and not
+// yet answered by the node (a node's core answers each message as it arrives): enough that
+// the node always has the next chunks while it works on one, few enough that a large copy
+// is never held in memory whole (the link keeps what is in flight, to send it again after
+// a lost session): about 3.3 MB with the default buffer_size.
+constexpr std::size_t kCopyWindowFrames = 16;
+constexpr std::size_t kCopyWindowBytes = 4u << 20;
+
 }  // namespace
 
 // One node as seen from a worker. The node object (its queue of frames not yet handed to
@@ -45,8 +53,9 @@ class NodeConnection {
     std::string token;
     std::string target;
     std::string text;  // the frame as sent; for a copy, its current message ("" = not made yet)
-    // REMOTECOPY: the PROCESSCOPY series is made one message at a time as the node takes
-    // them, and stays at the front of the queue until its `end` message went out.
+    // REMOTECOPY: the PROCESSCOPY series is made one message at a time, at most a window of
+    // them in flight (see copy_wait()), and stays at the front of the queue until its `end`
+    // message went out, so that nothing interleaves with it.
     std::shared_ptr<RemoteCopy> copy;
     std::string wire_target;
   };
@@ -66,6 +75,36 @@ class NodeConnection {
   int silent_attempts = 0;
   bool closed = false;  // erased from the worker's connections (a poll round may still hold it)
 };
+
+namespace {
+
+// Messages of the series `token` the link holds in flight, and their bytes. Nothing
+// interleaves with a series, so they are the newest ones: counted from the back.
+std::size_t series_in_flight(const NodeLink& link, const std::string& token, std::size_t* bytes = nullptr) {
+  const auto& frames = link.in_flight();
+  std::size_t n = 0, size = 0;
+  for (auto it = frames.rbegin(); it != frames.rend() && it->token == token && it->action == "PROCESSCOPY"; ++it) {
+    ++n;
+    size += it->text.size();
+  }
+  if (bytes) *bytes = size;
+  return n;
+}
+
+enum class CopyWait { kNone, kWindow, kArchiver };
+
+// Why the series at the head of the queue cannot give its next message now, if it cannot.
+CopyWait copy_wait(NodeConnection& c) {
+  if (c.queue.empty()) return CopyWait::kNone;
+  NodeConnection::Pending& p = c.queue.front();
+  if (!p.copy || !p.text.empty() || p.copy->done()) return CopyWait::kNone;
+  std::size_t bytes = 0;
+  if (series_in_flight(*c.link, p.token, &bytes) >= kCopyWindowFrames || bytes >= kCopyWindowBytes)
+    return CopyWait::kWindow;
+  return p.copy->available() ? CopyWait::kNone : CopyWait::kArchiver;
+}
+
+}  // namespace
 
 Worker::Worker(int pool_id, Host& host, Settings settings, std::string core_id)
     : pool_id_(pool_id), host_(host), settings_(settings), core_id_(std::move(core_id)) {}
@@ -164,19 +203,33 @@ void Worker::run() {
   // socket). The nodes are held for the round: handling one item may close another node's
   // link (erasing it from connections_), which then stays alive, marked closed, until the
   // round ends.
+  // A series at the head of a node's queue that waits for its archiver adds the archiver's
+  // descriptor (`wakes` marks those items); one that waits for the node's answers (a full
+  // window) does not ask for writability, which would wake the loop for nothing.
   std::vector<zmq::pollitem_t> items;
   std::vector<std::shared_ptr<NodeConnection>> owners;
+  std::vector<bool> wakes;
   while (!stop_) {
     if (turn_hook_) turn_hook_();
     items.clear();
     owners.clear();
+    wakes.clear();
     items.push_back({static_cast<void*>(*control_), 0, ZMQ_POLLIN, 0});
     owners.push_back(nullptr);
+    wakes.push_back(false);
     for (auto& [id, c] : connections_) {
-      auto item = c->link->poll_item(!c->queue.empty());
-      if (!item) continue;
-      items.push_back(*item);
-      owners.push_back(c);
+      const CopyWait wait = c->link->is_open() ? copy_wait(*c) : CopyWait::kNone;
+      auto item = c->link->poll_item(!c->queue.empty() && wait == CopyWait::kNone);
+      if (item) {
+        items.push_back(*item);
+        owners.push_back(c);
+        wakes.push_back(false);
+      }
+      if (wait == CopyWait::kArchiver) {
+        items.push_back({nullptr, c->queue.front().copy->wake_fd(), ZMQ_POLLIN, 0});
+        owners.push_back(c);
+        wakes.push_back(true);
+      }
     }
     zmq::poll(items.data(), items.size(), std::chrono::milliseconds(200));
     if (items[0].revents & ZMQ_POLLIN) {
@@ -192,6 +245,12 @@ void Worker::run() {
       // Closed by a control frame or an earlier item of this round, or its session ended:
       // what was polled is gone.
       if (c.closed || !c.link->is_open()) continue;
+      if (wakes[i]) {
+        // The archiver has the next chunk (or ended): drain its signal, go on with the series.
+        if (!c.queue.empty() && c.queue.front().copy) c.queue.front().copy->clear_wake();
+        flush(c);
+        continue;
+      }
       if (items[i].revents & ZMQ_POLLIN) on_node_message(c);
       if (!c.closed && c.link->is_open()) flush(c);
     }
@@ -268,6 +327,7 @@ void Worker::on_control(const protocol::Frame& frame) {
         // New connection settings: a new link, and the frames held for the node keep their
         // place (re-registering a node must not lose them).
         host_.log(Severity::kInfo, "[proxy] Recreate session for " + parent);
+        cut_series(*conn->second);  // the old link forgets what it has in flight
         held = std::move(conn->second->queue);
         returned = conn->second->returned;
         close_node(parent, true);
@@ -333,7 +393,8 @@ void Worker::on_control(const protocol::Frame& frame) {
     return;
   }
   if (a == "REMOTECOPY" && c->kind != Link::kSsh) {
-    // Archiving a directory happens here, on this thread: it gives up when we are asked to stop.
+    // Only checks here: a directory is archived on the copy's own thread once the series
+    // reaches the head of the queue, and gives up when we are asked to stop.
     auto job =
         RemoteCopy::start(frame.data, parent, frame.token, static_cast<std::size_t>(settings_.buffer_size), &stop_);
     if (!job) {
@@ -396,7 +457,33 @@ NodeConnection* Worker::connection_for(const std::string& node_id) {
   return raw;
 }
 
-void Worker::end_session(NodeConnection& c) { c.link->close(); }
+void Worker::end_session(NodeConnection& c) {
+  cut_series(c);
+  c.link->close();
+}
+
+void Worker::cut_series(NodeConnection& c) {
+  // A pull node's frames in flight all come back from the hooks (done or returned, in
+  // order): nothing is forgotten there.
+  if (c.kind == Link::kExternalRouter) return;
+  // The series at the head of the queue, behind the messages of it handed back by a lost
+  // session (sent again first).
+  auto it = c.queue.begin();
+  while (it != c.queue.end() && !it->copy && it->action == "PROCESSCOPY") ++it;
+  if (it == c.queue.end() || !it->copy) return;
+  const std::string token = it->token;
+  std::size_t lost = series_in_flight(*c.link, token);
+  if (lost == 0) return;
+  // Closing forgets what is in flight: the node may have some of those messages or none, so
+  // the rest of the series cannot make it whole. It ends here with a KO; the node, which
+  // never gets its `end` message, installs nothing.
+  NodeConnection::Pending p = *it;
+  c.queue.erase(c.queue.begin(), std::next(it));
+  host_.log(Severity::kError, "[proxy] node '" + c.id + "': session closed with " + std::to_string(lost) +
+                                  " PROCESSCOPY message(s) unanswered; copy to '" + p.target + "' abandoned (KO row written)");
+  history_ko(token, "Send message problem for '" + p.target + "': remote copy failed: the session with node '" + c.id +
+                        "' was closed with " + std::to_string(lost) + " chunk(s) unanswered");
+}
 
 void Worker::flush(NodeConnection& c) {
   bool on_frame = false;  // true while the front frame is being made or sent
@@ -435,6 +522,11 @@ void Worker::flush_queue(NodeConnection& c, bool& on_frame) {
     on_frame = true;
     NodeConnection::Pending& p = c.queue.front();
     if (p.copy && p.text.empty()) {
+      // A full window or an archiver behind: the rest waits (for an answer, or wake_fd()).
+      if (copy_wait(c) != CopyWait::kNone) {
+        on_frame = false;
+        return;
+      }
       auto data = p.copy->next();
       if (!data) {
         history_ko(p.token, data.error());

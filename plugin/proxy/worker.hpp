@@ -97,6 +97,9 @@ class Worker {
   // session is tried after a back-off that grows with each failure in a row.
   void back_off(NodeConnection& c, const std::string& why);
   void end_session(NodeConnection& c);
+  // Before a session closes: a PROCESSCOPY series with messages in flight cannot be
+  // completed (the node may have some of them or none): it gets a KO row and leaves the queue.
+  void cut_series(NodeConnection& c);
   // Sends what can be sent now: the pending handshake message, then held frames in order.
   // A failure on one frame gives that frame a KO row and drops it; a failure while opening
   // the session closes it and tries again later, keeping the frames.

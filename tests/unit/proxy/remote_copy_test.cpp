@@ -3,6 +3,11 @@
 #include <filesystem>
 #include <fstream>
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
+
+#include <chrono>
+#include <random>
+#include <thread>
 
 #include "gorgone/json.hpp"
 #include "gorgone/protocol/crypto.hpp"
@@ -63,8 +68,9 @@ TEST(RemoteCopy, ADirectoryTravelsAsAGzipTarWithItsMd5) {
   std::string archive;
   std::string md5;
   while (!(*job)->done()) {
+    ASSERT_TRUE((*job)->wait_available(std::chrono::seconds(30)));
     auto data = (*job)->next();
-    ASSERT_TRUE(data);
+    ASSERT_TRUE(data) << data.error();
     json::Document d;
     ASSERT_TRUE(json::parse(d, *data));
     EXPECT_STREQ(d["content"]["type"].GetString(), "archive");
@@ -74,7 +80,7 @@ TEST(RemoteCopy, ADirectoryTravelsAsAGzipTarWithItsMd5) {
   ASSERT_GT(archive.size(), 20u);
   EXPECT_EQ(static_cast<unsigned char>(archive[0]), 0x1f);  // gzip magic
   EXPECT_EQ(md5.size(), 32u);
-  // The temporary archive is gone once the series is made and the job dropped.
+  // The archive streams from the archiver: nothing is ever written to cache_dir here.
   job.value().reset();
   EXPECT_TRUE(fs::is_empty(cache));
   fs::remove_all(dir);
@@ -103,10 +109,11 @@ struct DirSource {
     fs::remove_all(cache);
   }
   // `extra`: more members of content, e.g. R"(,"mode":"0640")".
-  Result<std::unique_ptr<RemoteCopy>> start(const std::string& extra, const std::atomic<bool>* stop = nullptr) {
+  Result<std::unique_ptr<RemoteCopy>> start(const std::string& extra, const std::atomic<bool>* stop = nullptr,
+                                            std::size_t buffer_size = 64, RemoteCopy::Options options = {}) {
     std::string request = R"({"content":{"source":")" + dir + R"(/src","destination":"/tmp/dst","cache_dir":")" +
                           cache + "\"" + extra + "}}";
-    return RemoteCopy::start(request, "4", "tok", 64, stop);
+    return RemoteCopy::start(request, "4", "tok", buffer_size, stop, options);
   }
   std::string dir, cache;
 };
@@ -152,15 +159,131 @@ TEST(RemoteCopy, OwnerAndGroupMustBePortableNames) {
   }
 }
 
+// start() archives nothing (the worker calling it never waits for an archive): the
+// archiver reads `stop` between entries and blocks, and a stop ends the series with an error
+// instead of an `end` message.
 TEST(RemoteCopy, AStopRequestAbandonsTheArchive) {
   DirSource src;
   std::atomic<bool> stop{true};
   auto job = src.start("", &stop);
-  ASSERT_FALSE(job);
-  EXPECT_EQ(job.error(), "remote copy failed: the proxy is stopping; archive of '" + src.dir + "/src' abandoned");
-  EXPECT_TRUE(fs::is_empty(src.cache)) << "the partial archive is removed";
+  ASSERT_TRUE(job) << job.error();
+  ASSERT_TRUE((*job)->wait_available(std::chrono::seconds(30)));
+  auto data = (*job)->next();
+  ASSERT_FALSE(data);
+  EXPECT_EQ(data.error(), "remote copy failed: the proxy is stopping; archive of '" + src.dir + "/src' abandoned");
+  EXPECT_TRUE((*job)->done());
+  EXPECT_TRUE(fs::is_empty(src.cache)) << "nothing is written to cache_dir";
   stop = false;
-  EXPECT_TRUE(src.start("", &stop));
+  auto again = src.start("", &stop);
+  ASSERT_TRUE(again);
+  ASSERT_TRUE((*again)->wait_available(std::chrono::seconds(30)));
+  EXPECT_TRUE((*again)->next());
+}
+
+// A stop while the archiver runs (here: waiting on its full buffer) ends it before its next
+// entry or block: the series ends with the error, never with an `end` message.
+TEST(RemoteCopy, AStopWhileArchivingEndsTheSeriesWithAnError) {
+  DirSource src;
+  std::mt19937_64 rng(5);
+  for (int i = 0; i < 20; ++i) {
+    std::string data(256 << 10, '\0');
+    for (auto& c : data) c = static_cast<char>(rng());
+    std::ofstream(src.dir + "/src/f" + std::to_string(i) + ".bin", std::ios::binary) << data;
+  }
+  std::atomic<bool> stop{false};
+  RemoteCopy::Options options;
+  options.pipe_bytes = 64 << 10;
+  auto job = src.start("", &stop, 16 << 10, options);
+  ASSERT_TRUE(job) << job.error();
+  ASSERT_TRUE((*job)->wait_available(std::chrono::seconds(30)));
+  ASSERT_TRUE((*job)->next()) << "the first chunk is made before the stop";
+  stop = true;
+  std::optional<std::string> error;
+  for (int i = 0; i < 1000 && !error; ++i) {
+    ASSERT_FALSE((*job)->done());
+    ASSERT_TRUE((*job)->wait_available(std::chrono::seconds(30)));
+    auto data = (*job)->next();
+    if (!data) error = data.error();
+    else ASSERT_EQ(data->find("\"status\":\"end\""), std::string::npos) << "a stopped archive was completed";
+  }
+  ASSERT_TRUE(error) << "the archive went on after the stop";
+  EXPECT_EQ(*error, "remote copy failed: the proxy is stopping; archive of '" + src.dir + "/src' abandoned");
+  EXPECT_TRUE((*job)->done());
+}
+
+// Back-pressure between the archiver and the series: the archiver holds at most about
+// pipe_bytes ahead of next() and waits there; taking chunks lets it go on, and the series
+// still ends with the archive's MD5.
+TEST(RemoteCopy, TheArchiverWaitsWhileItsBufferIsFull) {
+  DirSource src;
+  std::mt19937_64 rng(3);
+  std::string big(4 << 20, '\0');
+  for (auto& c : big) c = static_cast<char>(rng());
+  std::ofstream(src.dir + "/src/big.bin", std::ios::binary) << big;
+  RemoteCopy::Options options;
+  options.pipe_bytes = 256 << 10;
+  auto job = src.start("", nullptr, 64 << 10, options);
+  ASSERT_TRUE(job) << job.error();
+  ASSERT_TRUE((*job)->wait_available(std::chrono::seconds(30)));
+  // Wait until the archiver stopped producing (the buffer is full), then look at what it holds.
+  std::size_t held = 0;
+  for (int still = 0; still < 20;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::size_t now = (*job)->held();
+    still = now == held ? still + 1 : 0;
+    held = now;
+  }
+  EXPECT_GE(held, std::size_t{256} << 10);
+  EXPECT_LE(held, (std::size_t{256} << 10) + (std::size_t{128} << 10)) << "the archiver did not wait";
+  std::string archive, md5;
+  while (!(*job)->done()) {
+    ASSERT_TRUE((*job)->wait_available(std::chrono::seconds(30)));
+    EXPECT_LE((*job)->held(), (std::size_t{256} << 10) + (std::size_t{128} << 10));
+    auto data = (*job)->next();
+    ASSERT_TRUE(data) << data.error();
+    json::Document d;
+    ASSERT_TRUE(json::parse(d, *data));
+    if (d["content"]["chunk"].IsObject()) archive += protocol::base64_decode_lenient(d["content"]["chunk"]["data"].GetString());
+    else md5 = d["content"]["md5"].GetString();
+  }
+  EXPECT_GT(archive.size(), big.size()) << "random data does not compress";
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(archive.data(), archive.size(), digest, &len, EVP_md5(), nullptr);
+  EXPECT_EQ(md5, protocol::to_hex(std::string(reinterpret_cast<char*>(digest), len)));
+}
+
+// The archiver stores data that does not compress (deflate would cost it most of its time
+// for nothing) and compresses the rest: decided from the heads of the first files.
+TEST(RemoteCopy, OnlyDataThatCompressesIsCompressed) {
+  std::string random = temp_dir(), text = temp_dir(), tiny = temp_dir();
+  std::mt19937_64 rng(11);
+  for (int i = 0; i < 4; ++i) {
+    std::string bytes(64 << 10, '\0'), lines;
+    for (auto& c : bytes) c = static_cast<char>(rng());
+    std::ofstream(random + "/f" + std::to_string(i) + ".bin", std::ios::binary) << bytes;
+    while (lines.size() < (64u << 10)) lines += "check_interval " + std::to_string(rng() % 10) + "\n";
+    std::ofstream(text + "/f" + std::to_string(i) + ".cfg") << lines;
+  }
+  std::ofstream(tiny + "/a.bin", std::ios::binary) << std::string("\x8f\x01\xc3", 3);
+  EXPECT_FALSE(copy_rules::compresses(random));
+  EXPECT_TRUE(copy_rules::compresses(text));
+  EXPECT_TRUE(copy_rules::compresses(tiny)) << "too little to tell";
+  for (const auto& d : {random, text, tiny}) fs::remove_all(d);
+}
+
+// Dropping a copy whose archiver waits on a full buffer ends the archiver (no thread left).
+TEST(RemoteCopy, DroppingACopyStopsItsArchiver) {
+  DirSource src;
+  std::ofstream(src.dir + "/src/big.bin", std::ios::binary) << std::string(8 << 20, 'x');
+  RemoteCopy::Options options;
+  options.pipe_bytes = 64 << 10;
+  options.gzip_level = 0;
+  auto job = src.start("", nullptr, 16 << 10, options);
+  ASSERT_TRUE(job);
+  ASSERT_TRUE((*job)->wait_available(std::chrono::seconds(30)));
+  job.value().reset();  // joins the archiver: the test would hang (and time out) otherwise
+  SUCCEED();
 }
 
 }  // namespace
