@@ -35,36 +35,59 @@ constexpr char kB64UrlAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqr
 // Key files and PEM texts are small; anything larger is not a key.
 constexpr std::size_t kMaxKeyText = 1 << 20;
 
-// Value of a standard base64 character, -1 otherwise.
-int b64_value(unsigned char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
+// Value of each byte as a standard base64 character; 0x80 (sign bit of an int8) otherwise, so
+// that four values ORed together say at once whether a group is clean.
+struct B64Table {
+  std::int8_t v[256];
+  constexpr B64Table() : v() {
+    for (int i = 0; i < 256; ++i) v[i] = static_cast<std::int8_t>(-128);
+    for (int i = 0; i < 64; ++i) v[static_cast<unsigned char>(kB64Alphabet[i])] = static_cast<std::int8_t>(i);
+  }
+};
+constexpr B64Table kB64Values{};
+
+int b64_value(unsigned char c) { return kB64Values.v[c] < 0 ? -1 : kB64Values.v[c]; }
+
+// Decodes whole groups of 4 clean characters from text[*i] on into out[*o] and advances both;
+// stops before `end` or at the first group holding anything else.
+void decode_groups(const unsigned char* text, std::size_t end, std::size_t* i, char* out, std::size_t* o) {
+  std::size_t a = *i, b = *o;
+  for (; a + 4 <= end; a += 4, b += 3) {
+    const int c0 = kB64Values.v[text[a]], c1 = kB64Values.v[text[a + 1]], c2 = kB64Values.v[text[a + 2]],
+              c3 = kB64Values.v[text[a + 3]];
+    if ((c0 | c1 | c2 | c3) < 0) break;
+    const std::uint32_t v = (static_cast<std::uint32_t>(c0) << 18) | (static_cast<std::uint32_t>(c1) << 12) |
+                            (static_cast<std::uint32_t>(c2) << 6) | static_cast<std::uint32_t>(c3);
+    out[b] = static_cast<char>(v >> 16);
+    out[b + 1] = static_cast<char>(v >> 8);
+    out[b + 2] = static_cast<char>(v);
+  }
+  *i = a;
+  *o = b;
 }
 
 std::string encode_with(std::string_view bytes, const char* alphabet, bool pad) {
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  std::size_t i = 0;
-  for (; i + 3 <= bytes.size(); i += 3) {
-    std::uint32_t v = (static_cast<unsigned char>(bytes[i]) << 16) |
-                      (static_cast<unsigned char>(bytes[i + 1]) << 8) | static_cast<unsigned char>(bytes[i + 2]);
-    out.push_back(alphabet[(v >> 18) & 63]);
-    out.push_back(alphabet[(v >> 12) & 63]);
-    out.push_back(alphabet[(v >> 6) & 63]);
-    out.push_back(alphabet[v & 63]);
+  const std::size_t groups = bytes.size() / 3, rest = bytes.size() % 3;
+  std::string out(groups * 4 + (rest == 0 ? 0 : pad ? 4 : rest + 1), '\0');
+  const auto* in = reinterpret_cast<const unsigned char*>(bytes.data());
+  char* o = out.data();
+  for (std::size_t g = 0; g < groups; ++g, in += 3, o += 4) {
+    const std::uint32_t v = (static_cast<std::uint32_t>(in[0]) << 16) | (static_cast<std::uint32_t>(in[1]) << 8) | in[2];
+    o[0] = alphabet[(v >> 18) & 63];
+    o[1] = alphabet[(v >> 12) & 63];
+    o[2] = alphabet[(v >> 6) & 63];
+    o[3] = alphabet[v & 63];
   }
-  std::size_t rest = bytes.size() - i;
   if (rest > 0) {
-    std::uint32_t v = static_cast<unsigned char>(bytes[i]) << 16;
-    if (rest == 2) v |= static_cast<unsigned char>(bytes[i + 1]) << 8;
-    out.push_back(alphabet[(v >> 18) & 63]);
-    out.push_back(alphabet[(v >> 12) & 63]);
-    if (rest == 2) out.push_back(alphabet[(v >> 6) & 63]);
-    if (pad) out.append(rest == 1 ? "==" : "=");
+    std::uint32_t v = static_cast<std::uint32_t>(in[0]) << 16;
+    if (rest == 2) v |= static_cast<std::uint32_t>(in[1]) << 8;
+    *o++ = alphabet[(v >> 18) & 63];
+    *o++ = alphabet[(v >> 12) & 63];
+    if (rest == 2) *o++ = alphabet[(v >> 6) & 63];
+    if (pad) {
+      *o++ = '=';
+      if (rest == 1) *o++ = '=';
+    }
   }
   return out;
 }
@@ -215,12 +238,17 @@ Result<std::string> base64_decode(std::string_view text) {
   if (text.size() % 4 != 0) return make_error("invalid base64: length is not a multiple of 4");
   std::size_t pad = 0;
   if (!text.empty() && text.back() == '=') pad = (text.size() >= 2 && text[text.size() - 2] == '=') ? 2 : 1;
-  std::string out;
-  out.reserve(text.size() / 4 * 3);
+  const auto* in = reinterpret_cast<const unsigned char*>(text.data());
+  const std::size_t end = text.size() - pad;
+  std::string out(text.size() / 4 * 3, '\0');
+  std::size_t i = 0, o = 0;
+  decode_groups(in, end, &i, out.data(), &o);
+  // What is left: the last group (2 or 3 sextets before its padding), or a bad character.
   int quad[4];
   int n = 0;
-  for (std::size_t i = 0; i < text.size() - pad; ++i) {
-    int v = b64_value(static_cast<unsigned char>(text[i]));
+  out.resize(o);
+  for (; i < end; ++i) {
+    int v = b64_value(in[i]);
     if (v < 0) return make_error("invalid base64: unexpected character at offset " + std::to_string(i));
     quad[n++] = v;
     if (n == 4) {
@@ -235,21 +263,35 @@ Result<std::string> base64_decode(std::string_view text) {
 }
 
 std::string base64_decode_lenient(std::string_view text) {
-  std::string out;
-  out.reserve(text.size() / 4 * 3 + 3);
-  int quad[4];
+  // Perl's decode_base64: characters outside the alphabet are skipped (MIME line breaks),
+  // the first '=' ends the text. Clean runs of whole groups go through the fast path.
+  const auto* in = reinterpret_cast<const unsigned char*>(text.data());
+  std::string out(text.size() / 4 * 3 + 3, '\0');
+  std::size_t i = 0, o = 0;
+  std::uint32_t acc = 0;
   int n = 0;
-  for (char c : text) {
+  while (i < text.size()) {
+    if (n == 0) {
+      decode_groups(in, text.size(), &i, out.data(), &o);
+      if (i >= text.size()) break;
+    }
+    const unsigned char c = in[i++];
     if (c == '=') break;
-    int v = b64_value(static_cast<unsigned char>(c));
+    const int v = kB64Values.v[c];
     if (v < 0) continue;
-    quad[n++] = v;
-    if (n == 4) {
-      flush_quad(quad, 4, &out);
+    acc = (acc << 6) | static_cast<std::uint32_t>(v);
+    if (++n == 4) {
+      out[o++] = static_cast<char>(acc >> 16);
+      out[o++] = static_cast<char>(acc >> 8);
+      out[o++] = static_cast<char>(acc);
+      acc = 0;
       n = 0;
     }
   }
-  flush_quad(quad, n, &out);
+  // A partial group of 2 or 3 sextets carries 1 or 2 bytes; a single sextet carries none.
+  if (n >= 2) out[o++] = static_cast<char>(acc >> (6 * n - 8));
+  if (n >= 3) out[o++] = static_cast<char>(acc >> (6 * n - 16));
+  out.resize(o);
   return out;
 }
 
