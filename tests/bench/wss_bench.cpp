@@ -46,6 +46,7 @@
 #include <boost/beast/websocket.hpp>
 
 #include "fleet.hpp"
+#include "proc_stats.hpp"
 #include "zmq_node_sim.hpp"
 #include "gorgone/protocol/frame.hpp"
 #include "gorgone/protocol/handshake.hpp"
@@ -66,14 +67,6 @@ constexpr int kIdleSeconds = 10;  // one ping period
 constexpr const char* kProxy = "      pool: 4\n      ping: 10\n      synchistory_time: 60\n";
 
 double secs(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
-
-long rss_kib(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
-  return -1;
-}
 
 int open_files(pid_t pid) {
   int n = 0;
