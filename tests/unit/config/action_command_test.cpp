@@ -7,6 +7,9 @@
 #include <fcntl.h>
 #include <fstream>
 #include <gtest/gtest.h>
+#include <csignal>
+#include <pthread.h>
+#include <sstream>
 #include <string>
 #include <sys/wait.h>
 #include <thread>
@@ -148,6 +151,36 @@ TEST(CommandRunner, DoesNotLeakDescriptors) {
   auto r = run("if [ -e /proc/$$/fd/" + n + " ]; then echo leaked; else echo clean; fi");
   ::close(fd);
   EXPECT_EQ(r.output, "clean\n");
+}
+
+TEST(CommandRunner, CommandsGetDefaultSignalsAndAnEmptyMask) {
+  // An ignored signal survives exec and a blocked one stays blocked: the command must not
+  // inherit the host's (it ignores SIGPIPE, its threads may block signals).
+  struct sigaction ignore {}, old_int {};
+  ignore.sa_handler = SIG_IGN;
+  ASSERT_EQ(::sigaction(SIGINT, &ignore, &old_int), 0);
+  sigset_t term, old_mask;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  ASSERT_EQ(::pthread_sigmask(SIG_BLOCK, &term, &old_mask), 0);
+  auto interrupted = run("kill -INT $$; echo survived");
+  auto terminated = run("kill -TERM $$; echo survived");
+  ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  ::sigaction(SIGINT, &old_int, nullptr);
+  EXPECT_EQ(interrupted.outcome, Outcome::kSignaled) << interrupted.output;
+  EXPECT_EQ(interrupted.exit_code, 128 + SIGINT);
+  EXPECT_EQ(terminated.outcome, Outcome::kSignaled) << terminated.output;
+  EXPECT_EQ(terminated.exit_code, 128 + SIGTERM);
+}
+
+TEST(CommandRunner, CommandsRunInAProcessGroupOfTheirOwn) {
+  auto r = run("read -r pid comm state ppid pgrp rest < /proc/$$/stat; echo $pgrp $$");
+  ASSERT_EQ(r.outcome, Outcome::kExited) << r.output;
+  std::istringstream lines(r.output);
+  long pgid = 0, pid = 0;
+  lines >> pgid >> pid;
+  EXPECT_EQ(pgid, pid) << r.output;
+  EXPECT_NE(pgid, static_cast<long>(::getpgrp()));
 }
 
 TEST(CommandRunner, RejectsNulByte) {
