@@ -1,21 +1,20 @@
-// gorgone-action.so: the poller-side "action" module (events COMMAND and PROCESSCOPY),
-// written only against the public host API. It is meant as the model for third-party
-// modules:
+// gorgone-action.so: the poller-side "action" module (events COMMAND, ACTIONENGINE and
+// PROCESSCOPY), written only against the public host API. It is meant as the model for
+// third-party modules:
 //
 //  * the eight hooks are plain noexcept functions exported with GORGONE_EXPORT_HOOK;
 //    each catches everything and turns it into a Status;
 //  * hooks run on the host's loop thread and never block it: routing() only queues
-//    the frame, one worker thread of the module does the work;
+//    the frame; the module's threads do the work (request_pool.hpp): command runners
+//    for COMMAND and ACTIONENGINE, side by side, and a lane of its own for PROCESSCOPY;
 //  * results go to the history through Host::add_history, which any thread may call;
-//  * shutdown: gently() asks the worker to finish the request in hand and stop; check()
-//    reports the worker until it has stopped; kill() also kills the running command (or
-//    stops an archive extraction before its next entry) and joins the worker.
+//  * shutdown: gently() asks every thread to finish the request in hand and stop; check()
+//    reports the threads until they have stopped; kill() also kills the running commands
+//    (or stops an archive extraction before its next entry) and joins the threads.
 #include <atomic>
-#include <condition_variable>
-#include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 
 #include "command_request.hpp"
 #include "gorgone/json.hpp"
@@ -23,6 +22,7 @@
 #include "gorgone/status_codes.hpp"
 #include "output.hpp"
 #include "process_copy.hpp"
+#include "request_pool.hpp"
 
 namespace {
 
@@ -35,21 +35,11 @@ using gorgone::Status;
 using gorgone::protocol::Frame;
 namespace action = gorgone::action;
 
-// Queued request bytes beyond which new requests are refused, so that a flood of
-// PROCESSCOPY chunks behind a slow command cannot exhaust memory.
-constexpr std::size_t kMaxQueuedBytes = 256u << 20;
-
-struct Job {
-  std::string action;
-  std::string token;
-  std::string data;
-};
-
 class ActionModule {
  public:
   // Reached when the library is unloaded or the process exits. A host that followed the
   // contract already called kill(); otherwise the host may be gone, so the last rows are
-  // not written, but the thread must still end before its code is unmapped.
+  // not written, but the threads must still end before their code is unmapped.
   ~ActionModule() {
     host_gone_ = true;
     stop(/*kill_running=*/true);
@@ -59,110 +49,92 @@ class ActionModule {
     auto settings = action::parse_settings(config);
     if (!settings) return Status::failure("[action] " + settings.error());
     std::lock_guard<std::mutex> lock(mu_);
+    if (pool_) pool_->stop(/*kill_running=*/true);  // registered again: the old threads end first
     settings_ = std::move(*settings);
-    // abort_ also stops an archive extraction between entries (kill does not wait for it).
-    copier_ = action::ProcessCopy(action::CopyOptions{settings_.keep_setid, &abort_});
     host_ = &host;
+    action::PoolLimits limits;
+    limits.runners = settings_.command_concurrency;
+    limits.max_waiting = settings_.command_queue;
+    limits.max_engines = settings_.max_concurrent_engine;
+    pool_ = std::make_unique<action::RequestPool>(
+        limits, [this](const action::Request& r, const std::atomic<bool>* abort) { run_command_lane(r, abort); },
+        [this](const action::Request& r, const std::atomic<bool>*) { run_copy_lane(r); },
+        [this](const action::Request& r, const std::string& message) { reject(r.token, message); });
+    // The pool's abort flag also stops an archive extraction between entries (kill does
+    // not wait for it).
+    copier_ = action::ProcessCopy(action::CopyOptions{settings_.keep_setid, pool_->abort_flag()});
+    host.log(Severity::kInfo, "[action] " + std::to_string(limits.runners) + " command runners, up to " +
+                                  std::to_string(limits.max_waiting) + " requests waiting");
     return Status::success();
   }
 
   Status start() {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!host_) return Status::failure("[action] init called before register");
-    if (running_) return Status::success();
-    if (worker_.joinable()) worker_.join();  // stopped earlier, never reaped by check()
-    stopping_ = false;
-    abort_ = false;
-    running_ = true;
-    worker_ = std::thread([this] { run(); });
-    return Status::success();
+    if (!host_ || !pool_) return Status::failure("[action] init called before register");
+    Status s = pool_->start();
+    return s ? s : Status::failure("[action] " + s.message());
   }
 
-  // Queues a request; never blocks on the work itself.
+  // Queues a request; never blocks on the work itself. A refused request has its KO row.
   Status push(const Frame& frame) {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (!running_ || stopping_) {
-      lock.unlock();
+    action::RequestPool* pool = current_pool();
+    if (!pool) {
       reject(frame.token, "action module is not running");
       return Status::failure("[action] not running: request " + frame.action + " dropped");
     }
-    if (queued_bytes_ + frame.data.size() > kMaxQueuedBytes) {
-      lock.unlock();
-      reject(frame.token, "action module queue is full");
-      return Status::failure("[action] queue full: request " + frame.action + " dropped");
-    }
-    queued_bytes_ += frame.data.size();
-    queue_.push_back(Job{frame.action, frame.token, frame.data});
-    lock.unlock();
-    cv_.notify_one();
-    return Status::success();
+    return pool->push(action::Request{frame.action, frame.token, frame.data});
   }
 
-  // Count of live threads for check(); joins a worker that has finished.
+  // Count of live threads for check(); joins them once all have finished.
   int live_threads() {
-    if (running_) return 1;
-    if (worker_.joinable()) worker_.join();  // it has left run(): returns at once
-    return 0;
+    action::RequestPool* pool = current_pool();
+    return pool ? pool->live_threads() : 0;
   }
 
   void request_stop() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
+    if (action::RequestPool* pool = current_pool()) pool->request_stop();
   }
 
-  // Stops the worker and waits for it; with kill_running, the running command is killed.
+  // Stops the threads and waits for them; with kill_running, running commands are killed.
   void stop(bool kill_running) {
-    if (kill_running) abort_ = true;
-    request_stop();
-    if (worker_.joinable()) worker_.join();
+    if (action::RequestPool* pool = current_pool()) pool->stop(kill_running);
   }
 
  private:
-  void run() {
-    for (;;) {
-      Job job;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-        if (stopping_) break;
-        job = std::move(queue_.front());
-        queue_.pop_front();
-        queued_bytes_ -= job.data.size();
-      }
-      process(job);
-    }
-    drop_queue();
-    running_ = false;
+  // The pool changes only in configure (register), on the loop thread, before init.
+  action::RequestPool* current_pool() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return pool_.get();
   }
 
-  void process(const Job& job) {
-    action::Output out = output_for(job.token);
-    try {
-      if (job.action == "COMMAND")
-        action::run_command_request(job.data, settings_, out, &abort_);
+  // Several runners at a time: settings_ is read-only once the threads run.
+  void run_command_lane(const action::Request& r, const std::atomic<bool>* abort) {
+    action::Output out = output_for(r.token);
+    guarded(r, out, [&] {
+      if (r.action == "ACTIONENGINE")
+        action::run_engine_request(r.data, settings_, out, abort);
       else
-        copier_.handle(job.token, job.data, out);
+        action::run_command_request(r.data, settings_, out, abort);
+    });
+  }
+
+  // The copy lane's one thread is the only user of copier_.
+  void run_copy_lane(const action::Request& r) {
+    action::Output out = output_for(r.token);
+    guarded(r, out, [&] { copier_.handle(r.token, r.data, out); });
+  }
+
+  template <typename F>
+  void guarded(const action::Request& r, const action::Output& out, F work) {
+    try {
+      work();
     } catch (const std::exception& e) {
-      out.write_log(Severity::kError, std::string("[action] ") + job.action + " failed: " + e.what());
+      out.write_log(Severity::kError, std::string("[action] ") + r.action + " failed: " + e.what());
       out.row(gorgone::code::kActionFinishKo, gorgone::json::message(std::string("internal error: ") + e.what()));
     } catch (...) {
-      out.write_log(Severity::kError, "[action] " + job.action + " failed");
+      out.write_log(Severity::kError, "[action] " + r.action + " failed");
       out.row(gorgone::code::kActionFinishKo, gorgone::json::message("internal error"));
     }
-  }
-
-  // Requests still queued at shutdown get a terminal row so that nobody waits for them.
-  void drop_queue() {
-    std::deque<Job> left;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      left.swap(queue_);
-      queued_bytes_ = 0;
-    }
-    for (const auto& job : left) reject(job.token, "action module is stopping: request not processed");
   }
 
   void reject(const std::string& token, const std::string& message) {
@@ -180,18 +152,12 @@ class ActionModule {
     return out;
   }
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Job> queue_;           // guarded by mu_
-  std::size_t queued_bytes_ = 0;    // guarded by mu_
-  bool stopping_ = false;           // guarded by mu_
-  std::atomic<bool> running_{false};
-  std::atomic<bool> abort_{false};  // kills the running command
+  std::mutex mu_;                      // guards pool_ (the pointer) and configure/start
   std::atomic<bool> host_gone_{false};
-  std::thread worker_;
-  Host* host_ = nullptr;            // set by register, before the worker exists
-  action::ActionSettings settings_; // read-only once the worker runs
-  action::ProcessCopy copier_;      // worker thread only
+  Host* host_ = nullptr;               // set by register, before the threads exist
+  action::ActionSettings settings_;    // read-only once the threads run
+  action::ProcessCopy copier_;         // copy lane thread only
+  std::unique_ptr<action::RequestPool> pool_;
 };
 
 ActionModule& module() {
@@ -209,7 +175,7 @@ Status action_register(const YAML::Node& module_config, const YAML::Node& /*core
     out.loaded = true;
     out.ns = "core";
     out.name = "action";
-    out.events = {{"COMMAND", "/command", "POST"}, {"PROCESSCOPY", "", ""}};
+    out.events = {{"COMMAND", "/command", "POST"}, {"ACTIONENGINE", "/engine", "POST"}, {"PROCESSCOPY", "", ""}};
     return Status::success();
   } catch (const std::exception& e) {
     return Status::failure(std::string("[action] register: ") + e.what());
@@ -230,7 +196,7 @@ Status action_init(const std::string& /*core_id*/) noexcept {
 
 Status action_routing(const Frame& frame, const RouteContext& /*context*/) noexcept {
   try {
-    if (frame.action != "COMMAND" && frame.action != "PROCESSCOPY")
+    if (frame.action != "COMMAND" && frame.action != "ACTIONENGINE" && frame.action != "PROCESSCOPY")
       return Status::failure("unknown event '" + frame.action + "'");
     return module().push(frame);
   } catch (const std::exception& e) {

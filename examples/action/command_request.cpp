@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <ctime>
+#include <thread>
 
 #include "gorgone/json.hpp"
 #include "gorgone/status_codes.hpp"
@@ -32,6 +33,20 @@ Result<double> parse_timeout(const YAML::Node& node) {
   double v = std::strtod(text.c_str(), &end);
   if (text.empty() || *end != '\0' || !std::isfinite(v) || v <= 0)
     return make_error("command_timeout must be a positive number of seconds, got '" + text + "'");
+  return v;
+}
+
+// A whole number of `name` in [min, max]; the default when the key is absent or null.
+Result<std::size_t> parse_count(const YAML::Node& node, const char* name, std::size_t fallback, std::size_t min,
+                                std::size_t max) {
+  if (!node || node.IsNull()) return fallback;
+  std::string text = node.IsScalar() ? node.Scalar() : std::string("<not a scalar>");
+  bool digits = !text.empty() && text.size() <= 9 &&
+                std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c) != 0; });
+  std::size_t v = digits ? std::stoul(text) : 0;
+  if (!digits || v < min || v > max)
+    return make_error(std::string(name) + " must be a whole number from " + std::to_string(min) + " to " +
+                      std::to_string(max) + ", got '" + text + "'");
   return v;
 }
 
@@ -251,7 +266,41 @@ Step run_one(const Value& entry, const ActionSettings& settings, const Output& o
   return r.outcome == CommandResult::Outcome::kAborted ? Step::kStop : Step::kError;
 }
 
+// Gorgone's ACTIONENGINE issue row: like a command's, without metadata.
+std::string engine_issue_row(const std::string& command, const std::string& why, const Metrics& m) {
+  rapidjson::StringBuffer sb;
+  Writer w(sb);
+  w.StartObject();
+  w.Key("message");
+  w.String("command execution issue");
+  w.Key("command");
+  w.String(command.data(), static_cast<rapidjson::SizeType>(command.size()));
+  w.Key("result");
+  w.StartObject();
+  w.Key("exit_code");
+  w.Int(-1);
+  w.Key("stdout");
+  w.String(why.data(), static_cast<rapidjson::SizeType>(why.size()));
+  w.EndObject();
+  w.Key("metrics");
+  w.StartObject();
+  w.Key("start");
+  w.Int64(m.start);
+  w.Key("end");
+  w.Int64(m.end);
+  w.Key("duration");
+  w.Int64(m.end - m.start);
+  w.EndObject();
+  w.EndObject();
+  return std::string(sb.GetString(), sb.GetSize());
+}
+
 }  // namespace
+
+std::size_t ActionSettings::default_command_concurrency() {
+  std::size_t cores = std::thread::hardware_concurrency();
+  return std::min<std::size_t>(std::max<std::size_t>(4, 2 * cores), 32);
+}
 
 Result<ActionSettings> parse_settings(const YAML::Node& config) {
   ActionSettings s;
@@ -260,6 +309,16 @@ Result<ActionSettings> parse_settings(const YAML::Node& config) {
   if (!timeout) return make_error(timeout.error());
   s.command_timeout = *timeout;
   s.whitelist_cmds = parse_flag(config["whitelist_cmds"]);
+  s.paranoid_plugins = parse_flag(config["paranoid_plugins"]);
+  auto concurrency = parse_count(config["command_concurrency"], "command_concurrency", s.command_concurrency, 1, 256);
+  if (!concurrency) return make_error(concurrency.error());
+  s.command_concurrency = *concurrency;
+  auto waiting = parse_count(config["command_queue"], "command_queue", s.command_queue, 0, 100000);
+  if (!waiting) return make_error(waiting.error());
+  s.command_queue = *waiting;
+  auto engines = parse_count(config["max_concurrent_engine"], "max_concurrent_engine", s.max_concurrent_engine, 1, 256);
+  if (!engines) return make_error(engines.error());
+  s.max_concurrent_engine = *engines;
   // A security switch: anything but a plain boolean is an error, not a guess.
   if (const YAML::Node keep = config["keep_setid"]; keep && !keep.IsNull()) {
     std::string v = keep.IsScalar() ? keep.Scalar() : std::string("<not a scalar>");
@@ -334,6 +393,71 @@ void run_command_request(std::string_view data, const ActionSettings& settings, 
     out.row(code::kActionFinishKo, json::message("commands processing has finished with errors"));
   else
     out.row(code::kActionFinishOk, json::message("commands processing has finished successfully"));
+}
+
+void run_engine_request(std::string_view data, const ActionSettings& settings, const Output& out,
+                        const std::atomic<bool>* abort) {
+  json::Document doc;
+  std::string parse_error;
+  if (!json::parse(doc, data, &parse_error)) {
+    out.write_log(Severity::kError, "[action] ACTIONENGINE: cannot decode json: " + parse_error);
+    out.row(code::kActionFinishKo, json::message("cannot decode json"));
+    return;
+  }
+  const Value* content = member(doc, "content");
+  if (!content || content->IsNull() || (content->IsString() && content->GetStringLength() == 0)) {
+    out.row(code::kActionFinishKo, json::message("no content"));
+    return;
+  }
+  // One command in an object, as Centreon sends it; anything else names no command.
+  const Value* cmd = member(*content, "command");
+  auto text = cmd ? json::as_text(*cmd) : std::nullopt;
+  if (!text || text->empty()) {
+    out.write_log(Severity::kError, "[action] ACTIONENGINE refused: the request names no command");
+    out.row(code::kActionFinishKo, json::message("need valid command argument"));
+    return;
+  }
+  const std::string command = *text;
+  if (!command_allowed(settings, command)) {
+    log_command(out, Severity::kError, command, "not allowed (whitelist)");
+    out.row(code::kActionFinishKo, json::message("command not allowed (whitelist)"));
+    return;
+  }
+  // Gorgone installs the plugins the file lists before the command; this module does not.
+  if (const Value* plugins = member(*content, "plugins"); plugins && !plugins->IsNull()) {
+    auto file = json::as_text(*plugins);
+    if (!file || !file->empty()) {
+      if (settings.paranoid_plugins) {
+        out.write_log(Severity::kError, "[action] ACTIONENGINE refused: plugins cannot be validated by this module "
+                                        "and paranoid_plugins is set");
+        out.row(code::kActionFinishKo, json::message("validate plugins - not supported by this module"));
+        return;
+      }
+      out.write_log(Severity::kInfo, "[action] ACTIONENGINE: plugins file not validated (not supported by this module)");
+    }
+  }
+
+  // Gorgone runs it with the module's timeout; a request's own timeout is not read.
+  CommandOptions options;
+  options.timeout = std::chrono::milliseconds(static_cast<long long>(std::min(settings.command_timeout, 1e9) * 1000));
+  options.output_cap = settings.output_cap;
+  options.abort = abort;
+  Metrics m;
+  m.start = std::time(nullptr);
+  CommandResult r = run_shell_command(command, options);
+  m.end = std::time(nullptr);
+  if (r.completed()) {
+    if (r.exit_code != 0)
+      log_command(out, Severity::kWarning, command, "(ACTIONENGINE) exited with status " + std::to_string(r.exit_code));
+    out.row(code::kActionFinishOk, json::message("actionengine has finished successfully"));
+    return;
+  }
+  std::string why = r.outcome == CommandResult::Outcome::kTimedOut ? kTimeoutText
+                    : r.outcome == CommandResult::Outcome::kAborted
+                        ? "Command aborted (the action module is stopping)"
+                        : r.error;
+  log_command(out, Severity::kError, command, "(ACTIONENGINE) failed: " + why);
+  out.row(code::kActionFinishKo, engine_issue_row(command, sanitize_utf8(why), m));
 }
 
 std::string sanitize_utf8(std::string_view in) {

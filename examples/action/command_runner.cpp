@@ -6,10 +6,19 @@
 #include <cstring>
 #include <fcntl.h>
 #include <poll.h>
+#include <spawn.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
+
+extern char** environ;
+
+// posix_spawn_file_actions_addclosefrom_np is what keeps the host's descriptors out of
+// the commands; glibc has it since 2.34.
+#if !defined(__GLIBC__) || __GLIBC__ < 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ < 34)
+#error "the action module needs posix_spawn_file_actions_addclosefrom_np (glibc 2.34 or later)"
+#endif
 
 namespace gorgone::action {
 namespace {
@@ -46,26 +55,54 @@ int above_stdio(int fd) {
   return moved;
 }
 
-// Child side of the fork: async-signal-safe calls only, then exec or _exit.
-[[noreturn]] void exec_child(char* const argv[], int out_fd, int devnull) {
-  ::setpgid(0, 0);
-  // A blocked mask and ignored signals survive exec: give the command a clean slate.
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
-  const int reset[] = {SIGPIPE, SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGCHLD, SIGALRM};
-  for (int sig : reset) signal(sig, SIG_DFL);
-  if (::dup2(devnull, 0) < 0 || ::dup2(out_fd, 1) < 0 || ::dup2(out_fd, 2) < 0) _exit(127);
-  // Descriptors the host opened without O_CLOEXEC (sockets, database) must not leak.
-  if (::close_range(3, ~0U, 0) != 0) {
-    for (int fd = 3; fd < 65536; ++fd) ::close(fd);
+// The signals the command must find at their default disposition: an ignored signal
+// survives exec, and the host ignores some of these (SIGPIPE at least).
+constexpr int kResetSignals[] = {SIGPIPE, SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGCHLD, SIGALRM};
+
+// posix_spawn's attribute and file-action objects, destroyed on every return path.
+class SpawnSetup {
+ public:
+  SpawnSetup() {
+    attr_ok_ = ::posix_spawnattr_init(&attr_) == 0;
+    actions_ok_ = ::posix_spawn_file_actions_init(&actions_) == 0;
   }
-  ::execv("/bin/sh", argv);
-  static const char kMsg[] = "cannot execute /bin/sh\n";
-  ssize_t ignored = ::write(2, kMsg, sizeof kMsg - 1);
-  (void)ignored;
-  _exit(127);
-}
+  ~SpawnSetup() {
+    if (attr_ok_) ::posix_spawnattr_destroy(&attr_);
+    if (actions_ok_) ::posix_spawn_file_actions_destroy(&actions_);
+  }
+  SpawnSetup(const SpawnSetup&) = delete;
+  SpawnSetup& operator=(const SpawnSetup&) = delete;
+
+  // A process group of its own (so that the whole command can be killed), an empty signal
+  // mask and default dispositions, stdin from /dev/null, stdout and stderr into the pipe,
+  // and no other descriptor: those the host opened without O_CLOEXEC (sockets, database)
+  // must not leak into commands.
+  int prepare(int out_fd, int devnull) {
+    if (!attr_ok_ || !actions_ok_) return ENOMEM;
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    for (int sig : kResetSignals) sigaddset(&defaults, sig);
+    int rc;
+    if ((rc = ::posix_spawnattr_setflags(&attr_, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)) ||
+        (rc = ::posix_spawnattr_setpgroup(&attr_, 0)) || (rc = ::posix_spawnattr_setsigmask(&attr_, &none)) ||
+        (rc = ::posix_spawnattr_setsigdefault(&attr_, &defaults)) ||
+        (rc = ::posix_spawn_file_actions_adddup2(&actions_, devnull, 0)) ||
+        (rc = ::posix_spawn_file_actions_adddup2(&actions_, out_fd, 1)) ||
+        (rc = ::posix_spawn_file_actions_adddup2(&actions_, out_fd, 2)) ||
+        (rc = ::posix_spawn_file_actions_addclosefrom_np(&actions_, 3)))
+      return rc;
+    return 0;
+  }
+  const posix_spawnattr_t* attr() const { return &attr_; }
+  const posix_spawn_file_actions_t* actions() const { return &actions_; }
+
+ private:
+  posix_spawnattr_t attr_;
+  posix_spawn_file_actions_t actions_;
+  bool attr_ok_ = false;
+  bool actions_ok_ = false;
+};
 
 void kill_group(pid_t pid) {
   ::kill(-pid, SIGKILL);
@@ -173,16 +210,19 @@ CommandResult run_shell_command(const std::string& command, const CommandOptions
   Fd out_write(above_stdio(fds[1]));
   if (out_read.get() < 0 || out_write.get() < 0) return spawn_failed("cannot move the pipe above stdio");
 
-  // Everything the child needs is prepared before fork: it must not allocate.
+  SpawnSetup setup;
+  if (int rc = setup.prepare(out_write.get(), devnull.get()); rc != 0)
+    return spawn_failed(std::string("cannot prepare the command: ") + std::strerror(rc));
   std::string sh = "sh", dash_c = "-c", text = command;
   char* argv[] = {sh.data(), dash_c.data(), text.data(), nullptr};
+  // glibc's posix_spawn runs the child on the parent's memory (clone with CLONE_VM and
+  // CLONE_VFORK) until exec: no copy of the host's page tables per command, as fork would
+  // make, and an exec failure comes back here as the return code. The group is in place
+  // when it returns, so killing it can never miss the command.
+  pid_t pid = -1;
+  if (int rc = ::posix_spawn(&pid, "/bin/sh", setup.actions(), setup.attr(), argv, environ); rc != 0)
+    return spawn_failed(std::string("cannot execute /bin/sh: ") + std::strerror(rc));
 
-  pid_t pid = ::fork();
-  if (pid < 0) return spawn_failed(std::string("Cant fork: ") + std::strerror(errno));
-  if (pid == 0) exec_child(argv, out_write.get(), devnull.get());
-
-  // Also from the parent, so the group exists even if we must kill before the child ran.
-  ::setpgid(pid, pid);
   out_write.reset();  // EOF arrives once every process of the command closed its copy
   devnull.reset();
 

@@ -6,8 +6,10 @@
 // shell string. Output beyond `output_cap` bytes is read and dropped so that the command
 // never blocks on a full pipe.
 //
-// Thread-safety: reentrant. Safe in a multithreaded process: between fork and exec the
-// child only makes async-signal-safe calls.
+// Thread-safety: reentrant; the module's command runners call it at the same time. The
+// command is started with posix_spawn (no fork of the host's memory); every descriptor the
+// runner opens is O_CLOEXEC, so a command never holds another runner's pipe (which would
+// delay that runner's end of output until this command exits).
 // Caveat: if the host sets SIGCHLD to SIG_IGN the kernel reaps children itself and the
 // exit status is lost (exit_code -1).
 #pragma once

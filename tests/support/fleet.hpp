@@ -38,6 +38,7 @@ struct HostSpec {
   std::string http_address = "127.0.0.1";  // the REST API's listen address
   std::string extra_modules;            // more module entries (YAML list items, 4-space indent)
   std::string core_directives;          // more gorgonecore directives (YAML lines, 4-space indent)
+  std::string action_directives;        // the action module's directives (YAML lines, 6-space indent)
 };
 
 class Fleet {
@@ -86,7 +87,8 @@ class Fleet {
       y << "    authorized_clients:\n";
       for (const auto& a : s.authorized) y << "      - key: " << hosts_.at(a).thumbprint << "\n";
     }
-    y << "  modules:\n    - name: action\n      package: gorgone::modules::core::action::hooks\n      enable: true\n";
+    y << "  modules:\n    - name: action\n      package: gorgone::modules::core::action::hooks\n      enable: true\n"
+      << s.action_directives;
     if (s.proxy) y << "    - name: proxy\n      package: gorgone::modules::core::proxy::hooks\n      enable: true\n" << s.proxy_directives;
     if (s.http)
       y << "    - name: httpserver\n      package: gorgone::modules::core::httpserver::hooks\n      enable: true\n"

@@ -2,10 +2,14 @@
 // and the request handler with its history rows.
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <chrono>
 #include <fcntl.h>
 #include <fstream>
 #include <gtest/gtest.h>
+#include <csignal>
+#include <pthread.h>
+#include <sstream>
 #include <string>
 #include <sys/wait.h>
 #include <thread>
@@ -147,6 +151,36 @@ TEST(CommandRunner, DoesNotLeakDescriptors) {
   auto r = run("if [ -e /proc/$$/fd/" + n + " ]; then echo leaked; else echo clean; fi");
   ::close(fd);
   EXPECT_EQ(r.output, "clean\n");
+}
+
+TEST(CommandRunner, CommandsGetDefaultSignalsAndAnEmptyMask) {
+  // An ignored signal survives exec and a blocked one stays blocked: the command must not
+  // inherit the host's (it ignores SIGPIPE, its threads may block signals).
+  struct sigaction ignore {}, old_int {};
+  ignore.sa_handler = SIG_IGN;
+  ASSERT_EQ(::sigaction(SIGINT, &ignore, &old_int), 0);
+  sigset_t term, old_mask;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  ASSERT_EQ(::pthread_sigmask(SIG_BLOCK, &term, &old_mask), 0);
+  auto interrupted = run("kill -INT $$; echo survived");
+  auto terminated = run("kill -TERM $$; echo survived");
+  ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  ::sigaction(SIGINT, &old_int, nullptr);
+  EXPECT_EQ(interrupted.outcome, Outcome::kSignaled) << interrupted.output;
+  EXPECT_EQ(interrupted.exit_code, 128 + SIGINT);
+  EXPECT_EQ(terminated.outcome, Outcome::kSignaled) << terminated.output;
+  EXPECT_EQ(terminated.exit_code, 128 + SIGTERM);
+}
+
+TEST(CommandRunner, CommandsRunInAProcessGroupOfTheirOwn) {
+  auto r = run("read -r pid comm state ppid pgrp rest < /proc/$$/stat; echo $pgrp $$");
+  ASSERT_EQ(r.outcome, Outcome::kExited) << r.output;
+  std::istringstream lines(r.output);
+  long pgid = 0, pid = 0;
+  lines >> pgid >> pid;
+  EXPECT_EQ(pgid, pid) << r.output;
+  EXPECT_NE(pgid, static_cast<long>(::getpgrp()));
 }
 
 TEST(CommandRunner, RejectsNulByte) {
@@ -351,6 +385,128 @@ TEST(CommandRequest, AbortStopsTheRequest) {
   ASSERT_EQ(rec.rows.size(), 4u);
   EXPECT_EQ(rec.message(2), "command execution issue");
   EXPECT_EQ(rec.message(3), "commands processing has been interrupted because of error");
+}
+
+// ---- the ACTIONENGINE request (Centreon's engine restart or reload)
+
+Recorder run_engine(const std::string& data, const ActionSettings& settings = ActionSettings(),
+                    const std::atomic<bool>* abort = nullptr) {
+  Recorder rec;
+  run_engine_request(data, settings, rec.output(), abort);
+  return rec;
+}
+
+TEST(EngineRequest, OneFinalRowAsGorgone) {
+  auto rec = run_engine(R"({"content":{"command":"echo restarted"},"parameters":{},"variables":[]})");
+  ASSERT_EQ(rec.rows.size(), 1u);
+  EXPECT_EQ(rec.rows[0].code, 2);
+  EXPECT_EQ(json::dump(rec.rows[0].data), R"({"message":"actionengine has finished successfully"})");
+  // Gorgone reads no exit status here: a command that ran to its end is a success.
+  auto failed = run_engine(R"({"content":{"command":"exit 3"}})");
+  ASSERT_EQ(failed.rows.size(), 1u);
+  EXPECT_EQ(failed.rows[0].code, 2);
+}
+
+TEST(EngineRequest, RunsTheCommandOnce) {
+  std::string file = ::testing::TempDir() + "engine-" + std::to_string(::getpid()) + ".out";
+  auto rec = run_engine(R"({"content":{"command":)" + json::quote("echo ran >> " + file) + "}}");
+  ASSERT_EQ(rec.rows.size(), 1u);
+  std::ifstream in(file);
+  std::string text((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_EQ(text, "ran\n");
+  std::remove(file.c_str());
+}
+
+TEST(EngineRequest, BadRequestsGetAKoRow) {
+  struct Case {
+    const char* data;
+    const char* message;
+  } cases[] = {
+      {"{not json", "cannot decode json"},
+      {R"({"parameters":{}})", "no content"},
+      {R"({"content":""})", "no content"},
+      {R"({"content":null})", "no content"},
+      {R"({"content":{"plugins":"/x.json"}})", "need valid command argument"},
+      {R"({"content":{"command":""}})", "need valid command argument"},
+      {R"({"content":[{"command":"echo x"}]})", "need valid command argument"},  // a list is COMMAND's shape
+  };
+  for (const auto& c : cases) {
+    auto rec = run_engine(c.data);
+    ASSERT_EQ(rec.rows.size(), 1u) << c.data;
+    EXPECT_EQ(rec.rows[0].code, 1) << c.data;
+    EXPECT_EQ(rec.message(0), c.message) << c.data;
+  }
+}
+
+TEST(EngineRequest, WhitelistAndParanoidPlugins) {
+  auto settings = parse_settings(YAML::Load("whitelist_cmds: true\nallowed_cmds: ['^echo ']\n"));
+  ASSERT_TRUE(settings) << settings.error();
+  auto denied = run_engine(R"({"content":{"command":"sudo systemctl restart centengine"}})", *settings);
+  ASSERT_EQ(denied.rows.size(), 1u);
+  EXPECT_EQ(denied.rows[0].code, 1);
+  EXPECT_EQ(denied.message(0), "command not allowed (whitelist)");
+  EXPECT_EQ(run_engine(R"({"content":{"command":"echo ok"}})", *settings).rows.at(0).code, 2);
+
+  // Plugins are not installed by this module: ignored, unless paranoid_plugins refuses.
+  const std::string with_plugins = R"({"content":{"command":"echo ok","plugins":"/var/cache/plugins.json"}})";
+  EXPECT_EQ(run_engine(with_plugins).rows.at(0).code, 2);
+  auto paranoid = parse_settings(YAML::Load("paranoid_plugins: true"));
+  ASSERT_TRUE(paranoid);
+  auto refused = run_engine(with_plugins, *paranoid);
+  ASSERT_EQ(refused.rows.size(), 1u);
+  EXPECT_EQ(refused.rows[0].code, 1);
+  EXPECT_EQ(refused.message(0), "validate plugins - not supported by this module");
+}
+
+TEST(EngineRequest, TimeoutIsAnExecutionIssueWithGorgonesFields) {
+  auto settings = parse_settings(YAML::Load("command_timeout: 0.3"));
+  ASSERT_TRUE(settings);
+  // The request's own timeout is not read (Gorgone uses the module's).
+  auto rec = run_engine(R"({"content":{"command":"sleep 30","timeout":100}})", *settings);
+  ASSERT_EQ(rec.rows.size(), 1u);
+  const auto& d = rec.rows[0].data;
+  EXPECT_EQ(rec.rows[0].code, 1);
+  EXPECT_EQ(rec.message(0), "command execution issue");
+  EXPECT_STREQ(d["command"].GetString(), "sleep 30");
+  EXPECT_FALSE(d.HasMember("metadata"));
+  EXPECT_EQ(d["result"]["exit_code"].GetInt(), -1);
+  EXPECT_STREQ(d["result"]["stdout"].GetString(), "Command too long to execute (timeout)...");
+  EXPECT_EQ(d["metrics"]["duration"].GetInt64(), d["metrics"]["end"].GetInt64() - d["metrics"]["start"].GetInt64());
+  expect_no_children();
+}
+
+TEST(EngineRequest, AbortKillsTheCommand) {
+  std::atomic<bool> abort{true};
+  auto rec = run_engine(R"({"content":{"command":"sleep 30"}})", ActionSettings(), &abort);
+  ASSERT_EQ(rec.rows.size(), 1u);
+  EXPECT_EQ(rec.rows[0].code, 1);
+  EXPECT_STREQ(rec.rows[0].data["result"]["stdout"].GetString(), "Command aborted (the action module is stopping)");
+  expect_no_children();
+}
+
+TEST(ActionSettings, RequestLanes) {
+  auto defaults = parse_settings(YAML::Node());
+  ASSERT_TRUE(defaults);
+  EXPECT_GE(defaults->command_concurrency, 4u);
+  EXPECT_LE(defaults->command_concurrency, 32u);
+  EXPECT_EQ(defaults->command_queue, 1000u);
+  EXPECT_EQ(defaults->max_concurrent_engine, 3u);
+  EXPECT_FALSE(defaults->paranoid_plugins);
+
+  auto s = parse_settings(YAML::Load("command_concurrency: 2\ncommand_queue: 0\nmax_concurrent_engine: 1\n"));
+  ASSERT_TRUE(s) << s.error();
+  EXPECT_EQ(s->command_concurrency, 2u);
+  EXPECT_EQ(s->command_queue, 0u);
+  EXPECT_EQ(s->max_concurrent_engine, 1u);
+
+  for (const char* bad : {"command_concurrency: 0", "command_concurrency: 257", "command_concurrency: -1",
+                          "command_concurrency: many", "command_concurrency: [1]", "command_queue: 100001",
+                          "command_queue: 1.5", "max_concurrent_engine: 0"}) {
+    auto r = parse_settings(YAML::Load(bad));
+    ASSERT_FALSE(r) << bad;
+    std::string key = std::string(bad).substr(0, std::string(bad).find(':'));
+    EXPECT_NE(r.error().find(key), std::string::npos) << r.error();
+  }
 }
 
 TEST(ActionSettings, Parse) {
