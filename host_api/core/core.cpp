@@ -3,6 +3,8 @@
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -366,6 +368,17 @@ void Core::tick() {
     }
     for (auto it = parents_.begin(); it != parents_.end();)
       it = (now - it->second.last_time > 1800) ? parents_.erase(it) : std::next(it);
+    // After a burst, give back what glibc keeps in its per-thread arenas (REST threads,
+    // workers): the RSS returns near its idle figure instead of staying at the burst's peak.
+    // Once the traffic has calmed (fewer than 100 frames in the last second: pings and log
+    // syncs go on) after more than 1 000 frames, at most every 10 s.
+    if (counters_total_ - trimmed_at_total_ > 1000 && counters_total_ - last_second_total_ < 100 &&
+        now - last_trim_ >= 10) {
+      ::malloc_trim(0);
+      trimmed_at_total_ = counters_total_;
+      last_trim_ = now;
+    }
+    last_second_total_ = counters_total_;
   }
   if (handshake_) external_tick(now);
 }

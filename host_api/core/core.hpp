@@ -100,6 +100,8 @@ class Core final : public Host {
   std::map<std::string, Parent> parents_;                   // identity -> last PING
   std::map<std::string, std::map<std::string, long>> counters_;
   long counters_total_ = 0;
+  long last_second_total_ = 0, trimmed_at_total_ = 0;  // malloc_trim after a burst (tick)
+  std::int64_t last_trim_ = 0;
   std::unique_ptr<RestServer> rest_;
   mutable std::mutex id_mu_;  // guards config_.id (SETCOREID may set it)
   std::atomic<bool> stop_requested_{false};

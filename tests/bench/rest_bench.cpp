@@ -3,7 +3,8 @@
 //
 //   commands   POST /api/nodes/2/core/action/command [{"command":"echo ..."}], then
 //              GET /api/nodes/2/log/:token until the result is there (N per client)
-//   routed     GET /api/nodes/2/internal/thumbprint (a fork-free action answered by the poller)
+//   routed     GET /api/nodes/2/internal/thumbprint (a fork-free action answered by the poller),
+//              then GET /api/nodes/2/log/:token until its row is there
 //
 // Prints requests/s with 1 and 8 clients, and the central's RSS idle, after the burst, and
 // 5 s later. Run: GORGONE_HOST_BIN=... GORGONE_MODULE_PATH=... ./build/tests/bench/rest_bench [N]
@@ -49,9 +50,17 @@ bool command_round_trip(Fleet& fleet, int c, int i) {
   return false;
 }
 
+// The poller answers with its key's thumbprint; its row reaches the central by log sync.
 bool routed(Fleet& fleet) {
   auto [status, body] = fleet.get("1", "/api/nodes/2/internal/thumbprint");
-  return status == 200 && body.find("thumbprint") != std::string::npos;
+  json::Document d;
+  if (status != 200 || !json::parse(d, body) || !d.IsObject() || !d.HasMember("token")) return false;
+  const std::string token = d["token"].GetString();
+  auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (Clock::now() < deadline)
+    for (const auto& [code, data] : fleet.rows("1", token, "2"))
+      if (code == 2 && data.find("thumbprint") != std::string::npos) return true;
+  return false;
 }
 
 }  // namespace
