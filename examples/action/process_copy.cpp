@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "gorgone/json.hpp"
+#include "gorgone/protocol/crypto.hpp"
 #include "gorgone/protocol/frame.hpp"
 #include "gorgone/status_codes.hpp"
 
@@ -388,33 +389,10 @@ Status extract_archive(const std::string& cache_file, const std::string& request
 }  // namespace
 
 bool decode_base64(std::string_view in, std::string& out) {
-  out.clear();
-  out.reserve(in.size() / 4 * 3 + 3);
-  std::uint32_t acc = 0;
-  int bits = 0;
-  bool padding = false;
-  for (char ch : in) {
-    if (ch == '\n' || ch == '\r' || ch == ' ' || ch == '\t') continue;
-    if (ch == '=') {
-      padding = true;
-      continue;
-    }
-    int v = ch >= 'A' && ch <= 'Z'   ? ch - 'A'
-            : ch >= 'a' && ch <= 'z' ? ch - 'a' + 26
-            : ch >= '0' && ch <= '9' ? ch - '0' + 52
-            : ch == '+'              ? 62
-            : ch == '/'              ? 63
-                                     : -1;
-    if (v < 0 || padding) return false;  // bad character, or data after the padding
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
-      acc &= (1u << bits) - 1;
-    }
-  }
-  return bits < 6;  // one lone trailing character carries no full byte
+  auto decoded = protocol::base64_decode_mime(in);
+  if (!decoded) return false;
+  out = std::move(decoded.value());
+  return true;
 }
 
 bool is_confined_path(const std::string& path) {

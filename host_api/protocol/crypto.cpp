@@ -295,6 +295,43 @@ std::string base64_decode_lenient(std::string_view text) {
   return out;
 }
 
+Result<std::string> base64_decode_mime(std::string_view text) {
+  const auto* in = reinterpret_cast<const unsigned char*>(text.data());
+  std::string out(text.size() / 4 * 3 + 3, '\0');
+  std::size_t i = 0, o = 0;
+  std::uint32_t acc = 0;
+  int n = 0;
+  bool padding = false;
+  while (i < text.size()) {
+    if (n == 0 && !padding) {
+      decode_groups(in, text.size(), &i, out.data(), &o);
+      if (i >= text.size()) break;
+    }
+    const unsigned char c = in[i++];
+    if (c == '\n' || c == '\r' || c == ' ' || c == '\t') continue;
+    if (c == '=') {
+      padding = true;
+      continue;
+    }
+    const int v = kB64Values.v[c];
+    if (v < 0 || padding)
+      return make_error("invalid base64: unexpected character at offset " + std::to_string(i - 1));
+    acc = (acc << 6) | static_cast<std::uint32_t>(v);
+    if (++n == 4) {
+      out[o++] = static_cast<char>(acc >> 16);
+      out[o++] = static_cast<char>(acc >> 8);
+      out[o++] = static_cast<char>(acc);
+      acc = 0;
+      n = 0;
+    }
+  }
+  if (n == 1) return make_error("invalid base64: a lone character at the end");
+  if (n >= 2) out[o++] = static_cast<char>(acc >> (6 * n - 8));
+  if (n >= 3) out[o++] = static_cast<char>(acc >> (6 * n - 16));
+  out.resize(o);
+  return out;
+}
+
 std::string to_hex(std::string_view bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string out;

@@ -18,11 +18,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto again = base64_decode(base64_encode(strict.value()));
     FUZZ_CHECK(again.ok() && again.value() == strict.value());
   }
+  auto mime = base64_decode_mime(text);
+  if (mime) {
+    // What the MIME reader accepts, lenient reads the same way (it also skips whitespace).
+    FUZZ_CHECK(lenient == mime.value());
+  }
+  if (strict) FUZZ_CHECK(mime.ok() && mime.value() == strict.value());
   // Our own encoding is always accepted and read back exactly.
   std::string encoded = base64_encode(text);
   auto decoded = base64_decode(encoded);
   FUZZ_CHECK(decoded.ok() && decoded.value() == text);
   FUZZ_CHECK(base64_decode_lenient(encoded) == text);
+  auto mime_again = base64_decode_mime(encoded);
+  FUZZ_CHECK(mime_again.ok() && mime_again.value() == text);
   FUZZ_CHECK(base64url_encode(text).find_first_of("+/=") == std::string::npos);
 
   auto hex = from_hex(text);

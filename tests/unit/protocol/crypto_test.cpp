@@ -67,6 +67,26 @@ TEST(Base64, LenientDecoderSkipsForeignCharactersLikePerl) {
   EXPECT_EQ(base64_decode_lenient("Zm9vY"), "foo");  // a lone trailing sextet carries no byte
 }
 
+TEST(Base64, MimeDecoderSkipsLineBreaksAndRefusesTheRest) {
+  // Lines of 76 as Perl's encode_base64 writes a chunk, long enough for the 4-at-a-time path.
+  std::string raw(1000, '\0');
+  for (std::size_t i = 0; i < raw.size(); ++i) raw[i] = static_cast<char>(i * 7 + 3);
+  std::string text = base64_encode(raw), mime;
+  for (std::size_t i = 0; i < text.size(); i += 76) mime += text.substr(i, 76) + "\r\n";
+  ASSERT_TRUE(base64_decode_mime(mime).ok());
+  EXPECT_EQ(base64_decode_mime(mime).value(), raw);
+  EXPECT_EQ(base64_decode_mime("Zm9v YmE=\n").value(), "fooba");
+  EXPECT_EQ(base64_decode_mime("YWI").value(), "ab");  // unpadded
+  EXPECT_EQ(base64_decode_mime("").value(), "");
+  for (const char* bad : {"Zm9v!mFy", "YW=I", "Y", "Y*==", "Zm9vYmE=Zm9v"}) EXPECT_FALSE(base64_decode_mime(bad).ok()) << bad;
+  // A bad character deep inside a long text is found, and where.
+  std::string late = text;
+  late[800] = '#';
+  auto r = base64_decode_mime(late);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error(), "invalid base64: unexpected character at offset 800");
+}
+
 TEST(Base64, UrlAlphabetWithoutPadding) {
   EXPECT_EQ(base64url_encode(std::string("\xfb\xff", 2)), "-_8");
   EXPECT_EQ(base64url_encode(std::string("\x01\x00\x01", 3)), "AQAB");

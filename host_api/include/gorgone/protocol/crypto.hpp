@@ -21,6 +21,10 @@ Result<std::string> base64_decode(std::string_view text);
 // Like Perl's decode_base64: skips every character outside the alphabet (newlines in
 // MIME base64 of file chunks), stops at the first '='.
 std::string base64_decode_lenient(std::string_view text);
+// MIME base64 as Perl's encode_base64 writes a file chunk (lines of 76): spaces, tabs and line
+// breaks are skipped; any other character outside the alphabet, data after a '=', or a lone
+// last character is an error.
+Result<std::string> base64_decode_mime(std::string_view text);
 // base64url without padding (JWK members and thumbprints).
 std::string base64url_encode(std::string_view bytes);
 
