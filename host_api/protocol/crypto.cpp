@@ -262,40 +262,13 @@ Result<std::string> base64_decode(std::string_view text) {
   return out;
 }
 
-std::string base64_decode_lenient(std::string_view text) {
-  // Perl's decode_base64: characters outside the alphabet are skipped (MIME line breaks),
-  // the first '=' ends the text. Clean runs of whole groups go through the fast path.
-  const auto* in = reinterpret_cast<const unsigned char*>(text.data());
-  std::string out(text.size() / 4 * 3 + 3, '\0');
-  std::size_t i = 0, o = 0;
-  std::uint32_t acc = 0;
-  int n = 0;
-  while (i < text.size()) {
-    if (n == 0) {
-      decode_groups(in, text.size(), &i, out.data(), &o);
-      if (i >= text.size()) break;
-    }
-    const unsigned char c = in[i++];
-    if (c == '=') break;
-    const int v = kB64Values.v[c];
-    if (v < 0) continue;
-    acc = (acc << 6) | static_cast<std::uint32_t>(v);
-    if (++n == 4) {
-      out[o++] = static_cast<char>(acc >> 16);
-      out[o++] = static_cast<char>(acc >> 8);
-      out[o++] = static_cast<char>(acc);
-      acc = 0;
-      n = 0;
-    }
-  }
-  // A partial group of 2 or 3 sextets carries 1 or 2 bytes; a single sextet carries none.
-  if (n >= 2) out[o++] = static_cast<char>(acc >> (6 * n - 8));
-  if (n >= 3) out[o++] = static_cast<char>(acc >> (6 * n - 16));
-  out.resize(o);
-  return out;
-}
+namespace {
 
-Result<std::string> base64_decode_mime(std::string_view text) {
+// The decoders that skip characters. Lenient (Perl's decode_base64): anything outside the
+// alphabet is skipped, the first '=' ends the text. Checked (MIME chunks): only spaces, tabs
+// and line breaks are skipped; another character, data after a '=' or a lone last character
+// is an error. Clean runs of whole groups go through the four-at-a-time path.
+Result<std::string> decode_skipping(std::string_view text, bool checked) {
   const auto* in = reinterpret_cast<const unsigned char*>(text.data());
   std::string out(text.size() / 4 * 3 + 3, '\0');
   std::size_t i = 0, o = 0;
@@ -308,12 +281,13 @@ Result<std::string> base64_decode_mime(std::string_view text) {
       if (i >= text.size()) break;
     }
     const unsigned char c = in[i++];
-    if (c == '\n' || c == '\r' || c == ' ' || c == '\t') continue;
     if (c == '=') {
+      if (!checked) break;
       padding = true;
       continue;
     }
     const int v = kB64Values.v[c];
+    if (v < 0 && (!checked || c == '\n' || c == '\r' || c == ' ' || c == '\t')) continue;
     if (v < 0 || padding)
       return make_error("invalid base64: unexpected character at offset " + std::to_string(i - 1));
     acc = (acc << 6) | static_cast<std::uint32_t>(v);
@@ -325,12 +299,19 @@ Result<std::string> base64_decode_mime(std::string_view text) {
       n = 0;
     }
   }
-  if (n == 1) return make_error("invalid base64: a lone character at the end");
+  // A partial group of 2 or 3 sextets carries 1 or 2 bytes; a single sextet carries none.
+  if (n == 1 && checked) return make_error("invalid base64: a lone character at the end");
   if (n >= 2) out[o++] = static_cast<char>(acc >> (6 * n - 8));
   if (n >= 3) out[o++] = static_cast<char>(acc >> (6 * n - 16));
   out.resize(o);
   return out;
 }
+
+}  // namespace
+
+std::string base64_decode_lenient(std::string_view text) { return std::move(decode_skipping(text, false).value()); }
+
+Result<std::string> base64_decode_mime(std::string_view text) { return decode_skipping(text, true); }
 
 std::string to_hex(std::string_view bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
