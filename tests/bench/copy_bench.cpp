@@ -33,6 +33,7 @@
 #include <thread>
 
 #include "fleet.hpp"
+#include "proc_stats.hpp"
 #include "remote_copy.hpp"
 
 extern char** environ;
@@ -54,15 +55,6 @@ double median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
-void random_file(const std::string& path, std::size_t size, std::mt19937_64& rng) {
-  std::string data(size, '\0');
-  for (std::size_t i = 0; i < size; i += 8) {
-    std::uint64_t v = rng();
-    std::memcpy(&data[i], &v, std::min<std::size_t>(8, size - i));
-  }
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream(path, std::ios::binary) << data;
-}
 
 // Text like a poller's configuration: repeated directives with varying names and numbers.
 void text_file(const std::string& path, std::size_t size, std::mt19937_64& rng) {
@@ -106,66 +98,6 @@ int run(const std::vector<std::string>& args) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-// utime + stime from a /proc stat line.
-long stat_ticks(const std::string& stat) {
-  std::size_t close = stat.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream rest(stat.substr(close + 2));
-  std::string field;
-  long utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && rest >> field; ++i) {
-    if (i == 14) utime = std::atol(field.c_str());
-    if (i == 15) stime = std::atol(field.c_str());
-  }
-  return utime + stime;
-}
-
-// CPU ticks of each thread of a process: tid -> (name, utime + stime); tid 0: the whole
-// process, threads that ended included (a copy's archiver thread ends with its copy).
-std::map<int, std::pair<std::string, long>> thread_cpu(pid_t pid) {
-  std::map<int, std::pair<std::string, long>> out;
-  out[0] = {"", stat_ticks(read_file("/proc/" + std::to_string(pid) + "/stat"))};
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
-    std::string stat = read_file(e.path().string() + "/stat");
-    std::size_t open = stat.find('('), close = stat.rfind(')');
-    if (open == std::string::npos || close == std::string::npos) continue;
-    std::istringstream rest(stat.substr(close + 2));
-    std::string field;
-    long utime = 0, stime = 0;
-    for (int i = 3; i <= 15 && rest >> field; ++i) {
-      if (i == 14) utime = std::atol(field.c_str());
-      if (i == 15) stime = std::atol(field.c_str());
-    }
-    out[std::atoi(e.path().filename().c_str())] = {stat.substr(open + 1, close - open - 1), utime + stime};
-  }
-  return out;
-}
-
-// "x.xx s CPU (a 0.50, b 0.20)": the process's CPU between two snapshots, its busiest live
-// threads.
-std::string cpu_between(const std::map<int, std::pair<std::string, long>>& before,
-                        const std::map<int, std::pair<std::string, long>>& after) {
-  const double tick = 1.0 / static_cast<double>(::sysconf(_SC_CLK_TCK));
-  long total = 0;
-  std::vector<std::pair<long, std::string>> used;
-  for (const auto& [tid, v] : after) {
-    auto it = before.find(tid);
-    long n = v.second - (it == before.end() ? 0 : it->second.second);
-    if (tid == 0) total = n;
-    else if (n > 0) used.emplace_back(n, v.first);
-  }
-  std::sort(used.rbegin(), used.rend());
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.2f s CPU", total * tick);
-  std::string out = buf;
-  for (std::size_t i = 0; i < used.size() && i < 3; ++i) {
-    std::snprintf(buf, sizeof buf, "%s'%s' %.2f", i ? ", " : " (", used[i].second.c_str(), used[i].first * tick);
-    out += buf;
-  }
-  return used.empty() ? out : out + ")";
-}
-
 class Bench {
  public:
   explicit Bench(int reps) : reps_(reps), dir_(make_temp_dir("gorgone-copybench")) {
@@ -194,9 +126,9 @@ class Bench {
     std::mt19937_64 rng(42);
     const std::string big = dir_ + "/src-big", small = dir_ + "/src-small", text = dir_ + "/src-text";
     for (int i = 0; i < 50; ++i)
-      random_file(big + (i < 40 ? "" : "/sub") + "/f" + std::to_string(i) + ".bin", 1 << 20, rng);
+      (void)random_bytes_file(big + (i < 40 ? "" : "/sub") + "/f" + std::to_string(i) + ".bin", 1 << 20, rng);
     for (int i = 0; i < 2000; ++i)
-      random_file(small + "/d" + std::to_string(i % 4) + "/f" + std::to_string(i) + ".cfg", 1024, rng);
+      (void)random_bytes_file(small + "/d" + std::to_string(i % 4) + "/f" + std::to_string(i) + ".cfg", 1024, rng);
     for (int i = 0; i < 2000; ++i)
       text_file(text + "/d" + std::to_string(i % 4) + "/f" + std::to_string(i) + ".cfg", 4096, rng);
 

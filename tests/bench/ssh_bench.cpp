@@ -34,6 +34,7 @@
 #include <thread>
 
 #include "fleet.hpp"
+#include "proc_stats.hpp"
 #include "sshd.hpp"
 
 extern char** environ;
@@ -102,44 +103,6 @@ int run(const std::vector<std::string>& args, const std::string& log) {
   int status = 0;
   ::waitpid(pid, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-// CPU ticks of each thread of a process: tid -> (name, utime + stime).
-std::map<int, std::pair<std::string, long>> thread_cpu(pid_t pid) {
-  std::map<int, std::pair<std::string, long>> out;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
-    std::string stat = read_file(e.path().string() + "/stat");
-    std::size_t open = stat.find('('), close = stat.rfind(')');
-    if (open == std::string::npos || close == std::string::npos) continue;
-    std::istringstream rest(stat.substr(close + 2));
-    std::string field;
-    long utime = 0, stime = 0;
-    for (int i = 3; i <= 15 && rest >> field; ++i) {
-      if (i == 14) utime = std::atol(field.c_str());
-      if (i == 15) stime = std::atol(field.c_str());
-    }
-    out[std::atoi(e.path().filename().c_str())] = {stat.substr(open + 1, close - open - 1), utime + stime};
-  }
-  return out;
-}
-
-// "central CPU x s, busiest thread 'name' y s" between two snapshots.
-std::string cpu_between(const std::map<int, std::pair<std::string, long>>& before,
-                        const std::map<int, std::pair<std::string, long>>& after) {
-  const double tick = 1.0 / static_cast<double>(::sysconf(_SC_CLK_TCK));
-  long total = 0, top = 0;
-  std::string top_name;
-  for (const auto& [tid, v] : after) {
-    auto it = before.find(tid);
-    long used = v.second - (it == before.end() ? 0 : it->second.second);
-    total += used;
-    if (used > top) top = used, top_name = v.first;
-  }
-  char buf[160];
-  std::snprintf(buf, sizeof buf, "central CPU %.2f s, busiest thread '%s' %.2f s", total * tick, top_name.c_str(),
-                top * tick);
-  return buf;
 }
 
 struct Row {
@@ -330,7 +293,7 @@ class Bench {
       ::sync();
       auto cpu0 = thread_cpu(fleet_.daemon("1").pid());
       Done d = remotecopy("5", src, tag + "-ours");
-      cpu_note = cpu_between(cpu0, thread_cpu(fleet_.daemon("1").pid()));
+      cpu_note = "central " + cpu_between(cpu0, thread_cpu(fleet_.daemon("1").pid()));
       if (!d.ok) {
         fail("our copy failed: " + d.last);
         return false;

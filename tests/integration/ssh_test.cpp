@@ -26,18 +26,6 @@ namespace gorgone::testing {
 namespace {
 namespace fs = std::filesystem;
 
-std::string random_bytes_file(const std::string& path, std::size_t size, unsigned seed) {
-  std::mt19937_64 rng(seed);
-  std::string data(size, '\0');
-  for (std::size_t i = 0; i < size; i += 8) {
-    std::uint64_t v = rng();
-    std::memcpy(&data[i], &v, std::min<std::size_t>(8, size - i));
-  }
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream(path, std::ios::binary) << data;
-  return data;
-}
-
 mode_t mode_of(const std::string& path) {
   struct stat st {};
   ::stat(path.c_str(), &st);

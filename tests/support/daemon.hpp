@@ -1,12 +1,16 @@
 // Test support: runs gorgone-host processes with generated configurations on loopback.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <netinet/in.h>
+#include <random>
 #include <spawn.h>
 #include <stdexcept>
 #include <string>
@@ -43,6 +47,22 @@ inline std::string make_temp_dir(const std::string& prefix) {
 inline void write_file(const std::string& path, const std::string& text) {
   std::filesystem::create_directories(std::filesystem::path(path).parent_path());
   std::ofstream(path) << text;
+}
+
+// A file of `size` pseudo-random bytes from `rng` (parents created); returns its content.
+inline std::string random_bytes_file(const std::string& path, std::size_t size, std::mt19937_64& rng) {
+  std::string data(size, '\0');
+  for (std::size_t i = 0; i < size; i += 8) {
+    std::uint64_t v = rng();
+    std::memcpy(&data[i], &v, std::min<std::size_t>(8, size - i));
+  }
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream(path, std::ios::binary) << data;
+  return data;
+}
+inline std::string random_bytes_file(const std::string& path, std::size_t size, unsigned seed) {
+  std::mt19937_64 rng(seed);
+  return random_bytes_file(path, size, rng);
 }
 
 inline std::string read_file(const std::string& path) {

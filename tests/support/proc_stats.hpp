@@ -4,7 +4,17 @@
 
 #include <sys/types.h>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <iterator>
+#include <map>
+#include <sstream>
+#include <utility>
+#include <vector>
 #include <fstream>
 #include <string>
 
@@ -17,6 +27,71 @@ inline long rss_kib(pid_t pid) {
   while (std::getline(in, line))
     if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
   return -1;
+}
+
+inline std::string read_proc(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// utime + stime from a /proc stat line.
+inline long stat_ticks(const std::string& stat) {
+  std::size_t close = stat.rfind(')');
+  if (close == std::string::npos) return 0;
+  std::istringstream rest(stat.substr(close + 2));
+  std::string field;
+  long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::atol(field.c_str());
+    if (i == 15) stime = std::atol(field.c_str());
+  }
+  return utime + stime;
+}
+
+// CPU ticks of each thread of a process: tid -> (name, utime + stime); tid 0: the whole
+// process, threads that ended included (a copy's archiver thread ends with its copy).
+inline std::map<int, std::pair<std::string, long>> thread_cpu(pid_t pid) {
+  std::map<int, std::pair<std::string, long>> out;
+  out[0] = {"", stat_ticks(read_proc("/proc/" + std::to_string(pid) + "/stat"))};
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::string stat = read_proc(e.path().string() + "/stat");
+    std::size_t open = stat.find('('), close = stat.rfind(')');
+    if (open == std::string::npos || close == std::string::npos) continue;
+    std::istringstream rest(stat.substr(close + 2));
+    std::string field;
+    long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {
+      if (i == 14) utime = std::atol(field.c_str());
+      if (i == 15) stime = std::atol(field.c_str());
+    }
+    out[std::atoi(e.path().filename().c_str())] = {stat.substr(open + 1, close - open - 1), utime + stime};
+  }
+  return out;
+}
+
+// "x.xx s CPU (a 0.50, b 0.20)": the process's CPU between two snapshots, its busiest live
+// threads.
+inline std::string cpu_between(const std::map<int, std::pair<std::string, long>>& before,
+                        const std::map<int, std::pair<std::string, long>>& after) {
+  const double tick = 1.0 / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  long total = 0;
+  std::vector<std::pair<long, std::string>> used;
+  for (const auto& [tid, v] : after) {
+    auto it = before.find(tid);
+    long n = v.second - (it == before.end() ? 0 : it->second.second);
+    if (tid == 0) total = n;
+    else if (n > 0) used.emplace_back(n, v.first);
+  }
+  std::sort(used.rbegin(), used.rend());
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.2f s CPU", total * tick);
+  std::string out = buf;
+  for (std::size_t i = 0; i < used.size() && i < 3; ++i) {
+    std::snprintf(buf, sizeof buf, "%s'%s' %.2f", i ? ", " : " (", used[i].second.c_str(), used[i].first * tick);
+    out += buf;
+  }
+  return used.empty() ? out : out + ")";
 }
 
 }  // namespace gorgone::testing
