@@ -129,6 +129,27 @@ void write_null_or(Writer& w, const Value* v) {
     w.Null();
 }
 
+// The "result" ({exit_code, stdout}) and "metrics" ({start, end, duration}) members of a
+// command's row.
+void write_result(Writer& w, int exit_code, std::string_view stdout_text, const Metrics& m) {
+  w.Key("result");
+  w.StartObject();
+  w.Key("exit_code");
+  w.Int(exit_code);
+  w.Key("stdout");
+  w.String(stdout_text.data(), static_cast<rapidjson::SizeType>(stdout_text.size()));
+  w.EndObject();
+  w.Key("metrics");
+  w.StartObject();
+  w.Key("start");
+  w.Int64(m.start);
+  w.Key("end");
+  w.Int64(m.end);
+  w.Key("duration");
+  w.Int64(m.end - m.start);
+  w.EndObject();
+}
+
 std::string command_started_row(const Value& entry) {
   rapidjson::StringBuffer sb;
   Writer w(sb);
@@ -154,22 +175,7 @@ std::string command_result_row(const char* message, const Value& entry, int exit
   write_null_or(w, member(entry, "command"));
   w.Key("metadata");
   write_null_or(w, member(entry, "metadata"));
-  w.Key("result");
-  w.StartObject();
-  w.Key("exit_code");
-  w.Int(exit_code);
-  w.Key("stdout");
-  w.String(stdout_text.data(), static_cast<rapidjson::SizeType>(stdout_text.size()));
-  w.EndObject();
-  w.Key("metrics");
-  w.StartObject();
-  w.Key("start");
-  w.Int64(m.start);
-  w.Key("end");
-  w.Int64(m.end);
-  w.Key("duration");
-  w.Int64(m.end - m.start);
-  w.EndObject();
+  write_result(w, exit_code, stdout_text, m);
   w.EndObject();
   return std::string(sb.GetString(), sb.GetSize());
 }
@@ -275,22 +281,7 @@ std::string engine_issue_row(const std::string& command, const std::string& why,
   w.String("command execution issue");
   w.Key("command");
   w.String(command.data(), static_cast<rapidjson::SizeType>(command.size()));
-  w.Key("result");
-  w.StartObject();
-  w.Key("exit_code");
-  w.Int(-1);
-  w.Key("stdout");
-  w.String(why.data(), static_cast<rapidjson::SizeType>(why.size()));
-  w.EndObject();
-  w.Key("metrics");
-  w.StartObject();
-  w.Key("start");
-  w.Int64(m.start);
-  w.Key("end");
-  w.Int64(m.end);
-  w.Key("duration");
-  w.Int64(m.end - m.start);
-  w.EndObject();
+  write_result(w, -1, why, m);
   w.EndObject();
   return std::string(sb.GetString(), sb.GetSize());
 }
