@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "fleet.hpp"
+#include "proc_stats.hpp"
 
 namespace gorgone::testing {
 namespace {
@@ -91,14 +92,7 @@ class ActionPool : public ::testing::Test {
     }, std::chrono::seconds(60));
     return out;
   }
-  static bool dead(pid_t pid) {
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    if (!stat) return true;
-    std::string line;
-    std::getline(stat, line);
-    auto close = line.rfind(')');
-    return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z';
-  }
+  static bool dead(pid_t pid) { return gorgone::testing::process_gone(pid); }
 
   Fleet fleet_;
   std::string dir_;

@@ -20,6 +20,17 @@
 
 namespace gorgone::testing {
 
+// A process we started (even through a shell, so not our child) is gone, or at worst a
+// zombie waiting for init to reap it.
+inline bool process_gone(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat) return true;
+  std::string line;
+  std::getline(stat, line);
+  auto close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z';
+}
+
 // Resident memory of `pid` in KiB (VmRSS), -1 when it cannot be read.
 inline long rss_kib(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");

@@ -19,6 +19,7 @@
 #include "command_request.hpp"
 #include "command_runner.hpp"
 #include "gorgone/json.hpp"
+#include "proc_stats.hpp"
 
 namespace gorgone::action {
 namespace {
@@ -34,15 +35,7 @@ void expect_no_children() {
   EXPECT_EQ(errno, ECHILD);
 }
 
-// A process we do not own (a grandchild) is gone, or at worst a zombie waiting for init.
-bool dead(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  if (!stat) return true;
-  std::string line;
-  std::getline(stat, line);
-  auto close = line.rfind(')');
-  return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z';
-}
+bool dead(pid_t pid) { return gorgone::testing::process_gone(pid); }
 
 CommandResult run(const std::string& command, std::chrono::milliseconds timeout = 10s,
                   std::size_t cap = kDefaultOutputCap) {

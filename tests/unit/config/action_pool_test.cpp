@@ -21,6 +21,7 @@
 #include "gorgone/json.hpp"
 #include "process_copy.hpp"
 #include "request_pool.hpp"
+#include "proc_stats.hpp"
 
 namespace gorgone::action {
 namespace {
@@ -82,15 +83,7 @@ bool wait_until(const std::function<bool()>& probe) {
   return probe();
 }
 
-// A process we started through a shell is gone, or at worst a zombie waiting for init.
-bool dead(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  if (!stat) return true;
-  std::string line;
-  std::getline(stat, line);
-  auto close = line.rfind(')');
-  return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z';
-}
+bool dead(pid_t pid) { return gorgone::testing::process_gone(pid); }
 
 std::string read_text(const fs::path& p) {
   std::ifstream in(p);
