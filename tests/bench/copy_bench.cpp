@@ -69,19 +69,6 @@ void text_file(const std::string& path, std::size_t size, std::mt19937_64& rng) 
   std::ofstream(path, std::ios::binary) << data;
 }
 
-std::map<std::string, std::pair<std::uintmax_t, std::uint64_t>> digest(const std::string& root) {
-  std::map<std::string, std::pair<std::uintmax_t, std::uint64_t>> out;
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator(); ++it) {
-    if (!it->is_regular_file()) continue;
-    std::string content = read_file(it->path().string());
-    std::uint64_t h = 1469598103934665603ull;
-    for (unsigned char c : content) h = (h ^ c) * 1099511628211ull;
-    out[it->path().lexically_relative(root).string()] = {content.size(), h};
-  }
-  return out;
-}
-
 int run(const std::vector<std::string>& args) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
@@ -232,7 +219,7 @@ class Bench {
         cpu[name] = "central " + cpu_between(central0, thread_cpu(fleet_.daemon(id).pid())) + "; poller " +
                     cpu_between(poller0, thread_cpu(fleet_.daemon("2").pid()));
         if (!d.ok) return fail(name + ": the copy of '" + src + "' failed: " + d.last) == 0;
-        if (digest(src) != digest(dst)) return fail(name + ": '" + dst + "' differs from '" + src + "'") == 0;
+        if (tree_digest(src) != tree_digest(dst)) return fail(name + ": '" + dst + "' differs from '" + src + "'") == 0;
         times[name].push_back(d.seconds);
         firsts[name].push_back(d.first);
         chunks_done[name].push_back(d.last_chunk);
@@ -263,7 +250,7 @@ class Bench {
     std::printf("archiver alone (RemoteCopy, buffer_size 150000, chunks taken as they come)\n");
     for (const auto& [label, src] : sets) {
       std::uintmax_t input = 0;
-      for (const auto& [path, v] : digest(src)) input += v.first;
+      for (const auto& [path, v] : tree_digest(src)) input += v.first;
       for (int level : {0, 1, 6, proxy::CopyOptions::kAuto}) {
         std::vector<double> secs;
         std::size_t bytes = 0;

@@ -62,29 +62,6 @@ double median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
-void random_file(const std::string& path, std::size_t size, std::mt19937_64& rng) {
-  std::string data(size, '\0');
-  for (std::size_t i = 0; i < size; i += 8) {
-    std::uint64_t v = rng();
-    std::memcpy(&data[i], &v, std::min<std::size_t>(8, size - i));
-  }
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream(path, std::ios::binary) << data;
-}
-
-// relative path -> (size, FNV-1a 64 of the content), regular files only.
-std::map<std::string, std::pair<std::uintmax_t, std::uint64_t>> digest(const std::string& root) {
-  std::map<std::string, std::pair<std::uintmax_t, std::uint64_t>> out;
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator(); ++it) {
-    if (!it->is_regular_file()) continue;
-    std::string content = read_file(it->path().string());
-    std::uint64_t h = 1469598103934665603ull;
-    for (unsigned char c : content) h = (h ^ c) * 1099511628211ull;
-    out[it->path().lexically_relative(root).string()] = {content.size(), h};
-  }
-  return out;
-}
 
 // Runs a program (no shell), its output to `log`; returns its exit status (-1: not exited).
 int run(const std::vector<std::string>& args, const std::string& log) {
@@ -161,9 +138,9 @@ class Bench {
     std::mt19937_64 rng(42);
     const std::string big = dir_ + "/src-big", small = dir_ + "/src-small";
     for (int i = 0; i < 50; ++i)
-      random_file(big + (i < 40 ? "" : "/sub") + "/f" + std::to_string(i) + ".bin", 1 << 20, rng);
+      (void)random_bytes_file(big + (i < 40 ? "" : "/sub") + "/f" + std::to_string(i) + ".bin", 1 << 20, rng);
     for (int i = 0; i < 2000; ++i)
-      random_file(small + "/d" + std::to_string(i % 4) + "/f" + std::to_string(i) + ".cfg", 1024, rng);
+      (void)random_bytes_file(small + "/d" + std::to_string(i % 4) + "/f" + std::to_string(i) + ".cfg", 1024, rng);
 
     std::printf("ssh bench: OpenSSH server on 127.0.0.1:%d, account '%s' (/bin/sh) unless said, one ed25519 key;\n"
                 "median of %d run(s) per figure\n\n",
@@ -275,7 +252,7 @@ class Bench {
   }
 
   bool same_tree(const std::string& src, const std::string& dst, const std::string& who) {
-    auto a = digest(src), b = digest(dst);
+    auto a = tree_digest(src), b = tree_digest(dst);
     if (a == b) return true;
     fail(who + ": '" + dst + "' differs from '" + src + "' (" + std::to_string(b.size()) + " files of " +
          std::to_string(a.size()) + ")");

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <netinet/in.h>
 #include <random>
 #include <spawn.h>
@@ -68,6 +69,22 @@ inline std::string random_bytes_file(const std::string& path, std::size_t size, 
 inline std::string read_file(const std::string& path) {
   std::ifstream in(path);
   return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Every regular file under `root`: relative path -> (size, FNV-1a 64 of its content), to
+// compare a copied tree with its source.
+inline std::map<std::string, std::pair<std::uintmax_t, std::uint64_t>> tree_digest(const std::string& root) {
+  namespace fs = std::filesystem;
+  std::map<std::string, std::pair<std::uintmax_t, std::uint64_t>> out;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator(); ++it) {
+    if (!it->is_regular_file()) continue;
+    std::string content = read_file(it->path().string());
+    std::uint64_t h = 1469598103934665603ull;
+    for (unsigned char c : content) h = (h ^ c) * 1099511628211ull;
+    out[it->path().lexically_relative(root).string()] = {content.size(), h};
+  }
+  return out;
 }
 
 // One gorgone-host process. Stopped (SIGTERM, then SIGKILL) on destruction.

@@ -69,14 +69,7 @@ inline std::map<int, std::pair<std::string, long>> thread_cpu(pid_t pid) {
     std::string stat = read_proc(e.path().string() + "/stat");
     std::size_t open = stat.find('('), close = stat.rfind(')');
     if (open == std::string::npos || close == std::string::npos) continue;
-    std::istringstream rest(stat.substr(close + 2));
-    std::string field;
-    long utime = 0, stime = 0;
-    for (int i = 3; i <= 15 && rest >> field; ++i) {
-      if (i == 14) utime = std::atol(field.c_str());
-      if (i == 15) stime = std::atol(field.c_str());
-    }
-    out[std::atoi(e.path().filename().c_str())] = {stat.substr(open + 1, close - open - 1), utime + stime};
+    out[std::atoi(e.path().filename().c_str())] = {stat.substr(open + 1, close - open - 1), stat_ticks(stat)};
   }
   return out;
 }
