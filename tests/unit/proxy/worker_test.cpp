@@ -417,6 +417,8 @@ struct FakeLinkState {
   std::vector<NodeLink::Frame> sent;  // every frame taken, in order (resends included)
   std::deque<NodeLink::Frame> in_flight;
   std::deque<NodeLink::Event> events;  // what receive() reports next
+  int refuse = 0;  // the next sends the transport cannot take (as a full pipe), asking for a retry
+  std::optional<Clock::time_point> retry_at;
   int fds[2] = {-1, -1};
 
   FakeLinkState() { ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds); }
@@ -480,6 +482,12 @@ class FakeLink : public NodeLink {
   }
   bool send(const Frame& frame) override {
     std::lock_guard<std::mutex> lock(s_->mu);
+    if (s_->refuse > 0) {
+      --s_->refuse;
+      s_->retry_at = Clock::time_point{};  // at once
+      return false;
+    }
+    s_->retry_at.reset();
     s_->sent.push_back(frame);
     s_->in_flight.push_back(frame);
     return true;
@@ -512,6 +520,10 @@ class FakeLink : public NodeLink {
   std::optional<Clock::time_point> deadline() const override {
     std::lock_guard<std::mutex> lock(s_->mu);
     return s_->deadline;
+  }
+  std::optional<Clock::time_point> retry_at() const override {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    return s_->retry_at;
   }
   const std::deque<Frame>& in_flight() const override { return s_->in_flight; }
   // A refusal hands back what never ran (as an SSH link does), or not (as a ZMQ handshake).
@@ -604,6 +616,27 @@ TEST_F(WorkerLinkTest, HeldFramesGoInOrderOnceTheLinkIsEstablished) {
   EXPECT_EQ(link_->sent_tokens(), (std::vector<std::string>{"a", "b"}));
   worker->stop();
   EXPECT_TRUE(host_->rows_for("a").empty()) << "sent frames are the node's";
+}
+
+// A frame the transport could not take for a moment (a full pipe, with nothing to poll that
+// would say when it has room) stays first in the queue and is offered again without any
+// event from the node; nothing is lost or KOed.
+TEST_F(WorkerLinkTest, AFrameTheTransportCouldNotTakeIsOfferedAgainWithoutAnEvent) {
+  link_->refuse = 2;
+  auto worker = make_fake_worker();
+  worker->start();
+  ASSERT_TRUE(ready());
+  add_node("2", 1);
+  command("a", "2~~2");
+  command("b", "2~~2");
+  turns();
+  link_->push(event(NodeLink::Event::Kind::kEstablished));
+  ASSERT_TRUE(eventually([&] { return link_->sent_tokens().size() == 2; })) << "refused twice, then never offered again";
+  EXPECT_EQ(link_->sent_tokens(), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(link_->get(&FakeLinkState::refuse), 0);
+  worker->stop();
+  EXPECT_TRUE(host_->rows_for("a").empty());
+  EXPECT_TRUE(host_->rows_for("b").empty());
 }
 
 // A lost session hands back the unanswered frames: they are sent again, first and in order,
