@@ -7,6 +7,7 @@
 // the callback runs on the simulator's thread. ForkedNodeSims: one thread.
 #pragma once
 
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -32,12 +33,14 @@ class ZmqNodeSim {
  public:
   using OnFrame = std::function<void(const protocol::Frame&)>;
 
-  ZmqNodeSim(zmq::context_t& ctx, int nodes, protocol::RsaKey key, std::string authorized, OnFrame on_frame = {})
+  // The nodes listen on `address` (random ports).
+  ZmqNodeSim(zmq::context_t& ctx, int nodes, protocol::RsaKey key, std::string authorized, OnFrame on_frame = {},
+             const std::string& address = "127.0.0.1")
       : server_(config(std::move(key), std::move(authorized))), on_frame_(std::move(on_frame)) {
     for (int i = 0; i < nodes; ++i) {
       sockets_.emplace_back(ctx, zmq::socket_type::router);
       sockets_.back().set(zmq::sockopt::linger, 0);
-      sockets_.back().bind("tcp://127.0.0.1:0");
+      sockets_.back().bind("tcp://" + address + ":0");
       std::string ep = sockets_.back().get(zmq::sockopt::last_endpoint);
       ports_.push_back(std::atoi(ep.substr(ep.rfind(':') + 1).c_str()));
       ids_.push_back(std::to_string(i + 2));
@@ -115,15 +118,19 @@ class ZmqNodeSim {
 };
 
 // N nodes ("2", "3", ...) played by child processes, each a ZmqNodeSim with at most
-// `per_process` of them. The children are forked by the constructor, which must run before
+// `per_process` of them, listening on 127.0.0.2 (ForkedNodeSims::kAddress): thousands of
+// random ports there cannot take one another process picked as free on 127.0.0.1. The children are forked by the constructor, which must run before
 // this process starts any thread; they wait for start() to say which key they answer with.
 class ForkedNodeSims {
  public:
+  static constexpr const char* kAddress = "127.0.0.2";
   ForkedNodeSims(int nodes, int per_process) {
     for (int first = 0; first < nodes; first += per_process) {
       const int count = std::min(per_process, nodes - first);
       int to_child[2], from_child[2];
-      if (::pipe(to_child) != 0 || ::pipe(from_child) != 0) throw std::runtime_error("pipe failed");
+      // Close-on-exec: processes this one starts later (the central, PostgreSQL) must not hold
+      // the pipes open, or a child would never see the end of its input.
+      if (::pipe2(to_child, O_CLOEXEC) != 0 || ::pipe2(from_child, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
       pid_t pid = ::fork();
       if (pid < 0) throw std::runtime_error("fork failed");
       if (pid == 0) {
@@ -191,7 +198,7 @@ class ForkedNodeSims {
     ctx.set(zmq::ctxopt::max_sockets, count + 64);
     std::string ports;
     {
-      ZmqNodeSim sim(ctx, count, std::move(*key), authorized);
+      ZmqNodeSim sim(ctx, count, std::move(*key), authorized, {}, kAddress);
       std::vector<std::string> ids;
       for (int i = 0; i < count; ++i) ids.push_back(std::to_string(first + i + 2));
       sim.set_ids(std::move(ids));
