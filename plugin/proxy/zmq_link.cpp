@@ -162,7 +162,12 @@ class ZmqLink : public NodeLink, public RouterPeer {
 
   // RouterPeer.
   void on_message(std::string body) override { inbox_.push_back(std::move(body)); }
-  void on_connection(bool up) override { connected_ = up; }
+  void on_connection(bool up) override {
+    if (connected_ && !up)
+      host_.log(Severity::kInfo, "[proxy] node '" + id_ + "': connection to " + endpoint_ +
+                                     " lost; frames wait in its queue until it is back");
+    connected_ = up;
+  }
 
  private:
   bool established() const {

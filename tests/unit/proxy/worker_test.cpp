@@ -404,6 +404,30 @@ TEST_F(WorkerTest, AnErrorOnANodeMessageDropsThatMessageOnly) {
   worker->stop();
 }
 
+// A node whose connection drops during a session: what comes for it next waits in its
+// bounded queue (and one more than max_queue gets its KO), not in a ZMQ pipe where a close
+// would discard it.
+TEST_F(WorkerTest, FramesForANodeWhoseConnectionDroppedWaitInTheBoundedQueue) {
+  Settings settings;
+  settings.max_queue = 1;
+  auto worker = make_worker(settings);
+  worker->start();
+  ASSERT_TRUE(ready());
+  add_node("5", node_->port());
+  command("first", "5~~5");
+  ASSERT_TRUE(node_->serve_until([&] { return node_->got("first"); }));
+  node_.reset();
+  ASSERT_TRUE(eventually([&] { return host_->logged("[proxy] node '5': connection to tcp://127.0.0.1:"); }))
+      << host_->all_logs();
+  command("held", "5~~5");
+  command("over", "5~~5");
+  ASSERT_TRUE(eventually([&] { return !host_->rows_for("over").empty(); }));
+  EXPECT_TRUE(contains(only_ko("over"), "node '5' is unreachable and 1 frames already wait for it (max_queue)"));
+  EXPECT_TRUE(host_->rows_for("held").empty());
+  worker->stop();
+  EXPECT_TRUE(contains(only_ko("held"), "the frame held for node '5' was not sent")) << only_ko("held");
+}
+
 // A link that stands for a node's transport: it records what the worker gives it, and the
 // test says what becomes of it (opened or not, established, answered, lost with the
 // session). Its poll item is one end of a socket pair the test writes to, to wake the loop.
