@@ -1,5 +1,5 @@
-// What a worker needs from its link to one node, whatever carries it (a ZMQ DEALER
-// with Gorgone's handshake, zmq_link.hpp; an SSH session on a thread, ssh_link.hpp). The worker keeps each node's bounded queue,
+// What a worker needs from its link to one node, whatever carries it (a connection of a
+// ZMQ ROUTER with Gorgone's handshake, zmq_link.hpp; an SSH session on a thread, ssh_link.hpp). The worker keeps each node's bounded queue,
 // the back-off and the KO rules; the link owns the transport session: it opens and closes
 // it, gives the worker something to poll (a socket, or a file descriptor the link's own
 // thread signals), takes frames when it can (back-pressure), says
@@ -75,6 +75,9 @@ class NodeLink {
   virtual Event receive(Clock::time_point now) = 0;
   // The link waits for the node until then (no answer by then: the node is away).
   virtual std::optional<Clock::time_point> deadline() const = 0;
+  // The transport could not take a frame for a moment and has nothing to poll that would say
+  // when it can (a ROUTER's full pipe to the node): the worker offers frames again then.
+  virtual std::optional<Clock::time_point> retry_at() const { return std::nullopt; }
   // Frames sent on this session and not answered yet, oldest first.
   virtual const std::deque<Frame>& in_flight() const = 0;
 };

@@ -107,7 +107,11 @@ CopyWait copy_wait(NodeConnection& c) {
 }  // namespace
 
 Worker::Worker(int pool_id, Host& host, Settings settings, std::string core_id)
-    : pool_id_(pool_id), host_(host), settings_(settings), core_id_(std::move(core_id)) {}
+    : pool_id_(pool_id),
+      host_(host),
+      settings_(settings),
+      core_id_(std::move(core_id)),
+      routers_(std::make_unique<ZmqRouters>(host, settings.max_frame_size)) {}
 
 Worker::~Worker() {
   stop();
@@ -174,6 +178,8 @@ void Worker::start() {
       control_.reset();
     }
     connections_.clear();
+    // The routers' sockets close on the thread that used them.
+    routers_ = std::make_unique<ZmqRouters>(host_, settings_.max_frame_size);
     running_ = false;
   });
 }
@@ -231,7 +237,10 @@ void Worker::run() {
         wakes.push_back(true);
       }
     }
-    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(200));
+    // Then the routers push_zmq nodes are reached through (their messages name the node).
+    const std::size_t routers_at = items.size();
+    const std::size_t routers = routers_->add_poll_items(items);
+    zmq::poll(items.data(), items.size(), poll_timeout());
     if (items[0].revents & ZMQ_POLLIN) {
       for (int i = 0; i < 1000; ++i) {
         zmq::message_t msg;
@@ -239,7 +248,7 @@ void Worker::run() {
         handle_control(msg.to_string_view());
       }
     }
-    for (std::size_t i = 1; i < items.size(); ++i) {
+    for (std::size_t i = 1; i < routers_at; ++i) {
       if (!(items[i].revents & (ZMQ_POLLIN | ZMQ_POLLOUT))) continue;
       NodeConnection& c = *owners[i];
       // Closed by a control frame or an earlier item of this round, or its session ended:
@@ -253,6 +262,17 @@ void Worker::run() {
       }
       if (items[i].revents & ZMQ_POLLIN) on_node_message(c);
       if (!c.closed && c.link->is_open()) flush(c);
+    }
+    // Each message read from a router went to its node's link; each node that got something
+    // is then handled as a readable node of its own would be. (A control frame above may
+    // have closed routers' connections: their messages are dropped as unknown.)
+    for (const std::string& id : routers_->dispatch(items.data() + routers_at, routers)) {
+      auto it = connections_.find(id);
+      if (it == connections_.end()) continue;
+      std::shared_ptr<NodeConnection> c = it->second;  // held: handling it may close it
+      if (!c->link->is_open()) continue;
+      on_node_message(*c);
+      if (!c->closed && c->link->is_open()) flush(*c);
     }
     owners.clear();
     check_timeouts();
@@ -425,7 +445,7 @@ NodeConnection* Worker::connection_for(const std::string& node_id) {
   if (link_factory_) {
     link = link_factory_(node_id, d);
   } else if (carrier == Link::kZmq) {
-    link = make_zmq_link(host_, settings_, node_id, d, client_keys_);
+    link = make_zmq_link(host_, settings_, *routers_, node_id, d, client_keys_);
   } else if (carrier == Link::kSsh) {
     link = make_ssh_link(host_, settings_, node_id, d);
   } else if (carrier == Link::kWebsocket) {
@@ -755,12 +775,31 @@ void Worker::on_node_response(NodeConnection& c, const protocol::Response& r) {
   }
 }
 
+std::chrono::milliseconds Worker::poll_timeout() {
+  auto wait = std::chrono::milliseconds(200);
+  const auto now = this->now();
+  for (const auto& [id, c] : connections_) {
+    if (c->queue.empty() || !c->link->is_open()) continue;
+    auto retry = c->link->retry_at();
+    if (!retry) continue;
+    // At least a few milliseconds: a link that stays full does not make the loop spin.
+    auto in = std::chrono::duration_cast<std::chrono::milliseconds>(*retry - now);
+    wait = std::min(wait, std::max(in, std::chrono::milliseconds(5)));
+  }
+  return wait;
+}
+
 void Worker::check_timeouts() {
   auto now = this->now();
   for (auto& [id, c] : connections_) {
     if (!c->link->is_open()) {
       if (!c->queue.empty() && now >= c->retry_at) flush(*c);
       continue;
+    }
+    // A frame the transport could not take a moment ago is offered again.
+    if (auto retry = c->link->retry_at(); retry && now >= *retry && !c->queue.empty()) {
+      flush(*c);
+      if (c->closed || !c->link->is_open()) continue;
     }
     auto deadline = c->link->deadline();
     if (!deadline || now <= *deadline) continue;

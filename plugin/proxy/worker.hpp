@@ -31,6 +31,7 @@
 #include "node_link.hpp"
 #include "settings.hpp"
 #include "wss_server.hpp"
+#include "zmq_routers.hpp"
 
 namespace gorgone::protocol {
 struct Response;
@@ -113,6 +114,8 @@ class Worker {
   std::size_t ko_unread(const std::string& worker, std::set<std::string>& done);
   std::string stopped_text(const std::string& why) const;
   void check_timeouts();
+  // How long the loop may wait for its sockets: less when a link asked to be retried soon.
+  std::chrono::milliseconds poll_timeout();
   Clock::time_point now() const { return clock_ ? clock_() : Clock::now(); }
 
   int pool_id_;
@@ -124,6 +127,9 @@ class Worker {
   std::atomic<bool> running_{false};
   std::unique_ptr<zmq::socket_t> control_;
   std::map<std::string, std::string> node_configs_;  // id -> node JSON from PROXYADDNODE
+  // The ROUTERs push_zmq nodes are reached through; declared before connections_, whose ZMQ
+  // links are connections of them.
+  std::unique_ptr<ZmqRouters> routers_;
   std::map<std::string, std::shared_ptr<NodeConnection>> connections_;
   std::map<std::string, protocol::RsaKey> client_keys_;  // private key file -> parsed key
   std::shared_ptr<WssServer> wss_;

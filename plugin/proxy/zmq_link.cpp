@@ -10,85 +10,83 @@ namespace {
 
 // Unanswered frames remembered per session (only used to resend after a lost session).
 constexpr std::size_t kMaxInFlight = 10000;
+// How soon a frame the node's full pipe did not take is offered again.
+constexpr auto kRetryFull = std::chrono::milliseconds(10);
 
 std::string text_or(const json::Value& obj, const char* name, std::string fallback = "") {
   auto v = json::member_text(obj, name);
   return v && !v->empty() ? *v : fallback;
 }
 
-class ZmqLink : public NodeLink {
+class ZmqLink : public NodeLink, public RouterPeer {
  public:
-  ZmqLink(Host& host, const Settings& settings, std::string id, std::string endpoint, std::string identity,
-          protocol::RsaKey client_key, protocol::HandshakeClient::ServerKeyCheck check)
+  ZmqLink(Host& host, const Settings& settings, ZmqRouters& routers, std::string id, std::string endpoint,
+          std::string identity, protocol::RsaKey client_key, protocol::HandshakeClient::ServerKeyCheck check)
       : host_(host),
         settings_(settings),
+        routers_(routers),
         id_(std::move(id)),
         endpoint_(std::move(endpoint)),
         handshake_identity_(std::move(identity)),
         client_key_(std::move(client_key)),
         check_(std::move(check)) {}
+  ~ZmqLink() override { close(); }
 
-  bool is_open() const override { return socket_ != nullptr; }
+  bool is_open() const override { return !local_id_.empty(); }
 
   bool open(Clock::time_point) override {
-    auto socket = std::make_unique<zmq::socket_t>(host_.zmq_context(), zmq::socket_type::dealer);
-    // A new routing id per session, as Gorgone draws a new one per connection object.
-    socket->set(zmq::sockopt::routing_id, handshake_identity_ + "-" + protocol::to_hex(protocol::random_bytes(12)));
-    socket->set(zmq::sockopt::linger, 0);
-    socket->set(zmq::sockopt::reconnect_ivl, 1000);
-    socket->set(zmq::sockopt::connect_timeout, 30000);
-    // A node that sends more than max_frame_size gets its connection closed by ZMQ rather than
-    // making this process buffer it.
-    socket->set(zmq::sockopt::maxmsgsize, settings_.max_frame_size);
-    // Queue only on a live connection: while the node is away, frames stay in the worker's
-    // bounded queue (visible, counted) instead of ZMQ's, which a close would discard.
-    socket->set(zmq::sockopt::immediate, 1);
     try {
-      socket->connect(endpoint_);
+      // A new routing id per session, as Gorgone draws a new one per connection object.
+      local_id_ = routers_.connect(id_, endpoint_,
+                                   handshake_identity_ + "-" + protocol::to_hex(protocol::random_bytes(12)), *this);
     } catch (const zmq::error_t& e) {
       host_.log(Severity::kError, "[proxy] node '" + id_ + "': cannot connect to " + endpoint_ + ": " + e.what());
       return false;
     }
     host_.log(Severity::kInfo, "[proxy] connect for " + id_ + " (" + endpoint_ + ")");
-    socket_ = std::move(socket);
     handshake_.emplace(handshake_identity_, client_key_, check_);
     hello_ = handshake_->start();
     waiting_ = false;
+    connected_ = false;
+    gone_ = false;
     return true;
   }
 
   void close() override {
+    if (!local_id_.empty()) routers_.disconnect(local_id_);
+    local_id_.clear();
     in_flight_.clear();
-    socket_.reset();
+    inbox_.clear();
     handshake_.reset();
     hello_.clear();
     waiting_ = false;
+    connected_ = false;
+    gone_ = false;
+    retry_at_.reset();
   }
 
-  std::optional<zmq::pollitem_t> poll_item(bool frames_waiting) const override {
-    if (!socket_) return std::nullopt;
-    short events = ZMQ_POLLIN;
-    // With ZMQ_IMMEDIATE a socket is writable only once connected: a node that is down
-    // costs one poll entry and never wakes the loop.
-    if (!hello_.empty() || (established() && frames_waiting)) events |= ZMQ_POLLOUT;
-    return zmq::pollitem_t{static_cast<void*>(*socket_), 0, events, 0};
-  }
+  // The worker polls the routers, which hand this link its messages (on_message()).
+  std::optional<zmq::pollitem_t> poll_item(bool) const override { return std::nullopt; }
 
   bool ready(Clock::time_point now) override {
-    if (!socket_) return false;
+    if (!is_open()) return false;
     if (!hello_.empty()) {
-      if (!socket_->send(zmq::buffer(hello_), zmq::send_flags::dontwait)) return false;  // not connected yet
+      // Only once the node's TCP connection is up, as a DEALER with ZMQ_IMMEDIATE did: the
+      // handshake timeout counts from there.
+      if (!connected_ || !hand_over(hello_)) return false;
       hello_.clear();
       waiting_ = true;
       deadline_ = now + std::chrono::seconds(settings_.handshake_timeout);
       return false;
     }
-    return established();
+    return established() && connected_;
   }
 
   bool send(const Frame& frame) override {
-    std::string wire = handshake_->encrypt(frame.text);
-    if (!socket_->send(zmq::buffer(wire), zmq::send_flags::dontwait)) return false;  // node away
+    // While the node is away, frames stay in the worker's bounded queue (visible, counted)
+    // instead of a pipe, which a close would discard.
+    if (!connected_) return false;
+    if (!hand_over(handshake_->encrypt(frame.text))) return false;
     in_flight_.push_back(frame);
     if (in_flight_.size() > kMaxInFlight) in_flight_.pop_front();
     return true;
@@ -97,11 +95,19 @@ class ZmqLink : public NodeLink {
   Event receive(Clock::time_point now) override {
     using Kind = protocol::HandshakeClient::Step::Kind;
     Event ev;
-    if (!socket_) return ev;
-    zmq::message_t msg;
-    if (!socket_->recv(msg, zmq::recv_flags::dontwait)) return ev;
+    if (!is_open()) return ev;
+    if (gone_) {
+      ev.kind = Event::Kind::kAway;
+      ev.reason = "the connection to " + endpoint_ + " is gone";
+      ev.unanswered = std::move(in_flight_);
+      close();
+      return ev;
+    }
+    if (inbox_.empty()) return ev;
+    std::string msg = std::move(inbox_.front());
+    inbox_.pop_front();
     bool was_established = established();
-    auto step = handshake_->on_message(msg.to_string_view());
+    auto step = handshake_->on_message(msg);
     switch (step.kind) {
       case Kind::kSend:
         hello_ = step.text;
@@ -146,37 +152,73 @@ class ZmqLink : public NodeLink {
   }
 
   std::optional<Clock::time_point> deadline() const override {
-    if (!socket_ || !waiting_) return std::nullopt;
+    if (!is_open() || !waiting_) return std::nullopt;
     return deadline_;
   }
 
+  std::optional<Clock::time_point> retry_at() const override { return retry_at_; }
+
   const std::deque<Frame>& in_flight() const override { return in_flight_; }
+
+  // RouterPeer.
+  void on_message(std::string body) override { inbox_.push_back(std::move(body)); }
+  void on_connection(bool up) override {
+    if (connected_ && !up)
+      host_.log(Severity::kInfo, "[proxy] node '" + id_ + "': connection to " + endpoint_ +
+                                     " lost; frames wait in its queue until it is back");
+    connected_ = up;
+  }
 
  private:
   bool established() const {
     return handshake_ && handshake_->state() == protocol::HandshakeClient::State::kEstablished;
   }
+  // Gives `wire` to the router; false when it cannot take it now.
+  bool hand_over(const std::string& wire) {
+    switch (routers_.send(local_id_, wire)) {
+      case ZmqRouters::Sent::kOk:
+        retry_at_.reset();
+        return true;
+      case ZmqRouters::Sent::kFull:
+        // The pipe is at its high-water mark: the frame stays with the worker, which tries
+        // again shortly (the router gives no per-node writability to wait for).
+        retry_at_ = Clock::now() + kRetryFull;
+        return false;
+      case ZmqRouters::Sent::kGone:
+        // The connection vanished under us: receive() reports the node away.
+        gone_ = true;
+        routers_.touch(local_id_);
+        return false;
+    }
+    return false;
+  }
 
   Host& host_;
   Settings settings_;
+  ZmqRouters& routers_;
   std::string id_;
   std::string endpoint_;
   std::string handshake_identity_;  // "gorgone-proxy-<core>-<node>"
   protocol::RsaKey client_key_;
   protocol::HandshakeClient::ServerKeyCheck check_;
   // Session.
-  std::unique_ptr<zmq::socket_t> socket_;
+  std::string local_id_;  // the connection's id on the routers ("" = no session)
   std::optional<protocol::HandshakeClient> handshake_;
   std::string hello_;          // handshake message waiting to be sent
   Clock::time_point deadline_;  // answer expected before this
   bool waiting_ = false;        // a handshake message was sent and is unanswered
+  bool connected_ = false;      // the node's TCP connection is up
+  bool gone_ = false;           // the routers no longer know the connection
+  std::optional<Clock::time_point> retry_at_;  // a send found the pipe full
+  std::deque<std::string> inbox_;              // messages the routers handed over, unread
   std::deque<Frame> in_flight_;
 };
 
 }  // namespace
 
-std::unique_ptr<NodeLink> make_zmq_link(Host& host, const Settings& settings, const std::string& node_id,
-                                        const json::Value& d, std::map<std::string, protocol::RsaKey>& client_keys) {
+std::unique_ptr<NodeLink> make_zmq_link(Host& host, const Settings& settings, ZmqRouters& routers,
+                                        const std::string& node_id, const json::Value& d,
+                                        std::map<std::string, protocol::RsaKey>& client_keys) {
   std::string target_type = text_or(d, "target_type", "tcp");
   std::string target_path = text_or(d, "target_path", text_or(d, "address") + ":" + text_or(d, "port"));
   std::string endpoint = target_type + "://" + target_path;
@@ -195,7 +237,7 @@ std::unique_ptr<NodeLink> make_zmq_link(Host& host, const Settings& settings, co
   FingerprintPolicy policy{fingerprint_mode(core.fingerprint_mode), node_id, endpoint, text_or(d, "server_pubkey")};
   Host* h = &host;
   auto check = [h, policy](const protocol::RsaKey& server) { return policy.check(server, h->history()); };
-  return std::make_unique<ZmqLink>(host, settings, node_id, endpoint, "gorgone-proxy-" + core.id + "-" + node_id,
+  return std::make_unique<ZmqLink>(host, settings, routers, node_id, endpoint, "gorgone-proxy-" + core.id + "-" + node_id,
                                    cached->second, std::move(check));
 }
 

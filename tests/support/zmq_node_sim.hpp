@@ -1,14 +1,23 @@
 // Test support (benchmarks): N push_zmq nodes played by one thread of this process, one
 // external ROUTER each on 127.0.0.1, with the real server side of the handshake. They answer
 // PING with PONG and GETLOG with an empty page, ACK everything else, and can report each
-// frame they receive.
+// frame they receive. Each node costs this process three descriptors (its listener, its
+// connection, its socket's mailbox): ForkedNodeSims plays a large fleet from child processes.
 // Thread-safety: construct, read ports() and set_ids() on one thread before frames arrive;
-// the callback runs on the simulator's thread.
+// the callback runs on the simulator's thread. ForkedNodeSims: one thread.
 #pragma once
 
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <ctime>
+#include <sstream>
+#include <stdexcept>
 #include <functional>
 #include <string>
 #include <thread>
@@ -24,12 +33,14 @@ class ZmqNodeSim {
  public:
   using OnFrame = std::function<void(const protocol::Frame&)>;
 
-  ZmqNodeSim(zmq::context_t& ctx, int nodes, protocol::RsaKey key, std::string authorized, OnFrame on_frame = {})
+  // The nodes listen on `address` (random ports).
+  ZmqNodeSim(zmq::context_t& ctx, int nodes, protocol::RsaKey key, std::string authorized, OnFrame on_frame = {},
+             const std::string& address = "127.0.0.1")
       : server_(config(std::move(key), std::move(authorized))), on_frame_(std::move(on_frame)) {
     for (int i = 0; i < nodes; ++i) {
       sockets_.emplace_back(ctx, zmq::socket_type::router);
       sockets_.back().set(zmq::sockopt::linger, 0);
-      sockets_.back().bind("tcp://127.0.0.1:0");
+      sockets_.back().bind("tcp://" + address + ":0");
       std::string ep = sockets_.back().get(zmq::sockopt::last_endpoint);
       ports_.push_back(std::atoi(ep.substr(ep.rfind(':') + 1).c_str()));
       ids_.push_back(std::to_string(i + 2));
@@ -104,6 +115,103 @@ class ZmqNodeSim {
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<int> undecryptable_{0};
+};
+
+// N nodes ("2", "3", ...) played by child processes, each a ZmqNodeSim with at most
+// `per_process` of them, listening on 127.0.0.2 (ForkedNodeSims::kAddress): thousands of
+// random ports there cannot take one another process picked as free on 127.0.0.1. The children are forked by the constructor, which must run before
+// this process starts any thread; they wait for start() to say which key they answer with.
+class ForkedNodeSims {
+ public:
+  static constexpr const char* kAddress = "127.0.0.2";
+  ForkedNodeSims(int nodes, int per_process) {
+    for (int first = 0; first < nodes; first += per_process) {
+      const int count = std::min(per_process, nodes - first);
+      int to_child[2], from_child[2];
+      // Close-on-exec: processes this one starts later (the central, PostgreSQL) must not hold
+      // the pipes open, or a child would never see the end of its input.
+      if (::pipe2(to_child, O_CLOEXEC) != 0 || ::pipe2(from_child, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+      pid_t pid = ::fork();
+      if (pid < 0) throw std::runtime_error("fork failed");
+      if (pid == 0) {
+        ::close(to_child[1]);
+        ::close(from_child[0]);
+        for (const auto& c : children_) {
+          ::close(c.to);
+          ::close(c.from);
+        }
+        ::_exit(child(to_child[0], from_child[1], first, count));
+      }
+      ::close(to_child[0]);
+      ::close(from_child[1]);
+      children_.push_back({pid, to_child[1], from_child[0], count});
+    }
+  }
+  ~ForkedNodeSims() {
+    for (auto& c : children_) {
+      ::close(c.to);  // end of input: the child stops
+      ::close(c.from);
+      int status = 0;
+      ::waitpid(c.pid, &status, 0);
+    }
+  }
+  int processes() const { return static_cast<int>(children_.size()); }
+  // Every child loads `key_file` and authorizes `authorized`; the nodes' ports, in order.
+  std::vector<int> start(const std::string& key_file, const std::string& authorized) {
+    const std::string line = key_file + "\n" + authorized + "\n";
+    for (auto& c : children_)
+      if (::write(c.to, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+        throw std::runtime_error("cannot reach a simulator process");
+    std::vector<int> ports;
+    for (auto& c : children_) {
+      std::string text = read_line(c.from);
+      std::istringstream in(text);
+      int port = 0;
+      int n = 0;
+      while (in >> port) {
+        ports.push_back(port);
+        ++n;
+      }
+      if (n != c.count) throw std::runtime_error("a simulator process failed to start its nodes: " + text);
+    }
+    return ports;
+  }
+
+ private:
+  struct Child {
+    pid_t pid;
+    int to, from;
+    int count;
+  };
+  static std::string read_line(int fd) {
+    std::string out;
+    char ch;
+    while (::read(fd, &ch, 1) == 1 && ch != '\n') out += ch;
+    return out;
+  }
+  static int child(int in, int out, int first, int count) {
+    std::string key_file = read_line(in);
+    std::string authorized = read_line(in);
+    auto key = protocol::RsaKey::load_private_file(key_file);
+    if (!key) return 1;
+    zmq::context_t ctx;
+    ctx.set(zmq::ctxopt::max_sockets, count + 64);
+    std::string ports;
+    {
+      ZmqNodeSim sim(ctx, count, std::move(*key), authorized, {}, kAddress);
+      std::vector<std::string> ids;
+      for (int i = 0; i < count; ++i) ids.push_back(std::to_string(first + i + 2));
+      sim.set_ids(std::move(ids));
+      for (int p : sim.ports()) ports += std::to_string(p) + " ";
+      ports += "\n";
+      if (::write(out, ports.data(), ports.size()) != static_cast<ssize_t>(ports.size())) return 1;
+      char ch;
+      while (::read(in, &ch, 1) > 0) {
+      }
+    }
+    return 0;
+  }
+  std::vector<Child> children_;
 };
 
 }  // namespace gorgone::testing

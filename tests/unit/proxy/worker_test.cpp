@@ -404,6 +404,30 @@ TEST_F(WorkerTest, AnErrorOnANodeMessageDropsThatMessageOnly) {
   worker->stop();
 }
 
+// A node whose connection drops during a session: what comes for it next waits in its
+// bounded queue (and one more than max_queue gets its KO), not in a ZMQ pipe where a close
+// would discard it.
+TEST_F(WorkerTest, FramesForANodeWhoseConnectionDroppedWaitInTheBoundedQueue) {
+  Settings settings;
+  settings.max_queue = 1;
+  auto worker = make_worker(settings);
+  worker->start();
+  ASSERT_TRUE(ready());
+  add_node("5", node_->port());
+  command("first", "5~~5");
+  ASSERT_TRUE(node_->serve_until([&] { return node_->got("first"); }));
+  node_.reset();
+  ASSERT_TRUE(eventually([&] { return host_->logged("[proxy] node '5': connection to tcp://127.0.0.1:"); }))
+      << host_->all_logs();
+  command("held", "5~~5");
+  command("over", "5~~5");
+  ASSERT_TRUE(eventually([&] { return !host_->rows_for("over").empty(); }));
+  EXPECT_TRUE(contains(only_ko("over"), "node '5' is unreachable and 1 frames already wait for it (max_queue)"));
+  EXPECT_TRUE(host_->rows_for("held").empty());
+  worker->stop();
+  EXPECT_TRUE(contains(only_ko("held"), "the frame held for node '5' was not sent")) << only_ko("held");
+}
+
 // A link that stands for a node's transport: it records what the worker gives it, and the
 // test says what becomes of it (opened or not, established, answered, lost with the
 // session). Its poll item is one end of a socket pair the test writes to, to wake the loop.
@@ -417,6 +441,8 @@ struct FakeLinkState {
   std::vector<NodeLink::Frame> sent;  // every frame taken, in order (resends included)
   std::deque<NodeLink::Frame> in_flight;
   std::deque<NodeLink::Event> events;  // what receive() reports next
+  int refuse = 0;  // the next sends the transport cannot take (as a full pipe), asking for a retry
+  std::optional<Clock::time_point> retry_at;
   int fds[2] = {-1, -1};
 
   FakeLinkState() { ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds); }
@@ -480,6 +506,12 @@ class FakeLink : public NodeLink {
   }
   bool send(const Frame& frame) override {
     std::lock_guard<std::mutex> lock(s_->mu);
+    if (s_->refuse > 0) {
+      --s_->refuse;
+      s_->retry_at = Clock::time_point{};  // at once
+      return false;
+    }
+    s_->retry_at.reset();
     s_->sent.push_back(frame);
     s_->in_flight.push_back(frame);
     return true;
@@ -512,6 +544,10 @@ class FakeLink : public NodeLink {
   std::optional<Clock::time_point> deadline() const override {
     std::lock_guard<std::mutex> lock(s_->mu);
     return s_->deadline;
+  }
+  std::optional<Clock::time_point> retry_at() const override {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    return s_->retry_at;
   }
   const std::deque<Frame>& in_flight() const override { return s_->in_flight; }
   // A refusal hands back what never ran (as an SSH link does), or not (as a ZMQ handshake).
@@ -604,6 +640,27 @@ TEST_F(WorkerLinkTest, HeldFramesGoInOrderOnceTheLinkIsEstablished) {
   EXPECT_EQ(link_->sent_tokens(), (std::vector<std::string>{"a", "b"}));
   worker->stop();
   EXPECT_TRUE(host_->rows_for("a").empty()) << "sent frames are the node's";
+}
+
+// A frame the transport could not take for a moment (a full pipe, with nothing to poll that
+// would say when it has room) stays first in the queue and is offered again without any
+// event from the node; nothing is lost or KOed.
+TEST_F(WorkerLinkTest, AFrameTheTransportCouldNotTakeIsOfferedAgainWithoutAnEvent) {
+  link_->refuse = 2;
+  auto worker = make_fake_worker();
+  worker->start();
+  ASSERT_TRUE(ready());
+  add_node("2", 1);
+  command("a", "2~~2");
+  command("b", "2~~2");
+  turns();
+  link_->push(event(NodeLink::Event::Kind::kEstablished));
+  ASSERT_TRUE(eventually([&] { return link_->sent_tokens().size() == 2; })) << "refused twice, then never offered again";
+  EXPECT_EQ(link_->sent_tokens(), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(link_->get(&FakeLinkState::refuse), 0);
+  worker->stop();
+  EXPECT_TRUE(host_->rows_for("a").empty());
+  EXPECT_TRUE(host_->rows_for("b").empty());
 }
 
 // A lost session hands back the unanswered frames: they are sent again, first and in order,
