@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "fleet.hpp"
+#include "proc_stats.hpp"
 #include "zmq_node_sim.hpp"
 #include "gorgone/protocol/frame.hpp"
 #include "gorgone/protocol/handshake.hpp"
@@ -31,14 +32,6 @@ namespace {
 
 constexpr int kNodesPerProcess = 2000;
 
-long rss_kib(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
-  return -1;
-}
-
 int open_fds(pid_t pid) {
   DIR* d = ::opendir(("/proc/" + std::to_string(pid) + "/fd").c_str());
   if (!d) return -1;
@@ -50,21 +43,7 @@ int open_fds(pid_t pid) {
 }
 
 // utime + stime of the process, in clock ticks.
-long cpu_ticks(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto close = text.rfind(')');
-  if (close == std::string::npos) return -1;
-  std::istringstream rest(text.substr(close + 2));
-  std::string field;
-  long utime = 0, stime = 0;
-  // Fields after the command: state is field 3; utime and stime are fields 14 and 15.
-  for (int i = 3; i <= 15 && rest >> field; ++i) {
-    if (i == 14) utime = std::atol(field.c_str());
-    if (i == 15) stime = std::atol(field.c_str());
-  }
-  return utime + stime;
-}
+long cpu_ticks(pid_t pid) { return stat_ticks(read_proc("/proc/" + std::to_string(pid) + "/stat")); }
 
 int answered(Fleet& fleet) {
   auto cs = fleet.constatus("1");
