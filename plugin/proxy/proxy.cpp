@@ -54,7 +54,7 @@ void Proxy::start_workers() {
 
 void Proxy::stop() {
   stopping_ = true;
-  for (auto& w : workers_) w->stop();
+  for (auto& w : workers_) w->shut_down();
   if (wss_) wss_->stop();
 }
 

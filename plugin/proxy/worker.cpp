@@ -1,5 +1,6 @@
 #include "worker.hpp"
 
+#include <cerrno>
 #include <chrono>
 #include <deque>
 #include <optional>
@@ -113,16 +114,21 @@ Worker::Worker(int pool_id, Host& host, Settings settings, std::string core_id)
       core_id_(std::move(core_id)),
       routers_(std::make_unique<ZmqRouters>(host, settings.max_frame_size)) {}
 
-Worker::~Worker() {
+Worker::~Worker() { shut_down(); }
+
+void Worker::shut_down() {
   stop();
   // A worker that failed and was not replaced (the proxy is stopping): what reached its
-  // control socket since gets its KO rows before the socket closes.
+  // control socket since gets its KO rows, and the socket closes now — not when the module
+  // is unloaded, which may never happen, and the core cannot end its ZMQ context while a
+  // socket of it is open.
   if (failure_ && control_) {
     try {
       std::set<std::string> done;
       ko_unread(stopped_text(*failure_), done);
     } catch (...) {
     }
+    control_.reset();
   }
 }
 
@@ -240,7 +246,14 @@ void Worker::run() {
     // Then the routers push_zmq nodes are reached through (their messages name the node).
     const std::size_t routers_at = items.size();
     const std::size_t routers = routers_->add_poll_items(items);
-    zmq::poll(items.data(), items.size(), poll_timeout());
+    try {
+      zmq::poll(items.data(), items.size(), poll_timeout());
+    } catch (const zmq::error_t& e) {
+      // A signal for the process (SIGTERM, SIGINT, SIGHUP) may land on this thread: the
+      // core's loop handles it; here it only cuts the wait short.
+      if (e.num() != EINTR) throw;
+      continue;
+    }
     if (items[0].revents & ZMQ_POLLIN) {
       for (int i = 0; i < 1000; ++i) {
         zmq::message_t msg;

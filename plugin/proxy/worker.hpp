@@ -57,6 +57,8 @@ class Worker {
   void adopt(Worker& failed);
   // Asks the thread to stop and joins it.
   void stop();
+  // stop(), then closes what a failed worker kept for a successor (the proxy is stopping).
+  void shut_down();
   bool running() const { return running_.load(); }
   int pool_id() const { return pool_id_; }
   // For tests only: called on the worker's thread at the start of every loop turn. An

@@ -345,6 +345,26 @@ TEST_F(WorkerTest, AFailedWorkerThatIsNotReplacedKosWhatReachedItsSocket) {
   EXPECT_TRUE(contains(only_ko("late-1"), "before reading this COMMAND")) << only_ko("late-1");
 }
 
+// The proxy stopping shuts a failed worker down: what reached its socket gets its KO rows and
+// the socket closes then, not when the module is unloaded (which may never happen: the core
+// could not end its ZMQ context, and the process hung at exit).
+TEST_F(WorkerTest, ShuttingDownAFailedWorkerKosWhatReachedItsSocketAndClosesIt) {
+  std::atomic<bool> fail{false};
+  auto worker = make_worker();
+  worker->set_turn_hook([&] {
+    if (fail) throw std::runtime_error("injected failure");
+  });
+  worker->start();
+  ASSERT_TRUE(ready());
+  fail = true;
+  ASSERT_TRUE(eventually([&] { return !worker->running(); }));
+  command("late-2", "2~~2");
+  worker->shut_down();  // the worker object lives on, as the proxy's does
+  EXPECT_TRUE(contains(only_ko("late-2"), "before reading this COMMAND")) << only_ko("late-2");
+  worker->shut_down();  // gently, then kill: a second call changes nothing
+  EXPECT_EQ(host_->rows_for("late-2").size(), 1u);
+}
+
 // An exception while handling one control frame: that frame gets a KO row naming the
 // node and the failure, and the worker goes on with the next frames.
 TEST_F(WorkerTest, AnErrorOnOneControlFrameCostsThatFrameAKoRowAndNothingElse) {
