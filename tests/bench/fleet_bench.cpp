@@ -8,7 +8,6 @@
 // over 10 s of steady pinging, per 1 000 nodes.
 // Run: ./build/tests/bench/fleet_bench [nodes]   (default 1000), with the registrar module
 // (tests/integration) in GORGONE_MODULE_PATH.
-#include <dirent.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,16 +30,6 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr int kNodesPerProcess = 2000;
-
-int open_fds(pid_t pid) {
-  DIR* d = ::opendir(("/proc/" + std::to_string(pid) + "/fd").c_str());
-  if (!d) return -1;
-  int n = 0;
-  while (auto* e = ::readdir(d))
-    if (e->d_name[0] != '.') ++n;
-  ::closedir(d);
-  return n;
-}
 
 // utime + stime of the process, in clock ticks.
 long cpu_ticks(pid_t pid) { return stat_ticks(read_proc("/proc/" + std::to_string(pid) + "/stat")); }

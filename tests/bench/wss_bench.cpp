@@ -32,7 +32,6 @@
 #include <atomic>
 #include <cstdio>
 #include <deque>
-#include <dirent.h>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -67,32 +66,6 @@ constexpr int kIdleSeconds = 10;  // one ping period
 constexpr const char* kProxy = "      pool: 4\n      ping: 10\n      synchistory_time: 60\n";
 
 double secs(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
-
-int open_files(pid_t pid) {
-  int n = 0;
-  if (DIR* d = ::opendir(("/proc/" + std::to_string(pid) + "/fd").c_str())) {
-    while (dirent* e = ::readdir(d))
-      if (e->d_name[0] != '.') ++n;
-    ::closedir(d);
-  }
-  return n;
-}
-
-// utime + stime of a process, in seconds.
-double cpu_seconds(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string all((std::istreambuf_iterator<char>(in)), {});
-  auto close = all.rfind(')');
-  if (close == std::string::npos) return 0;
-  std::istringstream rest(all.substr(close + 2));
-  std::string field;
-  unsigned long long ut = 0, st = 0;
-  for (int i = 3; i <= 15 && rest >> field; ++i) {
-    if (i == 14) ut = std::stoull(field);
-    if (i == 15) st = std::stoull(field);
-  }
-  return double(ut + st) / double(::sysconf(_SC_CLK_TCK));
-}
 
 std::size_t line_count(const std::string& path) {
   std::ifstream in(path);
@@ -440,7 +413,7 @@ Figures run_wss(Fleet& fleet, int nodes, int commands) {
     throw std::runtime_error("the wss listener never started:\n" + fleet.logs());
   std::this_thread::sleep_for(std::chrono::seconds(2));
   fig.rss_before = rss_kib(pid);
-  fig.fds_before = open_files(pid);
+  fig.fds_before = open_fds(pid);
 
   std::vector<std::string> ids;
   for (int i = 0; i < nodes; ++i) ids.push_back(std::to_string(10000 + i));
@@ -457,7 +430,7 @@ Figures run_wss(Fleet& fleet, int nodes, int commands) {
   fig.to_ping_ok = secs(start, Clock::now());
   std::this_thread::sleep_for(std::chrono::seconds(2));
   fig.rss_after = rss_kib(pid);
-  fig.fds_after = open_files(pid);
+  fig.fds_after = open_fds(pid);
   double cpu0 = cpu_seconds(pid);
   std::this_thread::sleep_for(std::chrono::seconds(kIdleSeconds));
   fig.cpu_idle = cpu_seconds(pid) - cpu0;
@@ -514,7 +487,7 @@ Figures run_zmq(Fleet& fleet, int nodes, int commands, long rss_base, int fds_ba
   fig.to_ping_ok = secs(start, Clock::now());
   std::this_thread::sleep_for(std::chrono::seconds(2));
   fig.rss_after = rss_kib(pid);
-  fig.fds_after = open_files(pid);
+  fig.fds_after = open_fds(pid);
   double cpu0 = cpu_seconds(pid);
   std::this_thread::sleep_for(std::chrono::seconds(kIdleSeconds));
   fig.cpu_idle = cpu_seconds(pid) - cpu0;

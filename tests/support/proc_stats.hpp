@@ -1,10 +1,14 @@
-// Test support (benchmarks): what /proc says about a process.
+// Test support (tests and benchmarks): what /proc says about a process.
 // Reentrant.
 #pragma once
 
 #include <sys/types.h>
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <cstdio>
@@ -15,34 +19,46 @@
 #include <sstream>
 #include <utility>
 #include <vector>
-#include <fstream>
 #include <string>
 
 namespace gorgone::testing {
 
 // A process we started (even through a shell, so not our child) is gone, or at worst a
 // zombie waiting for init to reap it.
+inline std::string read_proc(const std::string& path);
+
 inline bool process_gone(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  if (!stat) return true;
-  std::string line;
-  std::getline(stat, line);
+  std::string line = read_proc("/proc/" + std::to_string(pid) + "/stat");
+  if (line.empty()) return true;
   auto close = line.rfind(')');
   return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z';
 }
 
 // Resident memory of `pid` in KiB (VmRSS), -1 when it cannot be read.
 inline long rss_kib(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::istringstream in(read_proc("/proc/" + std::to_string(pid) + "/status"));
   std::string line;
   while (std::getline(in, line))
     if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
   return -1;
 }
 
+// A /proc file, empty when it cannot be read. Not through std::ifstream: a process that
+// ends while its file is open makes read() fail with ESRCH, and libstdc++'s filebuf throws
+// on a failed read whatever the stream's exception mask says.
 inline std::string read_proc(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  std::string out;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return out;
 }
 
 // utime + stime from a /proc stat line.
@@ -57,6 +73,22 @@ inline long stat_ticks(const std::string& stat) {
     if (i == 15) stime = std::atol(field.c_str());
   }
   return utime + stime;
+}
+
+// Open descriptors of a process, -1 when its /proc entry cannot be read.
+inline int open_fds(pid_t pid) {
+  DIR* d = ::opendir(("/proc/" + std::to_string(pid) + "/fd").c_str());
+  if (!d) return -1;
+  int n = 0;
+  while (auto* e = ::readdir(d))
+    if (e->d_name[0] != '.') ++n;
+  ::closedir(d);
+  return n;
+}
+
+// utime + stime of a process, in seconds.
+inline double cpu_seconds(pid_t pid) {
+  return double(stat_ticks(read_proc("/proc/" + std::to_string(pid) + "/stat"))) / double(::sysconf(_SC_CLK_TCK));
 }
 
 // CPU ticks of each thread of a process: tid -> (name, utime + stime); tid 0: the whole

@@ -46,6 +46,8 @@
 #include <thread>
 #include <vector>
 
+#include "proc_stats.hpp"
+
 namespace gorgone_test {
 
 class SshdEnvironment;
@@ -500,7 +502,7 @@ class Sshd {
 
   // State letter and start time (clock ticks since boot) of a process; false when gone.
   static bool proc_stat(pid_t pid, char* state, pid_t* ppid, unsigned long long* start) {
-    std::string text = read("/proc/" + std::to_string(pid) + "/stat");
+    std::string text = gorgone::testing::read_proc("/proc/" + std::to_string(pid) + "/stat");
     size_t paren = text.rfind(')');
     if (paren == std::string::npos) return false;
     std::istringstream rest(text.substr(paren + 2));
