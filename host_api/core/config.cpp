@@ -130,6 +130,9 @@ Result<CoreConfig> parse_core_config(const YAML::Node& root, const std::string& 
   auto page_bytes = integer(core["getlog_max_bytes"], file, "gorgonecore.getlog_max_bytes", 4 << 20, 1024, 1LL << 31);
   if (!page_bytes) return Error{page_bytes.error()};
   c.getlog_max_bytes = *page_bytes;
+  auto queue = integer(core["history_queue_rows"], file, "gorgonecore.history_queue_rows", 100000, 100, 10000000);
+  if (!queue) return Error{queue.error()};
+  c.history_queue = static_cast<std::size_t>(*queue);
 
   if (YAML::Node ac = core["authorized_clients"]) {
     if (!ac.IsSequence()) return bad(file, "gorgonecore.authorized_clients", "must be a list of {key: <thumbprint>}");

@@ -51,6 +51,7 @@ struct CoreConfig {
   bool internal_com_crypt = false;
   int timeout = 50;  // seconds to wait for modules when stopping
   std::int64_t max_frame_size = 64 << 20;
+  std::size_t history_queue = 100000;    // rows waiting for the database before new ones are refused
   std::int64_t getlog_max_rows = 10000;  // rows per GETLOG {"ctime"} answer (log-sync page)
   std::int64_t getlog_max_bytes = 4 << 20;  // JSON bytes of such an answer
 

@@ -1,6 +1,7 @@
 #include "core.hpp"
 
 #include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <sys/resource.h>
 
 #include <malloc.h>
@@ -10,6 +11,8 @@
 #include <cstring>
 #include <filesystem>
 #include <sys/time.h>
+
+#include <csignal>
 #include <unistd.h>
 
 #include "core_text.hpp"
@@ -74,6 +77,17 @@ Core::~Core() {
     Status s = m->hooks.kill();
     (void)s;
   }
+  // What is queued is written; what modules handed the loop is dropped while their code is
+  // still loaded. Rows written from now on (a module thread ending) go straight to the store.
+  if (writer_) {
+    writer_->stop();
+    writer_->discard_done();
+  }
+  {
+    std::vector<std::function<void()>> gone;
+    std::lock_guard<std::mutex> lock(posted_mu_);
+    gone.swap(posted_);
+  }
   internal_.reset();
   external_.reset();
   while (!modules_.empty()) modules_.pop_back();  // reverse order of loading
@@ -103,22 +117,49 @@ CoreInfo Core::core_info() const {
   return i;
 }
 
+void Core::wake() {
+  if (wake_fd_ < 0) return;
+  std::uint64_t one = 1;
+  ssize_t n = ::write(wake_fd_, &one, sizeof one);  // only fails when the counter is full: awake anyway
+  (void)n;
+}
+
+// Queued for the history thread: the caller (the loop, a module thread) never waits for the
+// database. A parent that syncs on our SYNCLOGS reads through the same queue, after the row.
 void Core::add_history(const std::string* token, int code, std::string_view data_json, int instant) {
   HistoryRow row;
   if (token) row.token = *token;
   row.code = code;
   row.instant = instant;
   row.data = std::string(data_json);
-  auto r = history_->add(row);
-  if (!r) {
-    log_error("[core] cannot write history: " + r.error());
+  if (!writer_) {
+    auto r = history_->add(row);
+    if (!r) log_error("[core] cannot write history: " + r.error());
     return;
   }
-  if ((code == code::kActionFinishOk || code == code::kActionFinishKo) && !rows_ended_.exchange(true) && wake_fd_ >= 0) {
-    std::uint64_t one = 1;
-    ssize_t n = ::write(wake_fd_, &one, sizeof one);  // only fails when the counter is full: awake anyway
-    (void)n;
+  if (!writer_->add(std::move(row))) return;
+  if ((code == code::kActionFinishOk || code == code::kActionFinishKo) && !rows_ended_.exchange(true)) wake();
+}
+
+void Core::history_job(std::function<void(History&)> work, std::function<void()> done) {
+  writer_->job(std::move(work), std::move(done));
+}
+
+void Core::post(std::function<void()> job) {
+  {
+    std::lock_guard<std::mutex> lock(posted_mu_);
+    posted_.push_back(std::move(job));
   }
+  wake();
+}
+
+void Core::run_posted() {
+  std::vector<std::function<void()>> jobs;
+  {
+    std::lock_guard<std::mutex> lock(posted_mu_);
+    jobs.swap(posted_);
+  }
+  for (auto& j : jobs) j();
 }
 
 void Core::synclogs_to_parents() {
@@ -156,6 +197,8 @@ Status Core::load_keys() {
 Status Core::setup() {
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) return Status::failure(std::string("cannot create the loop's eventfd: ") + std::strerror(errno));
+  writer_ = std::make_unique<HistoryWriter>(*history_, [this] { wake(); }, config_.history_queue);
+  writer_->start();
   // Every push node is a ZMQ socket (and every REST request one more): libzmq's default cap
   // of 1023 sockets per context stopped a central at about a thousand nodes, after which
   // every new socket, REST calls included, failed with "Too many open files". The cap follows
@@ -297,10 +340,12 @@ int Core::run() {
   log_info("[core] gorgone core " + (id.empty() ? std::string("(no id)") : "id " + id) + " is running");
 
   while (true) {
-    zmq::pollitem_t items[3] = {{static_cast<void*>(*internal_), 0, ZMQ_POLLIN, 0},
-                                {nullptr, wake_fd_, ZMQ_POLLIN, 0},
-                                {external_ ? static_cast<void*>(*external_) : nullptr, 0, ZMQ_POLLIN, 0}};
-    int n = external_ ? 3 : 2;
+    // internal, wake, then the external router and the signalfd when there are.
+    zmq::pollitem_t items[4] = {{static_cast<void*>(*internal_), 0, ZMQ_POLLIN, 0},
+                                {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
+    int n = 2, external_at = -1, signals_at = -1;
+    if (external_) items[external_at = n++] = {static_cast<void*>(*external_), 0, ZMQ_POLLIN, 0};
+    if (signal_fd_ >= 0) items[signals_at = n++] = {nullptr, signal_fd_, ZMQ_POLLIN, 0};
     // A SYNCLOGS held back by the interval goes out when the interval ends.
     auto wait = std::chrono::milliseconds(200);
     if (rows_ended_.load()) {
@@ -319,7 +364,10 @@ int Core::run() {
       ssize_t r = ::read(wake_fd_, &count, sizeof count);
       (void)r;
     }
-    if (n == 3 && (items[2].revents & ZMQ_POLLIN)) read_external();
+    writer_->run_done();
+    run_posted();
+    if (signals_at >= 0 && (items[signals_at].revents & ZMQ_POLLIN)) read_signals();
+    if (external_at >= 0 && (items[external_at].revents & ZMQ_POLLIN)) read_external();
     synclogs_to_parents();
     tick();
     if (stopping_) {
@@ -344,6 +392,18 @@ int Core::run() {
   if (rest_) rest_->stop();
   log_info("[core] gorgone core stopped");
   return 0;
+}
+
+void Core::read_signals() {
+  signalfd_siginfo info;
+  while (::read(signal_fd_, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+    if (info.ssi_signo == SIGHUP) {
+      request_reopen();
+    } else {
+      if (!stop_requested_) log_info(std::string("[core] ") + ::strsignal(static_cast<int>(info.ssi_signo)) + " received");
+      request_stop();
+    }
+  }
 }
 
 void Core::tick() {

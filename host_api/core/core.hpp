@@ -4,10 +4,18 @@
 // Thread model: one loop thread (run()) owns both routers and calls every hook. Module
 // threads talk to it through DEALER sockets on the inproc internal router; the REST server
 // threads do the same. Thread-safety of the Host services is documented in module.hpp.
+//
+// Rule for the host, as module.hpp writes it for modules: the loop thread never blocks on
+// anything but its poll. In particular it never touches the database: history rows,
+// GETLOG/PUTLOG, session writes and the modules' history_job all go through `writer_`
+// (history_writer.hpp), whose ends come back to the loop through `wake_fd_`. The only
+// exceptions run before the loop starts (opening the store, loading sessions) or after it
+// ended (the writer drains at exit).
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -18,6 +26,7 @@
 #include <zmq.hpp>
 
 #include "config.hpp"
+#include "history_writer.hpp"
 #include "gorgone/history.hpp"
 #include "gorgone/module.hpp"
 #include "gorgone/protocol/crypto.hpp"
@@ -41,6 +50,9 @@ class Core final : public Host {
   void request_stop() { stop_requested_.store(true); }
   // Async-signal-safe: the loop reopens the log file at its next turn (SIGHUP).
   void request_reopen() { reopen_requested_.store(true); }
+  // A signalfd for SIGTERM/SIGINT (stop) and SIGHUP (reopen the log), read by the loop.
+  // The caller keeps it open while run() runs.
+  void watch_signals(int fd) { signal_fd_ = fd; }
 
   // Host
   void log(Severity severity, std::string_view message) override;
@@ -53,6 +65,8 @@ class Core final : public Host {
   Status send_external(const std::string& routing_id, const protocol::Frame& frame) override;
   void dispatch(const protocol::Frame& frame) override;
   void send_to_parents(const protocol::Frame& frame) override;
+  void history_job(std::function<void(History&)> work, std::function<void()> done) override;
+  void post(std::function<void()> job) override;
 
   static constexpr const char* kInternalEndpoint = "inproc://gorgone-internal";
   const std::map<std::string, std::string>& api_endpoints() const { return api_endpoints_; }
@@ -80,11 +94,21 @@ class Core final : public Host {
   bool send_router(zmq::socket_t& router, const std::string& identity, std::string_view body, bool quiet = false);
   LoadedModule* proxy() const;
   std::string constatus_json();
-  std::string getlog_reply(const std::string& data, int& code);
+  // GETLOG's answer (history thread): the rows a filter selects, a log-sync page cut by
+  // max_rows and max_bytes.
+  static std::string getlog_reply(History& history, const std::string& data, const std::string& id,
+                                  std::int64_t max_rows, std::int64_t max_bytes, int& code);
   void count(const std::string& router, const std::string& action, bool proxied);
 
   CoreConfig config_;
   std::unique_ptr<History> history_;
+  // Every database access of the loop goes through it (history_writer.hpp): rows, GETLOG,
+  // PUTLOG, sessions, and the modules' history_job.
+  std::unique_ptr<HistoryWriter> writer_;
+  std::mutex posted_mu_;
+  std::vector<std::function<void()>> posted_;  // post(): run by the loop; guarded by posted_mu_
+  void wake();          // any thread: rouses the loop (wake_fd_)
+  void run_posted();    // loop thread
   zmq::context_t context_{1};
   std::optional<zmq::socket_t> internal_;
   std::optional<zmq::socket_t> external_;
@@ -119,6 +143,8 @@ class Core final : public Host {
   static constexpr std::chrono::milliseconds kSynclogsInterval{250};
   std::atomic<bool> rows_ended_{false};
   int wake_fd_ = -1;
+  int signal_fd_ = -1;
+  void read_signals();
   std::chrono::steady_clock::time_point last_synclogs_{};
   void synclogs_to_parents();
   void to_parents(const std::string& text);  // to every parent, encrypted for external ones

@@ -102,8 +102,12 @@ void Core::read_external() {
           if (const auto* s = handshake_->session(identity)) {
             IdentityRow row{hex_identity(identity), protocol::to_hex(s->key), protocol::to_hex(s->iv), "", "",
                             s->ctime, s->mtime};
-            Status st = history_->save_identity(row);
-            if (!st) log_error("[core] cannot store session of " + hex_identity(identity) + ": " + st.message());
+            writer_->job(
+                [row](History& h) {
+                  Status st = h.save_identity(row);
+                  if (!st) log_error("[core] cannot store session of " + row.identity + ": " + st.message());
+                },
+                nullptr);
           }
         }
         // The session's mtime is written to the database in batches (tick), not once per
@@ -120,13 +124,20 @@ void Core::read_external() {
 void Core::external_tick(std::int64_t now) {
   if (!touched_identities_.empty() && (now - last_touch_flush_ >= 30 || stopping_)) {
     last_touch_flush_ = now;
+    std::vector<std::pair<std::string, std::int64_t>> touched;
     for (const auto& identity : touched_identities_) {
       const auto* session = handshake_ ? handshake_->session(identity) : nullptr;
-      if (!session) continue;
-      Status st = history_->touch_identity(hex_identity(identity), session->mtime);
-      if (!st) log_error("[core] cannot store the activity of session " + hex_identity(identity) + ": " + st.message());
+      if (session) touched.emplace_back(hex_identity(identity), session->mtime);
     }
     touched_identities_.clear();
+    writer_->job(
+        [touched = std::move(touched)](History& h) {
+          for (const auto& [hex, mtime] : touched) {
+            Status st = h.touch_identity(hex, mtime);
+            if (!st) log_error("[core] cannot store the activity of session " + hex + ": " + st.message());
+          }
+        },
+        nullptr);
   }
   // Every 5 s as in Gorgone, or more often when the rotation period itself is shorter.
   if (now - last_rotation_check_ >= std::min<std::int64_t>(5, config_.external_com_rotation)) {
@@ -142,8 +153,12 @@ void Core::external_tick(std::int64_t now) {
       if (const auto* s = handshake_->session(rot.identity)) {
         IdentityRow row{hex_identity(rot.identity), protocol::to_hex(s->key), protocol::to_hex(s->iv),
                         protocol::to_hex(s->oldkey), protocol::to_hex(s->oldiv), s->ctime, s->mtime};
-        Status st = history_->update_identity_keys(row);
-        if (!st) log_error("[core] cannot store rotated key of " + hex_identity(rot.identity) + ": " + st.message());
+        writer_->job(
+            [row](History& h) {
+              Status st = h.update_identity_keys(row);
+              if (!st) log_error("[core] cannot store rotated key of " + row.identity + ": " + st.message());
+            },
+            nullptr);
       }
       log_info("[core] key rotated for " + hex_identity(rot.identity));
     }

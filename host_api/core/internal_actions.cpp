@@ -1,6 +1,9 @@
 // The core's own actions (Gorgone's internal actions): PING, CONSTATUS, GETLOG, PUTLOG,
 // SYNCLOGS, SETCOREID, GETTHUMBPRINT, INFORMATION, BCAST*, and the counters INFORMATION shows.
 // Loop thread only.
+#include <memory>
+#include <utility>
+
 #include "core.hpp"
 #include "core_text.hpp"
 #include "gorgone/json.hpp"
@@ -41,7 +44,8 @@ std::string Core::constatus_json() {
   return out;
 }
 
-std::string Core::getlog_reply(const std::string& data, int& code) {
+std::string Core::getlog_reply(History& history, const std::string& data, const std::string& id,
+                               std::int64_t max_rows, std::int64_t max_bytes, int& code) {
   json::Document doc;
   GetlogFilter f;
   code = code::kActionFinishKo;
@@ -76,8 +80,8 @@ std::string Core::getlog_reply(const std::string& data, int& code) {
   if (f.empty()) return json::message("need at least one filter");
   // A parent syncing its cursor (the proxy sends exactly {"ctime": x}) gets the backlog
   // in pages, oldest first; any other request keeps Gorgone's answer.
-  if (f.ctime && !f.id && !f.token && !f.etime && !f.code && !f.limit) f.ctime_page = config_.getlog_max_rows;
-  auto rows = history_->getlog(f);
+  if (f.ctime && !f.id && !f.token && !f.etime && !f.code && !f.limit) f.ctime_page = max_rows;
+  auto rows = history.getlog(f);
   if (!rows) {
     log_error("[core] getlog: " + rows.error());
     return json::message("database issue");
@@ -105,7 +109,6 @@ std::string Core::getlog_reply(const std::string& data, int& code) {
     w.EndObject();
     return std::string(sb.GetString(), sb.GetSize());
   };
-  const std::string id = core_info().id;
   // A log-sync page is bounded in bytes too: beyond the parent's max_frame_size its
   // connection is closed and the same page asked again forever. The page is cut only
   // between two ctimes (the parent's next cursor is the last ctime it got, so a row tied
@@ -114,7 +117,7 @@ std::string Core::getlog_reply(const std::string& data, int& code) {
   std::vector<std::string> page;
   bool cut = false;
   const bool paged = f.ctime_page.has_value();
-  const std::size_t cap = static_cast<std::size_t>(config_.getlog_max_bytes);
+  const std::size_t cap = static_cast<std::size_t>(max_bytes);
   // {"action":"getlog","result":[],"more":true,"id":"<id>"}
   const std::size_t envelope = 60 + json::quote(id).size();
   std::size_t size = envelope;
@@ -202,9 +205,17 @@ void Core::run_internal_action(const std::string& router, const std::string& ide
     add_history(token, c, data);
     reply(router, identity, "CONSTATUS", frame.token, c, data);
   } else if (a == "GETLOG") {
-    int c;
-    std::string data = getlog_reply(frame.data, c);
-    reply(router, identity, "ACK", frame.token, c, data);
+    // Read and written into its answer on the history thread: a page of 10 000 rows never
+    // holds up routing. The answer leaves from the loop once it is ready.
+    auto answer = std::make_shared<std::pair<int, std::string>>();
+    writer_->job(
+        [answer, data = frame.data, id, max_rows = config_.getlog_max_rows,
+         max_bytes = config_.getlog_max_bytes](History& h) {
+          answer->second = getlog_reply(h, data, id, max_rows, max_bytes, answer->first);
+        },
+        [this, answer, router, identity, token = frame.token] {
+          reply(router, identity, "ACK", token, answer->first, answer->second);
+        });
   } else if (a == "PUTLOG") {
     json::Document doc;
     if (!json::parse(doc, frame.data) || !doc.IsObject() || !doc.HasMember("code") || !doc.HasMember("data")) {
@@ -217,9 +228,12 @@ void Core::run_internal_action(const std::string& router, const std::string& ide
     if (doc.HasMember("etime")) row.etime = static_cast<std::int64_t>(json::as_number(doc["etime"]).value_or(0));
     if (doc.HasMember("instant")) row.instant = static_cast<int>(json::as_number(doc["instant"]).value_or(0));
     row.data = json::dump(doc["data"]);
-    auto r = history_->add(row);
-    if (r) reply(router, identity, "ACK", frame.token, code::kActionBegin, json::message("message inserted"));
-    else reply(router, identity, "ACK", frame.token, code::kActionFinishKo, json::message("database issue"));
+    auto stored = std::make_shared<bool>(false);
+    writer_->job([stored, row = std::move(row)](History& h) { *stored = h.add(row).ok(); },
+                 [this, stored, router, identity, token = frame.token] {
+                   if (*stored) reply(router, identity, "ACK", token, code::kActionBegin, json::message("message inserted"));
+                   else reply(router, identity, "ACK", token, code::kActionFinishKo, json::message("database issue"));
+                 });
   } else if (a == "SYNCLOGS") {
     reply(router, identity, "ACK", frame.token, code::kActionBegin,
           action_json("synclog", "synclog launched"));

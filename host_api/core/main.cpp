@@ -1,4 +1,9 @@
 // gorgone-host: the reference Gorgone-compatible core.
+#include <pthread.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <iostream>
@@ -10,15 +15,6 @@
 #include "yaml_loader.hpp"
 
 namespace {
-gorgone::Core* g_core = nullptr;
-void on_signal(int) {
-  if (g_core) g_core->request_stop();
-}
-// logrotate sends SIGHUP after moving the log file: open it again, keep running.
-void on_hangup(int) {
-  if (g_core) g_core->request_reopen();
-}
-
 int usage() {
   std::cerr << "usage: gorgone-host --config FILE [--logfile FILE] [--severity debug|info|notice|warning|error]\n";
   return 2;
@@ -69,6 +65,21 @@ int main(int argc, char** argv) {
     gorgone::log_error("[core] " + config_file + ": gorgone.gorgonecore.gorgone_db_name: a libpq connection string is required");
     return 1;
   }
+  // SIGTERM/SIGINT (stop) and SIGHUP (reopen the log, for logrotate) are read by the loop
+  // from a signalfd; blocked here, before any thread starts, so that every thread modules
+  // start inherits the mask and none of them has a blocking call cut short by a signal
+  // meant for the process. Children the modules spawn get an empty mask back.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  int signal_fd = ::signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (signal_fd < 0) {
+    gorgone::log_error(std::string("[core] cannot create a signalfd: ") + std::strerror(errno));
+    return 1;
+  }
   auto history = gorgone::PgHistory::open(config->db_name);
   if (!history) {
     gorgone::log_error("[core] " + history.error());
@@ -79,16 +90,10 @@ int main(int argc, char** argv) {
     gorgone::log_error("[core] " + core.error());
     return 1;
   }
-  g_core = core->get();
-  struct sigaction sa{};
-  sa.sa_handler = on_signal;
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
-  struct sigaction hup{};
-  hup.sa_handler = on_hangup;
-  sigaction(SIGHUP, &hup, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  (*core)->watch_signals(signal_fd);
   int rc = (*core)->run();
-  g_core = nullptr;
+  core->reset();
+  ::close(signal_fd);
   return rc;
 }

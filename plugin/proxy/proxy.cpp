@@ -321,30 +321,80 @@ void Proxy::pull_send(const protocol::Frame& frame, const RouteContext& ctx) {
 }
 
 void Proxy::after_registration(const std::vector<Effect>& effects) {
-  // Every position read in one query when several nodes are new (a central registering its
-  // fleet); one node, or a store without sync_positions, reads its own.
-  std::size_t missing = 0;
-  for (const auto& [id, sync] : registry_.sync()) missing += sync.position_loaded ? 0 : 1;
-  std::optional<std::map<std::string, double>> all;
-  if (missing > 1) {
-    auto r = host_.history().sync_positions();
-    if (r) all = std::move(r.value());
-  }
-  for (auto& [id, s] : registry_.sync()) {
-    if (s.position_loaded) continue;
-    s.position_loaded = true;
-    if (all) {
-      auto it = all->find(id);
-      s.ctime = it == all->end() ? 0 : it->second;
-      continue;
-    }
-    auto pos = host_.history().sync_position(id);
-    if (pos) s.ctime = *pos;
-    else s.position_error = true;
-  }
+  std::vector<std::string> missing;
+  for (const auto& [id, sync] : registry_.sync())
+    if (!sync.position_loaded && !sync.position_loading) missing.push_back(id);
   apply(effects);
   for (auto it = nodes_pool_.begin(); it != nodes_pool_.end();)
     it = registry_.node(it->first) ? std::next(it) : nodes_pool_.erase(it);
+  if (!missing.empty()) load_positions(std::move(missing));
+}
+
+// The log-sync positions of nodes new to the registry, read on the host's history thread:
+// every one in one query when several are new (a central registering its fleet). A GETLOG
+// for one of them meanwhile waits (`again`) and goes once its position is known.
+void Proxy::load_positions(std::vector<std::string> ids) {
+  for (const auto& id : ids) registry_.sync()[id].position_loading = true;
+  struct Loaded {
+    std::map<std::string, double> positions;
+    std::map<std::string, std::string> failed;  // id -> why
+  };
+  auto out = std::make_shared<Loaded>();
+  host_.history_job(
+      [out, ids](History& h) {
+        if (ids.size() > 1) {
+          auto all = h.sync_positions();
+          if (all) {
+            for (const auto& id : ids) {
+              auto it = all->find(id);
+              out->positions[id] = it == all->end() ? 0 : it->second;
+            }
+            return;
+          }
+        }
+        for (const auto& id : ids) {
+          auto pos = h.sync_position(id);
+          if (pos) out->positions[id] = *pos;
+          else out->failed[id] = pos.error();
+        }
+      },
+      [this, alive = std::weak_ptr<bool>(alive_), out] {
+        if (!alive.lock()) return;
+        positions_loaded(out->positions, out->failed);
+      });
+}
+
+void Proxy::positions_loaded(const std::map<std::string, double>& positions,
+                             const std::map<std::string, std::string>& failed) {
+  std::vector<std::string> go;
+  auto& syncs = registry_.sync();
+  for (const auto& [id, ctime] : positions) {
+    auto it = syncs.find(id);
+    if (it == syncs.end() || !registry_.node(id)) continue;  // unregistered meanwhile
+    SyncState& s = it->second;
+    s.position_loading = false;
+    s.position_loaded = true;
+    s.position_error = false;
+    s.ctime = ctime;
+    if (s.again) {
+      s.again = false;
+      go.push_back(id);
+    }
+  }
+  for (const auto& [id, why] : failed) {
+    auto it = syncs.find(id);
+    if (it == syncs.end()) continue;
+    SyncState& s = it->second;
+    s.position_loading = false;
+    s.position_loaded = true;
+    s.position_error = true;  // the next GETLOG reads it again
+    s.again = false;
+    host_.log(Severity::kError, "[proxy] cannot read the log-sync position of node '" + id + "': " + why);
+    std::vector<SyncState::Waiter> waiters;
+    waiters.swap(s.waiters);
+    for (const auto& w : waiters) answer_waiter(w.identity, w.token, id, false, "proxy - problem to getlog");
+  }
+  for (const auto& id : go) route(protocol::Frame{"GETLOG", "", id, "{}"});
 }
 
 void Proxy::apply(const std::vector<Effect>& effects) {
@@ -423,11 +473,17 @@ void Proxy::route(const protocol::Frame& in, const std::string& requester, bool 
     if (parent && !kind(parent->type).answers_getlog) return refuse("proxy - can't get log a ssh target or through a ssh node");
     if (registry_.node(p.target)) {
       SyncState& s = registry_.sync()[p.target];
-      if (s.position_error) {
-        auto pos = host_.history().sync_position(p.target);
-        if (!pos) return refuse("proxy - problem to getlog");
-        s.ctime = *pos;
-        s.position_error = false;
+      if (!s.position_loaded || s.position_error || s.position_loading) {
+        // Its position is not known yet (or could not be read): read it, then sync.
+        if (!s.position_loading) {
+          s.position_error = false;
+          s.position_loaded = false;
+          load_positions({p.target});
+        }
+        SyncState& again = registry_.sync()[p.target];
+        again.again = true;
+        if (!requester.empty()) again.waiters.push_back({requester, frame.token, again.started + 1});
+        return;
       }
       // A node that missed its last ping is not waited for: the asker hears so at once, and
       // the sync still goes (it runs when the node is back).
@@ -488,7 +544,9 @@ void Proxy::setlogs(const protocol::Frame& frame, const json::Document& doc) {
   }
   auto& syncs = registry_.sync();
   auto sit = syncs.find(*id);
-  if (sit == syncs.end() || !sit->second.in_progress) {
+  // While a page is being stored, its sync is still in progress: a second answer (late, or
+  // a hostile repeat) would be filtered against a cursor that has not moved yet.
+  if (sit == syncs.end() || !sit->second.in_progress || sit->second.storing) {
     ko(&frame.token, "proxy - skip setlogs response. Maybe too much time to get response. Retry");
     return;
   }
@@ -500,7 +558,6 @@ void Proxy::setlogs(const protocol::Frame& frame, const json::Document& doc) {
     s->second.last_ping_recv = now;
   }
   if (registry_.last_pong().count(*id)) registry_.last_pong()[*id] = now;
-  sit->second.in_progress = false;
 
   auto result = data->FindMember("result");
   if (result == data->MemberEnd() || !result->value.IsArray()) {
@@ -563,24 +620,51 @@ void Proxy::setlogs(const protocol::Frame& frame, const json::Document& doc) {
                                  (ahead ? ", " + std::to_string(ahead) + " refused for a ctime ahead" : std::string()) +
                                  ")");
   if (rows.empty()) return sync_ended(*id, true, "");
-  std::vector<RefusedRow> refused;
-  Status s = host_.history().store_synced_reporting(*id, rows, position, refused);
+  auto more = data->FindMember("more");
+  const bool next_page = more != data->MemberEnd() && more->value.IsBool() && more->value.GetBool();
+  // Stored on the host's history thread; the sync stays in progress (no other GETLOG for
+  // this node) until the page is in.
+  sit->second.storing = true;
+  struct Stored {
+    Status status;
+    std::vector<RefusedRow> refused;
+    std::vector<std::string> refused_tokens;
+  };
+  auto out = std::make_shared<Stored>();
+  host_.history_job(
+      [out, node = *id, rows = std::move(rows), position](History& h) {
+        out->status = h.store_synced_reporting(node, rows, position, out->refused);
+        for (const auto& r : out->refused) out->refused_tokens.push_back(rows[r.index].token.value_or(""));
+      },
+      [this, alive = std::weak_ptr<bool>(alive_), out, node = *id, position, next_page] {
+        if (!alive.lock()) return;
+        page_stored(node, position, next_page, out->status, out->refused, out->refused_tokens);
+      });
+}
+
+void Proxy::page_stored(const std::string& id, double position, bool next_page, const Status& s,
+                        const std::vector<RefusedRow>& refused, const std::vector<std::string>& tokens) {
+  auto& syncs = registry_.sync();
+  auto sit = syncs.find(id);
+  if (sit == syncs.end()) return;  // unregistered meanwhile
+  sit->second.storing = false;
   if (!s) {
-    host_.log(Severity::kError, "[proxy] cannot store logs of node '" + *id + "': " + s.message());
-    return sync_ended(*id, false, "cannot store the logs: " + s.message());
+    host_.log(Severity::kError, "[proxy] cannot store logs of node '" + id + "': " + s.message());
+    return sync_ended(id, false, "cannot store the logs: " + s.message());
   }
-  for (const auto& r : refused)
-    host_.log(Severity::kError, "[proxy] a row of node '" + *id + "' (token " + json::quote(rows[r.index].token.value_or("")) +
-                                    ") was refused by the history store, a KO row took its place: " + r.reason);
+  for (std::size_t i = 0; i < refused.size(); ++i)
+    host_.log(Severity::kError, "[proxy] a row of node '" + id + "' (token " + json::quote(tokens[i]) +
+                                    ") was refused by the history store, a KO row took its place: " + refused[i].reason);
   sit->second.ctime = position;
   host_.send_to_parents(protocol::Frame{"SYNCLOGS", "", "", "{\"code\":0,\"data\":{\"id\":" + json::quote(core_id_) + "}}"});
   // A node that pages its backlog says so; fetch the next page now rather than one
   // synchistory_time later. The cursor moved, so this cannot loop on the same page.
-  auto more = data->FindMember("more");
-  if (more != data->MemberEnd() && more->value.IsBool() && more->value.GetBool())
-    route(protocol::Frame{"GETLOG", "", *id, "{}"}, std::string(), true);
-  else
-    sync_ended(*id, true, "");
+  if (next_page) {
+    sit->second.in_progress = false;
+    route(protocol::Frame{"GETLOG", "", id, "{}"}, std::string(), true);
+  } else {
+    sync_ended(id, true, "");
+  }
 }
 
 void Proxy::ping_send(std::int64_t now) {
@@ -644,7 +728,7 @@ CheckResult Proxy::check() {
   }
   std::vector<std::string> timed_out;
   for (auto& [id, s] : registry_.sync()) {
-    if (s.in_progress && now - s.in_progress_time > settings_.synchistory_timeout) {
+    if (s.in_progress && !s.storing && now - s.in_progress_time > settings_.synchistory_timeout) {
       ko(nullptr, "proxy - getlog in timeout for '" + id + "'");
       timed_out.push_back(id);
     }

@@ -40,6 +40,11 @@ class Proxy {
   void node_registration(const protocol::Frame& frame, const json::Document& doc, const RouteContext& ctx,
                          const Node* speaker, std::int64_t now);
   void after_registration(const std::vector<Effect>& effects);
+  void load_positions(std::vector<std::string> ids);
+  void positions_loaded(const std::map<std::string, double>& positions, const std::map<std::string, std::string>& failed);
+  // A SETLOGS page stored (or not) on the history thread: moves the cursor, asks the next page.
+  void page_stored(const std::string& id, double position, bool next_page, const Status& s,
+                   const std::vector<RefusedRow>& refused, const std::vector<std::string>& tokens);
   // A worker's frame for a pull node: sent on the node's connection, then answered to the
   // worker (pull_link.hpp).
   void pull_send(const protocol::Frame& frame, const RouteContext& ctx);
@@ -85,6 +90,9 @@ class Proxy {
   // same rows at every sync); bounded per node.
   std::map<std::string, std::set<double>> future_ctimes_logged_;
   bool stopping_ = false;
+  // What the proxy hands the host to run later (history jobs' ends) holds a weak copy: a
+  // job that ends after the proxy is gone does nothing.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::map<std::string, std::string> pull_failed_;  // pull node -> worker session whose frames go back
 };
 

@@ -66,6 +66,8 @@ struct SyncState {
   std::int64_t in_progress_time = -1;
   bool position_error = false;  // position could not be read
   bool position_loaded = false;
+  bool position_loading = false;  // read on the history thread now
+  bool storing = false;           // a page is being stored (in_progress stays true until then)
   // Syncs started (a series of pages counts once) and ended, stored or not. A sync asked
   // for while one is in flight may miss rows written after that one's snapshot: `again`
   // starts another as soon as it ends.

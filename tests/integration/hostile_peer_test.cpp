@@ -3,10 +3,14 @@
 #include <gtest/gtest.h>
 #include <zmq.hpp>
 
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include "fake_node.hpp"
 #include "fleet.hpp"
+#include "proc_stats.hpp"
 #include "gorgone/protocol/frame.hpp"
 #include "wire_client.hpp"
 
@@ -219,6 +223,35 @@ TEST(HostSignals, SighupReopensTheLogFileAndTheHostKeepsServing) {
   ASSERT_EQ(::kill(host.pid(), SIGHUP), 0);
   EXPECT_TRUE(eventually([&] { return occurrences(read_file(log_file), "SIGHUP: log file reopened") == 2; }));
   EXPECT_TRUE(host.alive());
+}
+
+// SIGTERM, SIGINT and SIGHUP are for the loop alone: every thread of the host (workers, REST
+// threads, the history thread) has them blocked, so that none of their blocking calls is
+// cut short by one, and the loop reads them from its signalfd: SIGTERM still stops the host
+// cleanly.
+TEST(HostSignals, EveryThreadBlocksTheStopSignalsAndSigtermStillStopsTheHost) {
+  Fleet fleet;
+  HostSpec central{"1"};
+  central.proxy = true;
+  central.http = true;
+  fleet.declare(central);
+  fleet.start("1");
+  Daemon& host = fleet.daemon("1");
+  ASSERT_TRUE(eventually([&] { return read_file(fleet.log_path("1")).find("REST API on") != std::string::npos; }));
+  const unsigned long long wanted = (1ULL << (SIGHUP - 1)) | (1ULL << (SIGINT - 1)) | (1ULL << (SIGTERM - 1));
+  int threads = 0;
+  std::error_code ec;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(host.pid()) + "/task", ec)) {
+    std::string status = read_proc(task.path().string() + "/status");
+    auto at = status.find("SigBlk:");
+    if (at == std::string::npos) continue;  // the thread ended meanwhile
+    unsigned long long blocked = std::strtoull(status.c_str() + at + 7, nullptr, 16);
+    EXPECT_EQ(blocked & wanted, wanted) << "thread " << task.path().filename() << " can be interrupted by a stop signal";
+    ++threads;
+  }
+  EXPECT_GT(threads, 3);
+  EXPECT_EQ(host.stop(), 0);
+  EXPECT_NE(read_file(fleet.log_path("1")).find("[core] gorgone core stopped"), std::string::npos);
 }
 
 }  // namespace

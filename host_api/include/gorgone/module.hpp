@@ -17,6 +17,7 @@
 
 #include <boost/dll/alias.hpp>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,7 +31,8 @@
 namespace gorgone {
 
 inline constexpr unsigned kAbiMajor = 1;
-inline constexpr unsigned kAbiMinor = 2;  // 1: History::store_synced_reporting; 2: History::sync_positions
+inline constexpr unsigned kAbiMinor = 3;  // 1: History::store_synced_reporting; 2: History::sync_positions;
+                                          // 3: Host::history_job, Host::post
 
 struct AbiVersion {
   unsigned major;
@@ -106,6 +108,18 @@ class Host {
   // Sends a frame to every peer that pinged this core within 30 min (SYNCLOGS to parents).
   // SYNCLOGS is coalesced: the parents get at most one every 250 ms, carrying this core's id.
   virtual void send_to_parents(const protocol::Frame& frame) = 0;
+
+  // --- ABI 1.3, thread-safe.
+  // Runs `work` on the host's history thread, after every history write asked for before it
+  // (add_history rows included), then `done`, if not empty, on the loop thread. A hook that
+  // needs the database goes this way: the loop never waits for it. `work` must not touch the
+  // module's loop-thread state; `done` may. At exit, `done`s not run yet are dropped before
+  // the module's library is unloaded.
+  virtual void history_job(std::function<void(History&)> work, std::function<void()> done) = 0;
+  // Runs `job` on the loop thread soon (after the hook in progress, if any): a module
+  // thread's way to hand its loop-thread side something without a frame on the internal
+  // router. Jobs run in the order they were posted.
+  virtual void post(std::function<void()> job) = 0;
 };
 
 // ---- hook signatures (the exported symbols)

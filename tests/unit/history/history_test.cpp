@@ -11,6 +11,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
+#include <future>
 #include <iostream>
 #include <map>
 #include <set>
@@ -19,6 +21,7 @@
 #include <vector>
 
 #include "history_pg.hpp"
+#include "history_writer.hpp"
 #include "pg_fixture.hpp"
 
 namespace gorgone {
@@ -687,6 +690,95 @@ TEST(PgHistoryServerDown, ClearErrorThenRecovers) {
   auto rows = history.getlog(GetlogFilter());
   ASSERT_TRUE(rows.ok()) << rows.error();
   EXPECT_EQ(rows->size(), 2u);
+}
+
+// ---- HistoryWriter: the host's history thread, on a real store.
+
+bool WaitFor(const std::function<bool()>& done, std::chrono::seconds limit = std::chrono::seconds(60)) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+// Rows go in the order they were queued, in batches; a job queued after them (GETLOG)
+// sees every one; its end runs on the thread that plays the loop, once woken.
+TEST(HistoryWriterTest, RowsGoInOrderAndAJobQueuedAfterThemSeesThem) {
+  std::string db = PgCluster::shared().create_database();
+  auto h = PgHistory::open(db);
+  ASSERT_TRUE(h.ok()) << h.error();
+  std::atomic<int> wakes{0};
+  HistoryWriter writer(*h.value(), [&] { ++wakes; });
+  writer.start();
+  const int n = 2500;  // more than two batches
+  for (int i = 0; i < n; ++i) ASSERT_TRUE(writer.add(Row("t", 0, std::to_string(i))));
+  std::size_t seen = 0;
+  bool ended = false;
+  writer.job([&](History& store) { seen = store.getlog(GetlogFilter{{}, std::string("t")}).value().size(); },
+             [&] { ended = true; });
+  ASSERT_TRUE(WaitFor([&] { return wakes.load() > 0; }));
+  EXPECT_FALSE(ended) << "a job's end ran on the history thread";
+  writer.run_done();
+  EXPECT_TRUE(ended);
+  EXPECT_EQ(seen, static_cast<std::size_t>(n));
+  auto rows = h.value()->getlog(GetlogFilter{{}, std::string("t")});
+  ASSERT_TRUE(rows.ok()) << rows.error();
+  ASSERT_EQ(rows->size(), static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) ASSERT_EQ((*rows)[i].data, std::to_string(i)) << "row " << i << " out of order";
+  for (int i = 1; i < n; ++i) ASSERT_LT((*rows)[i - 1].ctime, (*rows)[i].ctime);
+  EXPECT_EQ(writer.stats().rows_written, static_cast<std::uint64_t>(n));
+}
+
+// A server restart (or a longer outage) costs no row: the rows wait and go in once the
+// server is back, and the callers never waited.
+TEST(HistoryWriterTest, RowsWaitWhileTheServerIsDownAndNoneIsLost) {
+  PgCluster cluster;
+  auto h = PgHistory::open(cluster.conninfo());
+  ASSERT_TRUE(h.ok()) << h.error();
+  HistoryWriter writer(*h.value(), nullptr);
+  writer.start();
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(writer.add(Row("t", 0, "before")));
+  ASSERT_TRUE(WaitFor([&] { return writer.stats().rows_written == 10; }));
+  cluster.stop();
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(writer.add(Row("t", 0, "during")));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5)) << "add waited for the database";
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));  // a few failed attempts
+  EXPECT_EQ(writer.stats().rows_written, 10u);
+  cluster.start();
+  ASSERT_TRUE(WaitFor([&] { return writer.stats().rows_written == 30; })) << writer.stats().rows_written;
+  writer.stop();
+  EXPECT_EQ(writer.stats().rows_dropped, 0u);
+  EXPECT_EQ(PgValue(cluster.conninfo(), "SELECT count(*) FROM gorgone_history WHERE data = 'during'"), "20");
+}
+
+// The queue is bounded: with the store stuck, rows past the bound are refused (and counted)
+// instead of growing the process without end; the ones queued are written once it moves.
+TEST(HistoryWriterTest, PastItsBoundNewRowsAreRefusedAndCounted) {
+  std::string db = PgCluster::shared().create_database();
+  auto h = PgHistory::open(db);
+  ASSERT_TRUE(h.ok()) << h.error();
+  HistoryWriter writer(*h.value(), nullptr, 100);
+  writer.start();
+  std::promise<void> release;
+  std::shared_future<void> gate = release.get_future().share();
+  std::atomic<bool> stuck{false};
+  writer.job(
+      [&](History&) {
+        stuck = true;
+        gate.wait();
+      },
+      nullptr);
+  ASSERT_TRUE(WaitFor([&] { return stuck.load(); }));
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(writer.add(Row("t", 0, "{}"))) << i;
+  EXPECT_FALSE(writer.add(Row("t", 0, "{}")));
+  EXPECT_EQ(writer.stats().rows_dropped, 1u);
+  EXPECT_EQ(writer.stats().queued, 100u);
+  release.set_value();
+  writer.stop();
+  EXPECT_EQ(PgValue(db, "SELECT count(*) FROM gorgone_history"), "100");
 }
 
 TEST(PgHistoryOpen, ErrorsSayWhatFailedWithoutThePassword) {

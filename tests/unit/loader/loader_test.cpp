@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "module_loader.hpp"
+#include "recording_host.hpp"
 
 namespace {
 namespace fs = std::filesystem;
@@ -13,22 +14,7 @@ std::string dir() { return std::getenv("GORGONE_TEST_MODULES"); }
 std::string proxy_dir() { return std::getenv("GORGONE_PROXY_DIR"); }
 
 // register() of the test module never touches the host.
-class NullHost : public gorgone::Host {
- public:
-  void log(gorgone::Severity, std::string_view) override {}
-  gorgone::History& history() override { std::abort(); }
-  zmq::context_t& zmq_context() override { return ctx_; }
-  gorgone::CoreInfo core_info() const override { return {}; }
-  bool stopping() const override { return false; }
-  void add_history(const std::string*, int, std::string_view, int) override {}
-  void send_internal(std::string_view, const gorgone::protocol::Frame&) override {}
-  gorgone::Status send_external(const std::string&, const gorgone::protocol::Frame&) override { return {}; }
-  void dispatch(const gorgone::protocol::Frame&) override {}
-  void send_to_parents(const gorgone::protocol::Frame&) override {}
-
- private:
-  zmq::context_t ctx_;
-};
+using NullHost = gorgone::testing::RecordingHost;
 
 std::string load_error(const std::string& file) {
   auto r = gorgone::load_module("t", dir() + "/" + file);

@@ -23,6 +23,7 @@
 #include "gorgone/protocol/frame.hpp"
 #include "gorgone/status_codes.hpp"
 #include "memory_history.hpp"
+#include "recording_host.hpp"
 #include "worker.hpp"
 
 namespace gorgone::proxy {
@@ -41,59 +42,10 @@ bool eventually(const std::function<bool()>& done, std::chrono::seconds limit = 
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
-class CopyHost : public Host {
+class CopyHost : public gorgone::testing::RecordingHost {
  public:
-  explicit CopyHost(std::string endpoint) : endpoint_(std::move(endpoint)) {}
-  void log(Severity, std::string_view message) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    logs_.emplace_back(message);
-  }
-  History& history() override { return history_; }
-  zmq::context_t& zmq_context() override { return context_; }
-  CoreInfo core_info() const override { return CoreInfo{"1", "central", "", "", endpoint_, "always"}; }
-  bool stopping() const override { return false; }
-  void add_history(const std::string* token, int code, std::string_view data, int) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    rows_.push_back({token ? *token : "", code, std::string(data)});
-  }
-  void send_internal(std::string_view, const protocol::Frame&) override {}
-  Status send_external(const std::string&, const protocol::Frame&) override { return Status::success(); }
-  void dispatch(const protocol::Frame&) override {}
-  void send_to_parents(const protocol::Frame&) override {}
-
-  std::vector<std::pair<int, std::string>> rows_for(const std::string& token) {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::vector<std::pair<int, std::string>> out;
-    for (const auto& r : rows_)
-      if (r.token == token) out.emplace_back(r.code, r.data);
-    return out;
-  }
-  bool logged(const std::string& text) {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& l : logs_)
-      if (contains(l, text)) return true;
-    return false;
-  }
-  std::string all_logs() {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::string out;
-    for (const auto& l : logs_) out += l + "\n";
-    return out;
-  }
-
+  explicit CopyHost(std::string endpoint) : RecordingHost(&history_, CoreInfo{"1", "central", "", "", endpoint, "always"}) {}
   test::MemoryHistory history_;
-  zmq::context_t context_;
-
- private:
-  struct Row {
-    std::string token;
-    int code;
-    std::string data;
-  };
-  std::string endpoint_;
-  std::mutex mu_;
-  std::vector<std::string> logs_;
-  std::vector<Row> rows_;
 };
 
 // The node's transport: records what it is given and the most it ever held in flight; the
@@ -432,10 +384,10 @@ TEST_F(CopyWindow, ASessionClosedMidSeriesKosTheSeriesAndNeverSendsItsEnd) {
   ASSERT_TRUE(eventually([&] { return !host_->rows_for("copy-4").empty(); }));
   auto rows = host_->rows_for("copy-4");
   ASSERT_EQ(rows.size(), 1u);
-  EXPECT_EQ(rows[0].first, code::kActionFinishKo);
-  EXPECT_TRUE(contains(rows[0].second, "Send message problem for '2': remote copy failed: the session with node '2' "
+  EXPECT_EQ(rows[0].code, code::kActionFinishKo);
+  EXPECT_TRUE(contains(rows[0].data, "Send message problem for '2': remote copy failed: the session with node '2' "
                                        "was closed with 16 chunk(s) unanswered"))
-      << rows[0].second;
+      << rows[0].data;
   EXPECT_TRUE(host_->logged("[proxy] node '2': session closed with 16 PROCESSCOPY message(s) unanswered; copy to '2' "
                             "abandoned"))
       << host_->all_logs();

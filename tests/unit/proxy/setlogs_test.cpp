@@ -11,6 +11,7 @@
 #include "history_pg.hpp"
 #include "pg_fixture.hpp"
 #include "proxy.hpp"
+#include "recording_host.hpp"
 
 namespace gorgone::proxy {
 namespace {
@@ -19,34 +20,9 @@ using gorgone_test::PgCluster;
 using gorgone_test::PgValue;
 
 // Records what the proxy asks of its host; history() is a real PgHistory.
-class FakeHost : public Host {
+class FakeHost : public gorgone::testing::RecordingHost {
  public:
-  explicit FakeHost(History& history) : history_(history) {}
-  void log(Severity, std::string_view message) override { logs.emplace_back(message); }
-  History& history() override { return history_; }
-  zmq::context_t& zmq_context() override { return context_; }
-  CoreInfo core_info() const override { return CoreInfo{"1", "central", "", "", "", "first"}; }
-  bool stopping() const override { return false; }
-  void add_history(const std::string* token, int code, std::string_view data, int) override {
-    kos.push_back({token ? *token : "<none>", code, std::string(data)});
-  }
-  void send_internal(std::string_view, const protocol::Frame&) override {}
-  Status send_external(const std::string&, const protocol::Frame&) override { return Status::success(); }
-  void dispatch(const protocol::Frame&) override {}
-  void send_to_parents(const protocol::Frame& frame) override { parents.push_back(frame); }
-
-  struct Row {
-    std::string token;
-    int code;
-    std::string data;
-  };
-  std::vector<std::string> logs;
-  std::vector<Row> kos;
-  std::vector<protocol::Frame> parents;
-
- private:
-  History& history_;
-  zmq::context_t context_;
+  explicit FakeHost(History& history) : RecordingHost(&history, CoreInfo{"1", "central", "", "", "", "first"}) {}
 };
 
 class SetlogsTest : public ::testing::Test {
@@ -63,6 +39,7 @@ class SetlogsTest : public ::testing::Test {
 
   void send(const std::string& action, const std::string& data, const std::string& token = "tok") {
     proxy_->routing(protocol::Frame{action, token, "", data}, RouteContext{"internal", "x"});
+    host_->run_posted();  // what the loop would run next: the ends of history jobs
   }
   // As if the proxy had sent GETLOG to node 2 and was waiting for the answer.
   void asked() { proxy_->registry().sync()["2"].in_progress = true; }
@@ -72,7 +49,7 @@ class SetlogsTest : public ::testing::Test {
   long stored() { return std::stol(PgValue(db_, "SELECT count(*) FROM gorgone_history")); }
   double position() { return history_->sync_position("2").value(); }
   bool logged(const std::string& text) {
-    for (const auto& l : host_->logs)
+    for (const auto& l : host_->logs())
       if (l.find(text) != std::string::npos) return true;
     return false;
   }
@@ -95,18 +72,18 @@ TEST_F(SetlogsTest, StoresRowsMovesThePositionCountsAsPongAndTellsParents) {
   EXPECT_EQ(PgValue(db_, "SELECT count(*) FROM gorgone_history WHERE token IS NULL AND instant = 1"), "1");
   EXPECT_FALSE(proxy_->registry().sync()["2"].in_progress);
   EXPECT_GT(proxy_->registry().status()["2"].last_ping_recv, 0);
-  ASSERT_EQ(host_->parents.size(), 1u);
-  EXPECT_EQ(host_->parents[0].action, "SYNCLOGS");
+  ASSERT_EQ(host_->parents().size(), 1u);
+  EXPECT_EQ(host_->parents()[0].action, "SYNCLOGS");
   // The core id is empty here: the proxy was never given one (init), so no worker runs.
-  EXPECT_EQ(host_->parents[0].data, R"({"code":0,"data":{"id":""}})");
-  EXPECT_TRUE(host_->kos.empty());
+  EXPECT_EQ(host_->parents()[0].data, R"({"code":0,"data":{"id":""}})");
+  EXPECT_TRUE(host_->rows().empty());
 }
 
 TEST_F(SetlogsTest, AnAnswerNobodyWaitsForIsRefused) {
   send("SETLOGS", setlogs(R"([{"ctime":1,"code":0,"data":"{}"}])"));
   EXPECT_EQ(stored(), 0);
-  ASSERT_EQ(host_->kos.size(), 1u);
-  EXPECT_EQ(host_->kos[0].data,
+  ASSERT_EQ(host_->rows().size(), 1u);
+  EXPECT_EQ(host_->rows()[0].data,
             R"({"message":"proxy - skip setlogs response. Maybe too much time to get response. Retry"})");
 }
 
@@ -118,16 +95,16 @@ TEST_F(SetlogsTest, MalformedPayloadsAreRefusedAndChangeNothing) {
       setlogs(R"([["ctime", 1]])"),
   };
   for (const auto& payload : bad) {
-    host_->kos.clear();
+    host_->clear_rows();
     asked();
     send("SETLOGS", payload);
     EXPECT_EQ(stored(), 0) << payload;
     EXPECT_EQ(position(), 0) << payload;
-    ASSERT_EQ(host_->kos.size(), 1u) << payload;
-    EXPECT_EQ(host_->kos[0].code, 1) << payload;
-    EXPECT_EQ(host_->kos[0].token, "tok") << payload;
+    ASSERT_EQ(host_->rows().size(), 1u) << payload;
+    EXPECT_EQ(host_->rows()[0].code, 1) << payload;
+    EXPECT_EQ(host_->rows()[0].token, "tok") << payload;
   }
-  EXPECT_TRUE(host_->parents.empty());
+  EXPECT_TRUE(host_->parents().empty());
 }
 
 TEST_F(SetlogsTest, RowsWithABadCtimeAreSkippedWithALogLine) {
@@ -172,7 +149,7 @@ TEST_F(SetlogsTest, ACtimeFarAheadIsRefusedOnceLoggedAndNeverMovesTheCursor) {
   EXPECT_TRUE(logged("(2 rows, 2 refused for a ctime ahead)"));
   auto lines = [&](const std::string& text) {
     int n = 0;
-    for (const auto& l : host_->logs) n += l.find("node '2'") != std::string::npos && l.find(text) != std::string::npos;
+    for (const auto& l : host_->logs()) n += l.find("node '2'") != std::string::npos && l.find(text) != std::string::npos;
     return n;
   };
   EXPECT_EQ(lines("1.0000000000000001e+300"), 1);
@@ -184,7 +161,7 @@ TEST_F(SetlogsTest, ACtimeFarAheadIsRefusedOnceLoggedAndNeverMovesTheCursor) {
   EXPECT_EQ(stored(), 3);  // within a day: accepted
   EXPECT_EQ(position(), now + 3600);
   EXPECT_EQ(lines("1.0000000000000001e+300"), 1);
-  EXPECT_TRUE(host_->kos.empty());
+  EXPECT_TRUE(host_->rows().empty());
 }
 
 // A Perl poller passes a command's Latin-1 output through, and a NUL as "\u0000": the rows
@@ -284,7 +261,7 @@ class CountingHistory : public History {
 };
 
 // A central registering its fleet reads every node's position in one query, not one query
-// per node on the loop thread.
+// per node.
 TEST(SyncPositions, AFleetRegisteringReadsEveryPositionInOneQuery) {
   std::string db = PgCluster::shared().create_database();
   auto pg = PgHistory::open(db);
@@ -299,6 +276,7 @@ TEST(SyncPositions, AFleetRegisteringReadsEveryPositionInOneQuery) {
   FakeHost host(counting);
   Proxy proxy(host, Settings());
   proxy.routing(protocol::Frame{"REGISTERNODES", "tok", "", R"({"nodes":[)" + nodes + "]}"}, RouteContext{"internal", "x"});
+  host.run_posted();
   EXPECT_EQ(counting.all_at_once, 1);
   EXPECT_EQ(counting.one_by_one, 0);
   for (int i = 2; i < 42; ++i)
@@ -307,8 +285,44 @@ TEST(SyncPositions, AFleetRegisteringReadsEveryPositionInOneQuery) {
   proxy.routing(protocol::Frame{"REGISTERNODES", "tok", "",
                                 R"({"nodes":[{"id":"50","type":"push_zmq","address":"127.0.0.1","port":1}]})"},
                 RouteContext{"internal", "x"});
+  host.run_posted();
   EXPECT_EQ(counting.all_at_once, 1);
   EXPECT_EQ(counting.one_by_one, 1);
+}
+
+// The loop never waits for the database: registering nodes and storing a page only queue
+// work for the history thread. A SETLOGS page is stored before the cursor moves, and an
+// answer arriving meanwhile is refused instead of being stored twice.
+TEST(SyncPositions, TheLoopQueuesDatabaseWorkAndSyncsFromThePositionOnceKnown) {
+  std::string db = PgCluster::shared().create_database();
+  auto pg = PgHistory::open(db);
+  ASSERT_TRUE(pg.ok()) << pg.error();
+  ASSERT_TRUE(pg.value()->store_synced("2", {}, 1700000000.25).ok());
+  CountingHistory counting(*pg.value());
+  FakeHost host(counting);
+  host.defer_history_jobs = true;
+  Proxy proxy(host, Settings());
+  proxy.routing(protocol::Frame{"REGISTERNODES", "tok", "",
+                                R"({"nodes":[{"id":"2","type":"push_zmq","address":"127.0.0.1","port":1}]})"},
+                RouteContext{"internal", "x"});
+  EXPECT_EQ(counting.one_by_one + counting.all_at_once, 0) << "the position was read on the loop";
+  EXPECT_EQ(proxy.registry().sync()["2"].ctime, 0.0);
+  host.run_posted();
+  EXPECT_EQ(proxy.registry().sync()["2"].ctime, 1700000000.25);
+  proxy.registry().sync()["2"].in_progress = true;  // as if the GETLOG had gone
+  const std::string page =
+      R"({"code":0,"data":{"action":"getlog","id":"2","result":[{"ctime":1700000001.5,"code":2,"token":"t1","data":"{}"}]}})";
+  proxy.routing(protocol::Frame{"SETLOGS", "tok", "", page}, RouteContext{"internal", "x"});
+  EXPECT_TRUE(proxy.registry().sync()["2"].in_progress) << "the sync ended before its page was stored";
+  EXPECT_EQ(PgValue(db, "SELECT count(*) FROM gorgone_history"), "0") << "stored on the loop";
+  proxy.routing(protocol::Frame{"SETLOGS", "tok2", "", page}, RouteContext{"internal", "x"});
+  host.run_posted();
+  EXPECT_EQ(PgValue(db, "SELECT count(*) FROM gorgone_history WHERE token = 't1'"), "1");
+  EXPECT_EQ(proxy.registry().sync()["2"].ctime, 1700000001.5);
+  EXPECT_FALSE(proxy.registry().sync()["2"].in_progress);
+  bool refused = false;
+  for (const auto& r : host.rows_for("tok2")) refused |= r.data.find("skip setlogs response") != std::string::npos;
+  EXPECT_TRUE(refused) << "the repeated answer was not refused";
 }
 
 }  // namespace

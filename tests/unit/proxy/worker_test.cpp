@@ -26,6 +26,7 @@
 #include "gorgone/protocol/handshake.hpp"
 #include "gorgone/status_codes.hpp"
 #include "memory_history.hpp"
+#include "recording_host.hpp"
 #include "worker.hpp"
 
 namespace gorgone::proxy {
@@ -55,15 +56,10 @@ int free_port() {
   return ntohs(a.sin_port);
 }
 
-class FakeHost : public Host {
+class FakeHost : public gorgone::testing::RecordingHost {
  public:
-  FakeHost(std::string endpoint, std::string privkey) : endpoint_(std::move(endpoint)), privkey_(std::move(privkey)) {}
+  FakeHost(std::string endpoint, std::string privkey) : RecordingHost(&history_), endpoint_(std::move(endpoint)), privkey_(std::move(privkey)) {}
 
-  void log(Severity, std::string_view message) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    logs_.emplace_back(message);
-  }
-  History& history() override { return history_; }
   zmq::context_t& zmq_context() override {
     if (fail_context > 0) {
       --fail_context;
@@ -78,57 +74,15 @@ class FakeHost : public Host {
     }
     return CoreInfo{"1", "central", privkey_, "", endpoint_, fingerprint_mode};
   }
-  bool stopping() const override { return false; }
-  void add_history(const std::string* token, int code, std::string_view data, int) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    rows_.push_back({token ? *token : "", code, std::string(data)});
-  }
-  void send_internal(std::string_view, const protocol::Frame&) override {}
-  Status send_external(const std::string&, const protocol::Frame&) override { return Status::success(); }
-  void dispatch(const protocol::Frame&) override {}
-  void send_to_parents(const protocol::Frame&) override {}
-
-  struct Row {
-    std::string token;
-    int code;
-    std::string data;
-  };
-  std::vector<Row> rows_for(const std::string& token) {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::vector<Row> out;
-    for (const auto& r : rows_)
-      if (r.token == token) out.push_back(r);
-    return out;
-  }
-  std::size_t row_count() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return rows_.size();
-  }
-  bool logged(const std::string& text) {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& l : logs_)
-      if (l.find(text) != std::string::npos) return true;
-    return false;
-  }
-  std::string all_logs() {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::string out;
-    for (const auto& l : logs_) out += l + "\n";
-    return out;
-  }
 
   // Host services that fail the next n times they are asked (a worker must survive that).
   mutable std::atomic<int> fail_core_info{0};
   std::atomic<int> fail_context{0};
   std::string fingerprint_mode = "always";  // set before the worker starts
   MemoryHistory history_;
-  zmq::context_t context_;
 
  private:
   std::string endpoint_, privkey_;
-  std::mutex mu_;
-  std::vector<std::string> logs_;
-  std::vector<Row> rows_;
 };
 
 // A push_zmq node: an external ROUTER with the server side of the handshake. It never

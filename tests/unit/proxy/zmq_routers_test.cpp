@@ -11,39 +11,14 @@
 #include <string>
 #include <vector>
 
+#include "recording_host.hpp"
 #include "zmq_routers.hpp"
 
 namespace gorgone::proxy {
 namespace {
 using namespace std::chrono_literals;
 
-class LogHost : public Host {
- public:
-  void log(Severity, std::string_view message) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    logs_.emplace_back(message);
-  }
-  History& history() override { throw std::runtime_error("no history here"); }
-  zmq::context_t& zmq_context() override { return context_; }
-  CoreInfo core_info() const override { return CoreInfo{"1", "central", "", "", "", "always"}; }
-  bool stopping() const override { return false; }
-  void add_history(const std::string*, int, std::string_view, int) override {}
-  void send_internal(std::string_view, const protocol::Frame&) override {}
-  Status send_external(const std::string&, const protocol::Frame&) override { return Status::success(); }
-  void dispatch(const protocol::Frame&) override {}
-  void send_to_parents(const protocol::Frame&) override {}
-  bool logged(const std::string& text) {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (const auto& l : logs_)
-      if (l.find(text) != std::string::npos) return true;
-    return false;
-  }
-  zmq::context_t context_;
-
- private:
-  std::mutex mu_;
-  std::vector<std::string> logs_;
-};
+using LogHost = gorgone::testing::RecordingHost;
 
 struct Peer : RouterPeer {
   void on_message(std::string body) override { messages.push_back(std::move(body)); }
