@@ -17,9 +17,56 @@ const char* const kLocalEvents[] = {"PONG", "PONGRESET", "UNREGISTERNODES", "REG
 
 }  // namespace
 
-Proxy::Proxy(Host& host, Settings settings) : host_(host), settings_(settings) {}
+Proxy::Proxy(Host& host, Settings settings) : host_(host), settings_(settings) {
+  // The hooks' own channel to the workers: a ROUTER on the loop thread that their control
+  // sockets connect to. Unique per proxy (a test may run several in one process).
+  char endpoint[64];
+  std::snprintf(endpoint, sizeof endpoint, "inproc://gorgone-proxy-workers-%p", static_cast<void*>(this));
+  workers_endpoint_ = endpoint;
+  workers_router_.emplace(host_.zmq_context(), zmq::socket_type::router);
+  workers_router_->set(zmq::sockopt::linger, 0);
+  workers_router_->set(zmq::sockopt::router_mandatory, 1);
+  // In-process peers: a burst towards a busy worker waits in its queue (each node's own
+  // queue is bounded by the worker) instead of being dropped.
+  workers_router_->set(zmq::sockopt::sndhwm, 0);
+  workers_router_->bind(workers_endpoint_);
+}
 
 Proxy::~Proxy() { stop(); }
+
+Worker::Delivery Proxy::delivery(int pool_id) {
+  // Runs on the worker's thread: the frame goes to the loop, where the hooks run.
+  return [this, alive = std::weak_ptr<bool>(alive_), pool_id](protocol::Frame frame,
+                                                              std::shared_ptr<json::Document> doc) {
+    host_.post([this, alive, pool_id, frame = std::move(frame), doc = std::move(doc)] {
+      if (!alive.lock()) return;
+      from_worker(pool_id, frame, doc.get());
+    });
+  };
+}
+
+void Proxy::from_worker(int pool_id, const protocol::Frame& frame, json::Document* doc) {
+  RouteContext ctx{"internal", "gorgone-proxy-" + std::to_string(pool_id)};
+  if (!doc) return routing(frame, ctx);
+  handle(frame, *doc, ctx);
+}
+
+void Proxy::to_worker(const std::string& identity, const protocol::Frame& frame) {
+  if (!workers_router_) {  // stopped
+    if (!frame.token.empty()) ko(&frame.token, "proxy - stopped");
+    return;
+  }
+  std::string text = protocol::build_frame(frame);
+  try {
+    if (workers_router_->send(zmq::buffer(identity), zmq::send_flags::sndmore | zmq::send_flags::dontwait) &&
+        workers_router_->send(zmq::buffer(text), zmq::send_flags::dontwait))
+      return;
+    host_.log(Severity::kError, "[proxy] " + identity + " cannot take " + frame.action + " now: not sent");
+  } catch (const zmq::error_t& e) {
+    host_.log(Severity::kError, "[proxy] cannot send " + frame.action + " to " + identity + ": " + e.what());
+  }
+  if (!frame.token.empty()) ko(&frame.token, "proxy - cannot reach its worker");
+}
 
 void Proxy::init(const std::string& core_id) {
   core_id_ = core_id;
@@ -47,6 +94,7 @@ void Proxy::start_workers() {
     int pool_id = static_cast<int>(workers_.size()) + 1;
     workers_.push_back(std::make_unique<Worker>(pool_id, host_, settings_, core_id_));
     workers_.back()->set_wss(wss_);
+    workers_.back()->set_proxy_channel(workers_endpoint_, delivery(pool_id));
     ready_.push_back(false);
     workers_.back()->start();
   }
@@ -56,6 +104,9 @@ void Proxy::stop() {
   stopping_ = true;
   for (auto& w : workers_) w->shut_down();
   if (wss_) wss_->stop();
+  // Closed now, not with the library: a library that stays loaded until exit would keep the
+  // socket open past the core's zmq_ctx_term, which then waits for it forever.
+  workers_router_.reset();
 }
 
 int Proxy::ready_percent() const {
@@ -90,6 +141,10 @@ void Proxy::routing(const protocol::Frame& frame, const RouteContext& ctx) {
     ko(&frame.token, "proxy - cannot decode json");
     return;
   }
+  handle(frame, doc, ctx);
+}
+
+void Proxy::handle(const protocol::Frame& frame, json::Document& doc, const RouteContext& ctx) {
   const std::string& a = frame.action;
   const bool external = ctx.router_type == "external";
   const bool from_node = external || relayed(ctx);
@@ -301,7 +356,7 @@ void Proxy::pull_send(const protocol::Frame& frame, const RouteContext& ctx) {
   }
   const std::string& id = frame.target;
   auto answer = [&](const char* action) {
-    host_.send_internal(ctx.identity, protocol::Frame{action, frame.token, id + "~~" + id,
+    to_worker(ctx.identity, protocol::Frame{action, frame.token, id + "~~" + id,
                                                       action == kPullReturn ? frame.data : std::string("{}")});
   };
   // After one frame of a session could not go, the later ones go back untried, so that the
@@ -411,8 +466,8 @@ void Proxy::apply(const std::vector<Effect>& effects) {
     // the worker that owns it directly (a node no worker knows has nothing to drop).
     auto pool = nodes_pool_.find(e.id);
     if (pool == nodes_pool_.end()) continue;
-    host_.send_internal("gorgone-proxy-" + std::to_string(pool->second),
-                        protocol::Frame{"PROXYDELNODE", "", e.id + "~~" + e.id, e.data});
+    to_worker("gorgone-proxy-" + std::to_string(pool->second),
+              protocol::Frame{"PROXYDELNODE", "", e.id + "~~" + e.id, e.data});
     nodes_pool_.erase(pool);
   }
 }
@@ -446,7 +501,7 @@ void Proxy::send_to_pool(const std::string& parent, const protocol::Frame& frame
     if (!frame.token.empty()) ko(&frame.token, "proxy - still not ready");
     return;
   }
-  host_.send_internal("gorgone-proxy-" + std::to_string(pool), frame);
+  to_worker("gorgone-proxy-" + std::to_string(pool), frame);
 }
 
 void Proxy::route(const protocol::Frame& in, const std::string& requester, bool continuation) {
@@ -753,6 +808,7 @@ CheckResult Proxy::check() {
       workers_[i]->stop();  // its thread has ended: this only joins it
       next->adopt(*workers_[i]);
       next->set_wss(wss_);
+      next->set_proxy_channel(workers_endpoint_, delivery(static_cast<int>(i + 1)));
       workers_[i] = std::move(next);
       workers_[i]->start();
     }

@@ -5,6 +5,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -34,6 +35,12 @@ class Proxy {
 
  private:
   static bool relayed(const RouteContext& ctx);  // a node's own frame, relayed by a worker
+  // The proxy's own channel to its workers (worker.hpp, set_proxy_channel).
+  Worker::Delivery delivery(int pool_id);
+  void from_worker(int pool_id, const protocol::Frame& frame, json::Document* doc);
+  void to_worker(const std::string& identity, const protocol::Frame& frame);
+  // routing() once frame.data is parsed.
+  void handle(const protocol::Frame& frame, json::Document& doc, const RouteContext& ctx);
   std::string describe(const RouteContext& ctx, const protocol::Frame& frame) const;
   static void set_sender_id(json::Document& doc, const std::string& id);
   void proxy_ready(const json::Document& doc);
@@ -74,6 +81,8 @@ class Proxy {
   std::string core_id_;
   Registry registry_;
   std::shared_ptr<WssServer> wss_;  // the listener for wss/pullwss pollers, when enabled
+  std::string workers_endpoint_;
+  std::optional<zmq::socket_t> workers_router_;  // the workers' control sockets connect here
   std::vector<std::unique_ptr<Worker>> workers_;  // index = pool id - 1
   std::vector<bool> ready_;
   std::map<std::string, int> nodes_pool_;

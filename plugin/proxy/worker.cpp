@@ -153,7 +153,7 @@ void Worker::start() {
     // In-process link to the core: never drop on a high-water mark (see the core's router).
     control_->set(zmq::sockopt::sndhwm, 0);
     control_->set(zmq::sockopt::rcvhwm, 0);
-    control_->connect(host_.core_info().internal_endpoint);
+    control_->connect(control_endpoint_.empty() ? host_.core_info().internal_endpoint : control_endpoint_);
   }
   thread_ = std::thread([this] {
     std::optional<std::string> error;
@@ -196,8 +196,13 @@ void Worker::stop() {
 }
 
 void Worker::to_core(std::string_view action, std::string_view token, std::string_view data) {
-  std::string text = protocol::build_frame(action, token, "", data);
-  control_->send(zmq::buffer(text), zmq::send_flags::dontwait);
+  to_proxy(protocol::Frame{std::string(action), std::string(token), "", std::string(data)});
+}
+
+void Worker::to_proxy(protocol::Frame frame, std::shared_ptr<json::Document> doc) {
+  if (deliver_) return deliver_(std::move(frame), std::move(doc));
+  if (doc) frame.data = json::dump(*doc);
+  control_->send(zmq::buffer(protocol::build_frame(frame)), zmq::send_flags::dontwait);
 }
 
 void Worker::history_ko(const std::string& token, const std::string& message) {
@@ -471,8 +476,7 @@ NodeConnection* Worker::connection_for(const std::string& node_id) {
   } else if (carrier == Link::kExternalRouter) {
     // Frames for a pull node go out through the hooks, which own the external router.
     link = std::make_unique<PullLink>([this, node_id](std::uint64_t session, const std::string& text) {
-      control_->send(zmq::buffer(protocol::build_frame(kPullSend, std::to_string(session), node_id, text)),
-                     zmq::send_flags::dontwait);
+      to_proxy(protocol::Frame{kPullSend, std::to_string(session), node_id, text});
     });
   } else {
     host_.log(Severity::kError, "[proxy] node '" + node_id + "': type '" + type->name + "' is not served by a pool worker");
@@ -768,11 +772,11 @@ void Worker::on_node_response(NodeConnection& c, const protocol::Response& r) {
     json::Value& data = d["data"];
     data.RemoveMember("id");
     data.AddMember("id", json::Value(c.id.c_str(), d.GetAllocator()), d.GetAllocator());
-    to_core("PONG", r.token, json::dump(d));
+    to_proxy(protocol::Frame{"PONG", r.token, "", ""}, std::make_shared<json::Document>(std::move(d)));
   } else if (r.type == "REGISTERNODES" || r.type == "UNREGISTERNODES") {
     // The node's own request: the target names the node whose connection carried it, so that
     // the proxy applies what that node may register, not what the configuration may.
-    control_->send(zmq::buffer(protocol::build_frame(r.type, r.token, c.id, r.json)), zmq::send_flags::dontwait);
+    to_proxy(protocol::Frame{r.type, r.token, c.id, r.json});
   } else if (r.type == "SYNCLOGS") {
     // New rows on this node, whatever id the message names: the proxy syncs this node.
     to_core(r.type, r.token, "{\"code\":0,\"data\":{\"id\":" + json::quote(c.id) + "}}");
@@ -784,7 +788,7 @@ void Worker::on_node_response(NodeConnection& c, const protocol::Response& r) {
     if (json::member_text(data->value, "action").value_or("") != "getlog") return;
     data->value.RemoveMember("id");
     data->value.AddMember("id", json::Value(c.id.c_str(), d.GetAllocator()), d.GetAllocator());
-    to_core("SETLOGS", r.token, json::dump(d));
+    to_proxy(protocol::Frame{"SETLOGS", r.token, "", ""}, std::make_shared<json::Document>(std::move(d)));
   }
 }
 

@@ -4,7 +4,8 @@
 // connects to push_zmq nodes (asynchronous handshake, per-node timeouts) and push_ssh
 // nodes (an SSH session on a thread per node, ssh_link.hpp), holds the frames of pull
 // nodes (sent by the hooks, pull_link.hpp), and sends the
-// nodes' answers (PONG, SETLOGS, REGISTERNODES, ...) back to the core.
+// nodes' answers (PONG, SETLOGS, REGISTERNODES, ...) back to the hooks, through the
+// proxy's own channel (set_proxy_channel).
 //
 // Failure rule: nothing a frame contains may end the thread. An exception while handling
 // one control frame, one node message or one queued frame is caught there: that frame's
@@ -75,6 +76,16 @@ class Worker {
   // Before start(): the WebSocket listener wss/pullwss nodes are reached through (none when
   // the proxy's httpserver is not enabled).
   void set_wss(std::shared_ptr<WssServer> wss) { wss_ = std::move(wss); }
+  // Before start(): the proxy's own channel. The control socket connects to `endpoint` (the
+  // proxy's ROUTER: the hooks reach the worker without the core's router), and what the
+  // worker has for the hooks goes to `deliver` (which posts it to the loop thread) as a
+  // frame, with its JSON already parsed when the worker had to read it anyway. Unset
+  // (tests): the core's internal router both ways, as text.
+  using Delivery = std::function<void(protocol::Frame frame, std::shared_ptr<json::Document> doc)>;
+  void set_proxy_channel(std::string endpoint, Delivery deliver) {
+    control_endpoint_ = std::move(endpoint);
+    deliver_ = std::move(deliver);
+  }
 
  private:
   void run();
@@ -82,6 +93,8 @@ class Worker {
   void handle_control(std::string_view text);
   void on_control(const protocol::Frame& frame);
   void to_core(std::string_view action, std::string_view token, std::string_view data);
+  // To the hooks: `doc`, when given, is frame.data already parsed (frame.data is then unused).
+  void to_proxy(protocol::Frame frame, std::shared_ptr<json::Document> doc = nullptr);
   void history_ko(const std::string& token, const std::string& message);
   void pong_reset(const std::string& node_id);
   void close_node(const std::string& node_id, bool reset);
@@ -128,6 +141,8 @@ class Worker {
   std::atomic<bool> stop_{false};
   std::atomic<bool> running_{false};
   std::unique_ptr<zmq::socket_t> control_;
+  std::string control_endpoint_;  // empty: the core's internal router
+  Delivery deliver_;
   std::map<std::string, std::string> node_configs_;  // id -> node JSON from PROXYADDNODE
   // The ROUTERs push_zmq nodes are reached through; declared before connections_, whose ZMQ
   // links are connections of them.

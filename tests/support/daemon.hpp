@@ -21,6 +21,8 @@
 #include <unistd.h>
 #include <vector>
 
+#include "eventually.hpp"
+
 extern char** environ;
 
 namespace gorgone::testing {
@@ -163,16 +165,5 @@ class Daemon {
   pid_t pid_ = 0;
   int status_ = 0;
 };
-
-// Polls `probe` until it returns true or `timeout` passes.
-template <typename F>
-bool eventually(F probe, std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (probe()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return probe();
-}
 
 }  // namespace gorgone::testing

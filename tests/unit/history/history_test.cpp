@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "history_pg.hpp"
+#include "eventually.hpp"
 #include "history_writer.hpp"
 #include "pg_fixture.hpp"
 
@@ -694,14 +695,7 @@ TEST(PgHistoryServerDown, ClearErrorThenRecovers) {
 
 // ---- HistoryWriter: the host's history thread, on a real store.
 
-bool WaitFor(const std::function<bool()>& done, std::chrono::seconds limit = std::chrono::seconds(60)) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return true;
-}
+using gorgone::testing::eventually;
 
 // Rows go in the order they were queued, in batches; a job queued after them (GETLOG)
 // sees every one; its end runs on the thread that plays the loop, once woken.
@@ -718,7 +712,7 @@ TEST(HistoryWriterTest, RowsGoInOrderAndAJobQueuedAfterThemSeesThem) {
   bool ended = false;
   writer.job([&](History& store) { seen = store.getlog(GetlogFilter{{}, std::string("t")}).value().size(); },
              [&] { ended = true; });
-  ASSERT_TRUE(WaitFor([&] { return wakes.load() > 0; }));
+  ASSERT_TRUE(eventually([&] { return wakes.load() > 0; }));
   EXPECT_FALSE(ended) << "a job's end ran on the history thread";
   writer.run_done();
   EXPECT_TRUE(ended);
@@ -740,7 +734,7 @@ TEST(HistoryWriterTest, RowsWaitWhileTheServerIsDownAndNoneIsLost) {
   HistoryWriter writer(*h.value(), nullptr);
   writer.start();
   for (int i = 0; i < 10; ++i) ASSERT_TRUE(writer.add(Row("t", 0, "before")));
-  ASSERT_TRUE(WaitFor([&] { return writer.stats().rows_written == 10; }));
+  ASSERT_TRUE(eventually([&] { return writer.stats().rows_written == 10; }));
   cluster.stop();
   auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < 20; ++i) ASSERT_TRUE(writer.add(Row("t", 0, "during")));
@@ -748,7 +742,7 @@ TEST(HistoryWriterTest, RowsWaitWhileTheServerIsDownAndNoneIsLost) {
   std::this_thread::sleep_for(std::chrono::milliseconds(700));  // a few failed attempts
   EXPECT_EQ(writer.stats().rows_written, 10u);
   cluster.start();
-  ASSERT_TRUE(WaitFor([&] { return writer.stats().rows_written == 30; })) << writer.stats().rows_written;
+  ASSERT_TRUE(eventually([&] { return writer.stats().rows_written == 30; })) << writer.stats().rows_written;
   writer.stop();
   EXPECT_EQ(writer.stats().rows_dropped, 0u);
   EXPECT_EQ(PgValue(cluster.conninfo(), "SELECT count(*) FROM gorgone_history WHERE data = 'during'"), "20");
@@ -771,7 +765,7 @@ TEST(HistoryWriterTest, PastItsBoundNewRowsAreRefusedAndCounted) {
         gate.wait();
       },
       nullptr);
-  ASSERT_TRUE(WaitFor([&] { return stuck.load(); }));
+  ASSERT_TRUE(eventually([&] { return stuck.load(); }));
   for (int i = 0; i < 100; ++i) ASSERT_TRUE(writer.add(Row("t", 0, "{}"))) << i;
   EXPECT_FALSE(writer.add(Row("t", 0, "{}")));
   EXPECT_EQ(writer.stats().rows_dropped, 1u);

@@ -23,6 +23,7 @@
 #include "gorgone/protocol/frame.hpp"
 #include "gorgone/status_codes.hpp"
 #include "memory_history.hpp"
+#include "eventually.hpp"
 #include "recording_host.hpp"
 #include "worker.hpp"
 
@@ -31,14 +32,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-bool eventually(const std::function<bool()>& done, std::chrono::seconds limit = 30s) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(5ms);
-  }
-  return done();
-}
+using gorgone::testing::eventually;
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 

@@ -26,6 +26,7 @@
 #include "gorgone/protocol/handshake.hpp"
 #include "gorgone/status_codes.hpp"
 #include "memory_history.hpp"
+#include "eventually.hpp"
 #include "recording_host.hpp"
 #include "worker.hpp"
 
@@ -35,14 +36,7 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using test::MemoryHistory;
 
-bool eventually(const std::function<bool()>& done, std::chrono::seconds limit = 30s) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return done();
-}
+using gorgone::testing::eventually;
 
 int free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
