@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <map>
 #include <string_view>
 #include <utility>
 
@@ -261,7 +262,21 @@ class PgHistory::Conn {
     if (params.has_nul()) return Failure(what, "a value contains a NUL byte");
     std::vector<const char*> values = params.pointers();
     return run(what, mode, [&] {
-      return PQexecParams(conn_, sql, params.size(), nullptr, values.data(), nullptr, nullptr, 0);
+      // Prepared once per connection: the server then neither parses nor plans the
+      // statement again (parsing was most of its CPU on a busy central).
+      // A statement the server refuses to prepare would fail to run the same way: its
+      // error is the answer.
+      auto it = prepared_.find(sql);
+      if (it == prepared_.end()) {
+        if (prepared_.size() >= kMaxPrepared)
+          return PQexecParams(conn_, sql, params.size(), nullptr, values.data(), nullptr, nullptr, 0);
+        std::string name = "gorgone_" + std::to_string(prepared_.size());
+        PGresult* r = PQprepare(conn_, name.c_str(), sql, params.size(), nullptr);
+        if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) return r;
+        PQclear(r);
+        it = prepared_.emplace(sql, std::move(name)).first;
+      }
+      return PQexecPrepared(conn_, it->second.c_str(), params.size(), values.data(), nullptr, nullptr, 0);
     });
   }
 
@@ -349,7 +364,12 @@ class PgHistory::Conn {
     return Status::success();
   }
 
+  // Statements are prepared per connection on first use. They are few (getlog's filters
+  // make at most a few dozen shapes); past kMaxPrepared new ones run unprepared.
+  static constexpr std::size_t kMaxPrepared = 64;
+
   Status reset(const std::string& what) {
+    prepared_.clear();  // a new session: the server forgot them
     PQreset(conn_);
     if (PQstatus(conn_) == CONNECTION_OK) return Status::success();
     return make_error("history: " + what +
@@ -363,6 +383,7 @@ class PgHistory::Conn {
   }
 
   PGconn* conn_;
+  std::map<std::string, std::string> prepared_;  // SQL text -> statement name
 };
 
 PgHistory::PgHistory(std::unique_ptr<Conn> conn) : conn_(std::move(conn)) {}
