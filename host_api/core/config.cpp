@@ -171,8 +171,9 @@ Result<CoreConfig> parse_core_config(const YAML::Node& root, const std::string& 
   }
 
   YAML::Node modules = gorgone["modules"];
-  if (modules && !modules.IsSequence()) return bad(file, "modules", "must be a list");
-  if (modules) {
+  // `modules:` with nothing under it is a null node: no modules, as Gorgone runs.
+  if (modules && !modules.IsNull() && !modules.IsSequence()) return bad(file, "modules", "must be a list");
+  if (modules && modules.IsSequence()) {
     for (std::size_t i = 0; i < modules.size(); ++i) {
       const YAML::Node& m = modules[i];
       std::string where = "modules[" + std::to_string(i) + "]";
@@ -228,7 +229,14 @@ Result<CoreConfig> parse_core_config(const YAML::Node& root, const std::string& 
         c.register_config_file = scalar(m["config_file"]);
         continue;
       }
-      if (builtin_package(e.name, e.package, "dbcleaner")) continue;  // purging: built into the host
+      if (builtin_package(e.name, e.package, "dbcleaner")) {  // purging: built into the host
+        auto sessions = integer(m["purge_sessions_time"], file, where + ".purge_sessions_time", 3600, 60, 1LL << 40);
+        if (!sessions) return Error{sessions.error()};
+        auto history = integer(m["purge_history_time"], file, where + ".purge_history_time", 604800, 60, 1LL << 40);
+        if (!history) return Error{history.error()};
+        c.purge = PurgeConfig{*sessions, *history};
+        continue;
+      }
       c.modules.push_back(std::move(e));
     }
   }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 #include <yaml-cpp/yaml.h>
@@ -28,6 +29,12 @@ struct HttpConfig {
   bool allowed_hosts_enabled = false;
   std::vector<std::string> allowed_subnets;  // validated: each parses with rest::parse_subnet
   std::size_t max_body_size = 1 << 20;       // bytes; a larger body gets a 413 unread
+};
+
+// Gorgone's dbcleaner: what the host purges at start and then hourly (core.cpp).
+struct PurgeConfig {
+  std::int64_t sessions_seconds = 3600;   // gorgone_identity rows idle longer than this
+  std::int64_t history_seconds = 604800;  // gorgone_history rows older than this (instant rows: one day)
 };
 
 struct CoreConfig {
@@ -57,6 +64,7 @@ struct CoreConfig {
 
   std::vector<ModuleEntry> modules;  // enabled, non built-in modules
   HttpConfig http;
+  std::optional<PurgeConfig> purge;  // set when the dbcleaner module is enabled
   std::string register_config_file;  // register module's nodes file ("" when none)
   YAML::Node gorgone;                // the whole "gorgone" tree, handed to modules
 };

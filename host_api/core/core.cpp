@@ -441,6 +441,34 @@ void Core::tick() {
     last_second_total_ = counters_total_;
   }
   if (handshake_) external_tick(now);
+  if (config_.purge && !purging_ && now - last_purge_ >= kPurgeInterval) {
+    last_purge_ = now;
+    purging_ = true;
+    purge_step(static_cast<double>(now), 0);
+  }
+}
+
+// Gorgone's dbcleaner, at start and then hourly, on the history thread in steps of
+// kPurgeStep rows: a large backlog never holds up the rows and GETLOGs queued behind it for
+// long.
+void Core::purge_step(double now, std::int64_t so_far) {
+  auto deleted = std::make_shared<Result<std::int64_t>>(std::int64_t{0});
+  const PurgeConfig p = *config_.purge;
+  writer_->job(
+      [deleted, now, p](History& h) {
+        *deleted = h.purge_some(now, p.history_seconds, p.sessions_seconds, kPurgeStep);
+      },
+      [this, deleted, now, so_far] {
+        if (!*deleted) {
+          log_error("[core] dbcleaner: purge failed: " + deleted->error());
+          purging_ = false;
+          return;
+        }
+        std::int64_t total = so_far + deleted->value();
+        if (deleted->value() >= kPurgeStep && !stopping_) return purge_step(now, total);
+        purging_ = false;
+        log_info("[core] dbcleaner: " + std::to_string(total) + " history and session row(s) purged");
+      });
 }
 
 bool Core::send_router(zmq::socket_t& router, const std::string& identity, std::string_view body, bool quiet) {

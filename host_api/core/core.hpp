@@ -84,6 +84,12 @@ class Core final : public Host {
   void read_external();
   void external_tick(std::int64_t now);
   void tick();
+  // dbcleaner (config_.purge): one bounded step on the history thread, then the next.
+  static constexpr std::int64_t kPurgeInterval = 3600;
+  static constexpr std::int64_t kPurgeStep = 10000;
+  void purge_step(double now, std::int64_t so_far);
+  bool purging_ = false;
+  std::int64_t last_purge_ = 0;
   // router: "internal", "external", or "" for frames from dispatch() (no reply).
   void message_run(const std::string& router, const std::string& identity, std::string_view text);
   // internal_actions.cpp

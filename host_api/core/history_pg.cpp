@@ -824,4 +824,25 @@ Status PgHistory::purge(double now, std::int64_t history_seconds, std::int64_t s
   return r.ok() ? Status::success() : Status::failure(r.error());
 }
 
+Result<std::int64_t> PgHistory::purge_some(double now, std::int64_t history_seconds, std::int64_t session_seconds,
+                                           std::int64_t max_rows) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::int64_t deleted = 0;
+  auto r = conn_->exec("purge (identities)",
+                       "DELETE FROM gorgone_identity WHERE id IN "
+                       "(SELECT id FROM gorgone_identity WHERE mtime < $1 LIMIT $2)",
+                       Params().integer(static_cast<std::int64_t>(now) - session_seconds).integer(max_rows));
+  if (!r.ok()) return make_error(r.error());
+  deleted += std::atoll(PQcmdTuples(r->get()));
+  if (deleted >= max_rows) return deleted;
+  // Transient rows live one day whatever the retention. The ctime index serves both terms.
+  r = conn_->exec("purge (history)",
+                  "DELETE FROM gorgone_history WHERE id IN "
+                  "(SELECT id FROM gorgone_history WHERE (instant = 1 AND ctime < $1) OR ctime < $2 LIMIT $3)",
+                  Params().real(now - 86400).real(now - static_cast<double>(history_seconds)).integer(max_rows - deleted));
+  if (!r.ok()) return make_error(r.error());
+  deleted += std::atoll(PQcmdTuples(r->get()));
+  return deleted;
+}
+
 }  // namespace gorgone

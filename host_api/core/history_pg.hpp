@@ -56,6 +56,8 @@ class PgHistory : public History {
   Status add_target_fingerprint(const std::string& target, const std::string& fingerprint) override;
 
   Status purge(double now, std::int64_t history_seconds, std::int64_t session_seconds) override;
+  Result<std::int64_t> purge_some(double now, std::int64_t history_seconds, std::int64_t session_seconds,
+                                  std::int64_t max_rows) override;
 
  private:
   class Conn;  // libpq connection and statement helpers (history_pg.cpp)

@@ -172,6 +172,11 @@ std::string Core::getlog_reply(History& history, const std::string& data, const 
 void Core::run_internal_action(const std::string& router, const std::string& identity, Frame& frame) {
   const std::string& a = frame.action;
   const std::string* token = &frame.token;
+  // Read-only answers (CONSTATUS, GETTHUMBPRINT, INFORMATION) asked by a REST thread go
+  // straight back to it: a history row would only grow the table (Centreon polls them every
+  // few seconds). Asked by a parent or a module, they get their row, which is how a parent
+  // reads the answer (log sync).
+  const bool read_only_row = !(router == "internal" && identity.rfind("gorgone-httpserver-", 0) == 0);
   std::string id = core_info().id;
   LoadedModule* p = proxy();
   if (a == "PING") {
@@ -202,7 +207,7 @@ void Core::run_internal_action(const std::string& router, const std::string& ide
       data = action_json("constatus", "ok", status);
       c = code::kActionFinishOk;
     }
-    add_history(token, c, data);
+    if (read_only_row) add_history(token, c, data);
     reply(router, identity, "CONSTATUS", frame.token, c, data);
   } else if (a == "GETLOG") {
     // Read and written into its answer on the history thread: a page of 10 000 rows never
@@ -266,7 +271,7 @@ void Core::run_internal_action(const std::string& router, const std::string& ide
           action_json("setcoreid", "setcoreid changed"));
   } else if (a == "GETTHUMBPRINT") {
     std::string data = action_json("getthumbprint", "ok", "{\"thumbprint\":" + json::quote(server_key_->jwk_thumbprint()) + "}");
-    add_history(token, code::kActionFinishOk, data);
+    if (read_only_row) add_history(token, code::kActionFinishOk, data);
     reply(router, identity, "GETTHUMBPRINT", frame.token, code::kActionFinishOk, data);
   } else if (a == "INFORMATION") {
     rapidjson::StringBuffer sb;
@@ -306,7 +311,7 @@ void Core::run_internal_action(const std::string& router, const std::string& ide
     w.EndObject();
     w.EndObject();
     std::string data(sb.GetString(), sb.GetSize());
-    add_history(token, code::kActionFinishOk, data);
+    if (read_only_row) add_history(token, code::kActionFinishOk, data);
     reply(router, identity, "INFORMATION", frame.token, code::kActionFinishOk, data);
   } else if (a == "BCASTLOGGER" || a == "BCASTCOREKEY") {
     if (a == "BCASTLOGGER") {

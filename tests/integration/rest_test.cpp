@@ -1,12 +1,14 @@
 // The REST API's access controls as Gorgone's httpserver module configures them.
 #include <arpa/inet.h>
 #include <atomic>
+#include <thread>
 #include <cstring>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "fleet.hpp"
+#include "pg_fixture.hpp"
 
 namespace gorgone::testing {
 namespace {
@@ -426,6 +428,41 @@ TEST(Host, ABrokenModuleIsRefusedWithItsReasonAndTheOthersRun) {
   auto [status, body] = fleet.get("1", "/api/internal/constatus");
   EXPECT_EQ(status, 200) << body;
   std::filesystem::remove_all(dir);
+}
+
+// Gorgone's dbcleaner, built in: at start (then hourly) rows past the retention go, recent
+// ones stay; and the read-only calls Centreon polls through the API (constatus, thumbprint,
+// information) answer without writing a history row each.
+TEST(Retention, OldRowsArePurgedAtStartAndReadOnlyCallsWriteNoRow) {
+  Fleet fleet;
+  HostSpec central{"1"};
+  central.http = true;
+  central.extra_modules =
+      "    - name: dbcleaner\n      package: gorgone::modules::core::dbcleaner::hooks\n      enable: true\n"
+      "      purge_history_time: 3600\n";
+  fleet.declare(central);
+  fleet.start("1");  // creates the schema
+  fleet.stop("1");
+  const std::string db = fleet.db("1");
+  for (int i = 0; i < 3; ++i) {
+    gorgone_test::PgExec(db, "INSERT INTO gorgone_history (token, code, etime, ctime, instant, data) VALUES "
+                             "('old', 2, 1, extract(epoch from now()) - 7200, 0, '{}'), "
+                             "('recent', 2, 1, extract(epoch from now()) - 60, 0, '{}')");
+  }
+  fleet.start("1");
+  ASSERT_TRUE(eventually([&] { return gorgone_test::PgValue(db, "SELECT count(*) FROM gorgone_history WHERE token = 'old'") == "0"; }))
+      << fleet.logs();
+  EXPECT_EQ(gorgone_test::PgValue(db, "SELECT count(*) FROM gorgone_history WHERE token = 'recent'"), "3");
+  EXPECT_TRUE(eventually([&] { return fleet.daemon("1").log().find("[core] dbcleaner: ") != std::string::npos; }));
+  for (const char* path : {"/api/internal/constatus", "/api/internal/thumbprint", "/api/internal/information"})
+    EXPECT_EQ(fleet.get("1", path).first, 200) << path;
+  // Rows are written in order by the history thread: one written after the calls is there
+  // only once everything before it is.
+  EXPECT_EQ(fleet.post("1", "/api/internal/logger", R"({"severity":"info"})").first, 204);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(gorgone_test::PgValue(db, "SELECT count(*) FROM gorgone_history WHERE data LIKE '%constatus%' OR "
+                                      "data LIKE '%getthumbprint%' OR data LIKE '%information%'"),
+            "0");
 }
 
 }  // namespace

@@ -101,6 +101,17 @@ class History {
     return store_synced(node_id, rows, new_position);
   }
 
+  // ABI 1.3. dbcleaner in bounded steps: deletes at most max_rows of what purge() would
+  // (identities first, then history rows), and returns how many it deleted; fewer than
+  // max_rows means it is done. The default runs purge() whole and returns 0.
+  virtual Result<std::int64_t> purge_some(double now, std::int64_t history_seconds, std::int64_t session_seconds,
+                                          std::int64_t max_rows) {
+    (void)max_rows;
+    Status s = purge(now, history_seconds, session_seconds);
+    if (!s) return make_error(s.message());
+    return std::int64_t{0};
+  }
+
   // ABI 1.2. Every stored log-sync position (node id -> largest node-side ctime), in one
   // query: a central registering thousands of nodes reads them at once, not one by one. A
   // node without a position is absent (its position is 0).

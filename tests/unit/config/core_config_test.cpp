@@ -210,5 +210,36 @@ TEST(CoreConfig, HttpMaxBodySize) {
   EXPECT_FALSE(parse(httpserver("max_body_size: 0")));
 }
 
+TEST(CoreConfig, AnEmptyModulesListIsNoModules) {
+  auto c = parse("gorgone:\n  gorgonecore: {id: 1}\n  modules:\n");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_TRUE(c->modules.empty());
+  c = parse("gorgone: {gorgonecore: {id: 1}, modules: {name: x}}");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().find("modules: must be a list"), std::string::npos) << c.error();
+}
+
+TEST(CoreConfig, DbcleanerRetention) {
+  auto c = parse("gorgone: {gorgonecore: {id: 1}}");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_FALSE(c->purge) << "nothing is purged unless dbcleaner is enabled, as in Gorgone";
+  c = parse(R"(gorgone: {gorgonecore: {id: 1}, modules: [
+    {name: dbcleaner, package: "gorgone::modules::core::dbcleaner::hooks", enable: true}]})");
+  ASSERT_TRUE(c) << c.error();
+  ASSERT_TRUE(c->purge);
+  EXPECT_EQ(c->purge->sessions_seconds, 3600);
+  EXPECT_EQ(c->purge->history_seconds, 604800);
+  c = parse(R"(gorgone: {gorgonecore: {id: 1}, modules: [
+    {name: dbcleaner, package: "gorgone::modules::core::dbcleaner::hooks", enable: true,
+     purge_sessions_time: 7200, purge_history_time: 86400}]})");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->purge->sessions_seconds, 7200);
+  EXPECT_EQ(c->purge->history_seconds, 86400);
+  c = parse(R"(gorgone: {gorgonecore: {id: 1}, modules: [
+    {name: dbcleaner, package: "gorgone::modules::core::dbcleaner::hooks", enable: true, purge_history_time: soon}]})");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().find("modules[0].purge_history_time"), std::string::npos) << c.error();
+}
+
 }  // namespace
 }  // namespace gorgone

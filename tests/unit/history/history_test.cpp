@@ -638,6 +638,31 @@ TEST_F(HistoryTest, ConcurrentWriters) {
   EXPECT_EQ(ctimes.size(), rows.size());  // one process: no two rows share a ctime
 }
 
+// dbcleaner in bounded steps: each call deletes at most its share, old identities first,
+// then history rows older than the retention and instant rows older than a day; recent
+// rows stay.
+TEST_F(HistoryTest, PurgeSomeDeletesInBoundedSteps) {
+  const double now = Now();
+  for (int i = 0; i < 25; ++i) Add(Row("old", 0, "{}"));
+  Add(Row("instant", 0, "{}", 0, 1));
+  Add(Row("keep", 0, "{}"));
+  Add(Row("keep-instant", 0, "{}", 0, 1));
+  PgExec(conninfo_, "UPDATE gorgone_history SET ctime = ctime - 8 * 86400 WHERE token = 'old'");
+  PgExec(conninfo_, "UPDATE gorgone_history SET ctime = ctime - 2 * 86400 WHERE token = 'instant'");
+  ASSERT_TRUE(history_->save_identity(IdentityRow{"0a", "k", "i", "", "", 1, static_cast<std::int64_t>(now) - 7200}).ok());
+  ASSERT_TRUE(history_->save_identity(IdentityRow{"0b", "k", "i", "", "", 1, static_cast<std::int64_t>(now)}).ok());
+  std::vector<std::int64_t> steps;
+  for (int guard = 0; guard < 10; ++guard) {
+    auto n = history_->purge_some(now, 604800, 3600, 10);
+    ASSERT_TRUE(n.ok()) << n.error();
+    steps.push_back(*n);
+    if (*n < 10) break;
+  }
+  EXPECT_EQ(steps, (std::vector<std::int64_t>{10, 10, 7})) << "1 identity + 25 old rows + 1 instant row, 10 at a time";
+  EXPECT_EQ(PgValue(conninfo_, "SELECT string_agg(token, ',' ORDER BY id) FROM gorgone_history"), "keep,keep-instant");
+  EXPECT_EQ(PgValue(conninfo_, "SELECT string_agg(identity, ',') FROM gorgone_identity"), "0b");
+}
+
 TEST_F(HistoryTest, ReconnectsAfterServerRestart) {
   Add(Row("t", 0, "before"));
   PgCluster::shared().restart();
