@@ -20,6 +20,7 @@
 #include "gorgone/status_codes.hpp"
 #include "logger.hpp"
 #include "rest_server.hpp"
+#include "startup.hpp"
 #include "yaml_loader.hpp"
 
 namespace gorgone {
@@ -39,29 +40,6 @@ bool is_internal_action(const std::string& a) {
   return std::find(std::begin(kInternalActions), std::end(kInternalActions), a) != std::end(kInternalActions);
 }
 
-// YAML scalars become JSON strings, as Gorgone's register module sends them.
-void yaml_to_json(const YAML::Node& n, json::Writer& w) {
-  switch (n.Type()) {
-    case YAML::NodeType::Map:
-      w.StartObject();
-      for (const auto& kv : n) {
-        w.Key(kv.first.Scalar().c_str());
-        yaml_to_json(kv.second, w);
-      }
-      w.EndObject();
-      break;
-    case YAML::NodeType::Sequence:
-      w.StartArray();
-      for (const auto& e : n) yaml_to_json(e, w);
-      w.EndArray();
-      break;
-    case YAML::NodeType::Scalar:
-      w.String(n.Scalar().c_str(), static_cast<rapidjson::SizeType>(n.Scalar().size()));
-      break;
-    default:
-      w.Null();
-  }
-}
 
 
 }  // namespace
@@ -247,20 +225,7 @@ Status Core::setup() {
 }
 
 void Core::load_modules() {
-  std::vector<std::string> path = config_.modules_path;
-  if (const char* env = std::getenv("GORGONE_MODULE_PATH")) {
-    std::string all = env;
-    std::size_t start = 0;
-    while (start <= all.size()) {
-      std::size_t end = all.find(':', start);
-      if (end == std::string::npos) end = all.size();
-      if (end > start) path.push_back(all.substr(start, end - start));
-      start = end + 1;
-    }
-  }
-#ifdef GORGONE_MODULE_DIR
-  path.push_back(GORGONE_MODULE_DIR);
-#endif
+  const std::vector<std::string> path = module_search_path(config_);
   for (const auto& entry : config_.modules) {
     auto file = resolve_package(entry.package, path);
     if (!file) {
@@ -302,24 +267,14 @@ LoadedModule* Core::proxy() const {
 
 void Core::register_static_nodes() {
   if (config_.register_config_file.empty()) return;
-  auto doc = load_yaml_with_includes(config_.register_config_file);
-  if (!doc) {
-    log_error("[register] cannot read nodes file: " + doc.error());
+  std::size_t count = 0;
+  auto nodes = nodes_file_json(config_.register_config_file, count);
+  if (!nodes) {
+    log_error("[register] " + nodes.error());
     return;
   }
-  YAML::Node nodes = (*doc)["nodes"];
-  if (!nodes || !nodes.IsSequence()) {
-    log_error("[register] " + config_.register_config_file + ": 'nodes' must be a list");
-    return;
-  }
-  rapidjson::StringBuffer sb;
-  json::Writer w(sb);
-  w.StartObject();
-  w.Key("nodes");
-  yaml_to_json(nodes, w);
-  w.EndObject();
-  dispatch(Frame{"REGISTERNODES", protocol::generate_token(), "", std::string(sb.GetString(), sb.GetSize())});
-  log_info("[register] " + std::to_string(nodes.size()) + " node(s) registered from " + config_.register_config_file);
+  dispatch(Frame{"REGISTERNODES", protocol::generate_token(), "", *nodes});
+  log_info("[register] " + std::to_string(count) + " node(s) registered from " + config_.register_config_file);
 }
 
 int Core::run() {

@@ -7,22 +7,27 @@
 #include <csignal>
 #include <cstring>
 #include <iostream>
+#include <sstream>
 
 #include "config.hpp"
 #include "core.hpp"
 #include "history_pg.hpp"
 #include "logger.hpp"
+#include "startup.hpp"
 #include "yaml_loader.hpp"
 
 namespace {
 int usage() {
-  std::cerr << "usage: gorgone-host --config FILE [--logfile FILE] [--severity debug|info|notice|warning|error]\n";
+  std::cerr << "usage: gorgone-host --config FILE [--logfile FILE] [--severity debug|info|notice|warning|error]\n"
+               "       gorgone-host --check-config --config FILE\n"
+               "       gorgone-host --version\n";
   return 2;
 }
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string config_file, logfile, severity = "info";
+  bool check = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&](std::string& out) {
@@ -36,9 +41,23 @@ int main(int argc, char** argv) {
     else if (a.rfind("--logfile=", 0) == 0) logfile = a.substr(10);
     else if (a == "--severity") { if (!value(severity)) return usage(); }
     else if (a.rfind("--severity=", 0) == 0) severity = a.substr(11);
+    else if (a == "--check-config") check = true;
+    else if (a == "--version") {
+      std::cout << "gorgone-host " << GORGONE_VERSION << " (module ABI " << gorgone::kAbiMajor << "."
+                << gorgone::kAbiMinor << ")\n";
+      return 0;
+    }
     else return usage();
   }
   if (config_file.empty()) return usage();
+  if (check) {
+    // Problems and the verdict go to stderr when the configuration is not usable, to stdout
+    // when it is; what modules log under the check is collected, not logged.
+    std::ostringstream report;
+    int rc = gorgone::check_config(config_file, report);
+    (rc == 0 ? std::cout : std::cerr) << report.str();
+    return rc;
+  }
   auto& logger = gorgone::Logger::instance();
   gorgone::Severity sev;
   if (!gorgone::Logger::parse_severity(severity, sev)) {

@@ -1,0 +1,124 @@
+// The host's operator tooling: --version and --check-config, run as an administrator would,
+// on configuration files written here. --check-config starts nothing: its database
+// connection string here points nowhere.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "daemon.hpp"
+
+namespace gorgone::testing {
+namespace {
+
+struct HostRun {
+  int rc = -1;
+  std::string out;  // stdout and stderr together
+};
+
+// gorgone-host with `args`, its output captured.
+HostRun host(const std::vector<std::string>& args) {
+  int fds[2];
+  if (::pipe(fds) != 0) return {};
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(fds[1], 1);
+    ::dup2(fds[1], 2);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    std::vector<char*> argv;
+    std::string bin = std::getenv("GORGONE_HOST_BIN");
+    argv.push_back(bin.data());
+    std::vector<std::string> copy = args;
+    for (auto& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(bin.c_str(), argv.data());
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  HostRun r;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) r.out.append(buf, static_cast<std::size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+class CheckConfig : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_ = make_temp_dir("gorgone-check"); }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  // A central's configuration: the proxy with `proxy_lines`, the register module with a
+  // nodes file holding `nodes`, and `more` module entries.
+  std::string write(const std::string& proxy_lines, const std::string& nodes, const std::string& db = "dbname=gorgone",
+                    const std::string& more = "") {
+    std::ofstream(dir_ + "/nodes.yaml") << "nodes:\n" << nodes;
+    std::string file = dir_ + "/gorgoned.yaml";
+    std::ofstream(file) << "name: gorgoned.yaml\nconfiguration:\n  gorgone:\n    gorgonecore:\n      id: 1\n"
+                        << "      privkey: " << dir_ << "/rsakey.priv.pem\n      pubkey: " << dir_ << "/rsakey.pub.pem\n"
+                        << "      gorgone_db_type: Pg\n      gorgone_db_name: \"" << db << "\"\n    modules:\n"
+                        << "      - name: proxy\n        package: gorgone::modules::core::proxy::hooks\n        enable: true\n"
+                        << proxy_lines << "      - name: register\n        package: gorgone::modules::core::register::hooks\n"
+                        << "        enable: true\n        config_file: " << dir_ << "/nodes.yaml\n"
+                        << more;
+    return file;
+  }
+
+  std::string dir_;
+};
+
+const char* kNode2 = "  - id: 2\n    type: push_zmq\n    address: 127.0.0.1\n    port: 5556\n";
+
+TEST(HostVersion, PrintsTheVersionAndTheModuleAbi) {
+  HostRun r = host({"--version"});
+  EXPECT_EQ(r.rc, 0);
+  EXPECT_EQ(r.out.rfind("gorgone-host ", 0), 0u) << r.out;
+  EXPECT_NE(r.out.find("(module ABI 1."), std::string::npos) << r.out;
+}
+
+TEST_F(CheckConfig, AUsableConfigurationSaysSoAndStartsNothing) {
+  HostRun r = host({"--check-config", "--config", write("        pool: 2\n", kNode2)});
+  EXPECT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("configuration OK (1 module(s), 1 node(s))"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("one is generated at the first start"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/rsakey.priv.pem")) << "the check generated keys";
+}
+
+TEST_F(CheckConfig, EachProblemIsNamedAndTheExitCodeSaysNo) {
+  const std::string bogus = std::string(kNode2) + "  - id: 3\n    type: bogus\n";
+  HostRun r = host({"--check-config", "--config",
+                write("        pool: lots\n", bogus, "host='x",
+                      "      - name: nothere\n        package: gorgone::modules::core::nothere::hooks\n        enable: true\n")});
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("gorgone.gorgonecore.gorgone_db_name: not a valid PostgreSQL connection string"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("module 'proxy' cannot be loaded: proxy: directive 'pool' must be an integer"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("module 'nothere': package 'gorgone::modules::core::nothere::hooks': no gorgone-nothere.so"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("configuration NOT usable (3 problem(s))"), std::string::npos) << r.out;
+  // With the proxy loadable, its refusal of a node in the nodes file is a problem too.
+  r = host({"--check-config", "--config", write("        pool: 2\n", bogus)});
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("nodes.yaml: [proxy] cannot register node '3': unknown node type \"bogus\""), std::string::npos)
+      << r.out;
+  // A YAML syntax error names its line.
+  std::ofstream(dir_ + "/broken.yaml") << "gorgone:\n  gorgonecore: {id: 1\n";
+  r = host({"--check-config", "--config", dir_ + "/broken.yaml"});
+  EXPECT_EQ(r.rc, 1) << r.out;
+  EXPECT_NE(r.out.find("broken.yaml"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("line"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace gorgone::testing
