@@ -33,7 +33,7 @@ namespace {
 const char* const kInternalActions[] = {"ADDLISTENER", "PUTLOG",       "GETLOG",     "KILL",
                                         "PING",        "CONSTATUS",    "SETCOREID",  "SETMODULEKEY",
                                         "SYNCLOGS",    "LOADMODULE",   "UNLOADMODULE", "INFORMATION",
-                                        "GETTHUMBPRINT"};
+                                        "GETTHUMBPRINT", "RELOAD"};
 
 bool is_internal_action(const std::string& a) {
   if (a.rfind("BCAST", 0) == 0) return true;
@@ -257,6 +257,7 @@ void Core::load_modules() {
   api_endpoints_["GET_/internal/thumbprint"] = "GETTHUMBPRINT";
   api_endpoints_["GET_/internal/information"] = "INFORMATION";
   api_endpoints_["POST_/internal/logger"] = "BCASTLOGGER";
+  api_endpoints_["POST_/internal/reload"] = "RELOAD";
 }
 
 LoadedModule* Core::proxy() const {
@@ -267,14 +268,59 @@ LoadedModule* Core::proxy() const {
 
 void Core::register_static_nodes() {
   if (config_.register_config_file.empty()) return;
+  std::string summary;
+  (void)reload_nodes(summary);
+  log_info("[register] " + summary);
+}
+
+// The nodes file against what it held last time: new and changed entries are registered
+// (a changed node keeps the frames held for it), entries gone are unregistered (their held
+// frames get KO rows). A file that cannot be read changes nothing.
+bool Core::reload_nodes(std::string& summary) {
   std::size_t count = 0;
-  auto nodes = nodes_file_json(config_.register_config_file, count);
-  if (!nodes) {
-    log_error("[register] " + nodes.error());
-    return;
+  auto text = nodes_file_json(config_.register_config_file, count);
+  json::Document doc;
+  if (!text || !json::parse(doc, *text) || !doc.IsObject() || !doc.HasMember("nodes") || !doc["nodes"].IsArray()) {
+    summary = "nodes file not (re)loaded, the registered nodes stay as they are: " +
+              (text ? std::string("unreadable") : text.error());
+    log_error("[register] " + summary);
+    return false;
   }
-  dispatch(Frame{"REGISTERNODES", protocol::generate_token(), "", *nodes});
-  log_info("[register] " + std::to_string(count) + " node(s) registered from " + config_.register_config_file);
+  std::map<std::string, std::string> now;
+  std::vector<std::string> register_entries;
+  for (const auto& node : doc["nodes"].GetArray()) {
+    std::string entry = json::dump(node);
+    auto id = node.IsObject() ? json::member_text(node, "id") : std::nullopt;
+    if (!id || id->empty()) {
+      register_entries.push_back(entry);  // the proxy refuses it with a line naming why
+      continue;
+    }
+    auto before = static_nodes_.find(*id);
+    if (before == static_nodes_.end() || before->second != entry) register_entries.push_back(entry);
+    now[*id] = std::move(entry);
+  }
+  std::size_t added = 0, changed = 0, removed = 0;
+  for (const auto& [id, entry] : now) {
+    auto before = static_nodes_.find(id);
+    if (before == static_nodes_.end()) ++added;
+    else if (before->second != entry) ++changed;
+  }
+  std::string gone;
+  for (const auto& [id, entry] : static_nodes_) {
+    if (now.count(id)) continue;
+    gone += std::string(gone.empty() ? "" : ",") + "{\"id\":" + json::quote(id) + "}";
+    ++removed;
+  }
+  if (!gone.empty()) dispatch(Frame{"UNREGISTERNODES", protocol::generate_token(), "", "{\"nodes\":[" + gone + "]}"});
+  if (!register_entries.empty()) {
+    std::string list;
+    for (const auto& e : register_entries) list += (list.empty() ? "" : ",") + e;
+    dispatch(Frame{"REGISTERNODES", protocol::generate_token(), "", "{\"nodes\":[" + list + "]}"});
+  }
+  static_nodes_ = std::move(now);
+  summary = std::to_string(count) + " node(s) in " + config_.register_config_file + ": " + std::to_string(added) +
+            " added, " + std::to_string(changed) + " changed, " + std::to_string(removed) + " removed";
+  return true;
 }
 
 int Core::run() {
@@ -354,6 +400,7 @@ void Core::read_signals() {
   while (::read(signal_fd_, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
     if (info.ssi_signo == SIGHUP) {
       request_reopen();
+      reload_requested_.store(true);
     } else {
       if (!stop_requested_) log_info(std::string("[core] ") + ::strsignal(static_cast<int>(info.ssi_signo)) + " received");
       request_stop();
@@ -365,6 +412,10 @@ void Core::tick() {
   if (reopen_requested_.exchange(false)) {
     if (Logger::instance().reopen()) log_info("[core] SIGHUP: log file reopened");
     else log_error(std::string("[core] SIGHUP: cannot reopen the log file: ") + std::strerror(errno));
+  }
+  if (reload_requested_.exchange(false) && !stopping_ && !config_.register_config_file.empty()) {
+    std::string summary;
+    if (reload_nodes(summary)) log_info("[register] SIGHUP: " + summary);
   }
   if (stop_requested_ && !stopping_) {
     stopping_ = true;

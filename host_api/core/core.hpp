@@ -78,6 +78,11 @@ class Core final : public Host {
   Status load_keys();
   void load_modules();
   void register_static_nodes();
+  // Registers what changed in the register module's nodes file since the last time; false
+  // (and nothing changed) when the file cannot be read. `summary` says what was done.
+  bool reload_nodes(std::string& summary);
+  std::map<std::string, std::string> static_nodes_;  // id -> node entry (JSON) last registered
+  std::atomic<bool> reload_requested_{false};         // SIGHUP
   void read_internal();
   // external_router.cpp
   Status setup_external();

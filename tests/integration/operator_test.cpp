@@ -5,13 +5,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
+#include <tuple>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
 
 #include "daemon.hpp"
+#include "fleet.hpp"
 
 namespace gorgone::testing {
 namespace {
@@ -118,6 +121,53 @@ TEST_F(CheckConfig, EachProblemIsNamedAndTheExitCodeSaysNo) {
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_NE(r.out.find("broken.yaml"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("line"), std::string::npos) << r.out;
+}
+
+// Reload without restart: SIGHUP (or POST /api/internal/reload) reads the nodes file again.
+// A node added is registered, a node removed unregistered, a node whose settings changed is
+// re-registered with the frames held for it kept: here a command for a poller configured on
+// the wrong port runs once the file has the right one. A file that cannot be read changes
+// nothing.
+TEST(Reload, SighupAndTheApiApplyTheNodesFileAndKeepHeldFrames) {
+  Fleet fleet;
+  fleet.declare({"3", true, {"1"}});
+  fleet.start("3");
+  const std::string wrong = "  - id: 3\n    type: push_zmq\n    address: 127.0.0.1\n    port: 1\n";
+  const std::string node4 = "  - id: 4\n    type: push_zmq\n    address: 127.0.0.1\n    port: 1\n";
+  fleet.declare({"1", false, {}, true, HostSpec::kProxyDirectives, wrong + node4, true});
+  fleet.start("1");
+  const std::string nodes_file = std::filesystem::path(fleet.log_path("1")).parent_path().string() + "/nodes.yaml";
+  auto registered = [&](const std::string& id) {
+    auto cs = fleet.constatus("1");
+    return cs.HasMember("data") && cs["data"].IsObject() && cs["data"].HasMember(id.c_str());
+  };
+  ASSERT_TRUE(eventually([&] { return registered("3") && registered("4"); })) << fleet.logs();
+  const std::string token = fleet.command("1", "3", "echo kept");
+  ASSERT_FALSE(token.empty());
+  // Node 3 on its right port, node 4 gone, node 5 new.
+  write_file(nodes_file, "nodes:\n  - id: 3\n    type: push_zmq\n    address: 127.0.0.1\n    port: " +
+                             std::to_string(fleet.port("3")) + "\n  - id: 5\n    type: push_zmq\n    address: 127.0.0.1\n    port: 1\n");
+  ASSERT_EQ(::kill(fleet.daemon("1").pid(), SIGHUP), 0);
+  ASSERT_TRUE(eventually([&] { return registered("5") && !registered("4"); })) << fleet.logs();
+  EXPECT_TRUE(eventually([&] { return fleet.result("1", token, "3") == "kept"; }, std::chrono::seconds(60)))
+      << fleet.logs();
+  EXPECT_NE(fleet.daemon("1").log().find("[register] SIGHUP: 2 node(s) in " + nodes_file + ": 1 added, 1 changed, 1 removed"),
+            std::string::npos)
+      << fleet.daemon("1").log();
+  // Broken: nothing changes, and the API says so.
+  write_file(nodes_file, "nodes: [\n");
+  auto [status, body] = fleet.post("1", "/api/internal/reload", "{}");
+  EXPECT_EQ(status, 200) << body;
+  EXPECT_NE(body.find("nodes file not (re)loaded"), std::string::npos) << body;
+  EXPECT_TRUE(registered("3") && registered("5"));
+  // Through the API: node 5 removed.
+  write_file(nodes_file, "nodes:\n  - id: 3\n    type: push_zmq\n    address: 127.0.0.1\n    port: " +
+                             std::to_string(fleet.port("3")) + "\n");
+  std::tie(status, body) = fleet.post("1", "/api/internal/reload", "{}");
+  EXPECT_EQ(status, 200) << body;
+  EXPECT_NE(body.find("1 node(s) in " + nodes_file + ": 0 added, 0 changed, 1 removed"), std::string::npos) << body;
+  EXPECT_TRUE(eventually([&] { return !registered("5"); })) << fleet.logs();
+  EXPECT_TRUE(registered("3"));
 }
 
 }  // namespace
