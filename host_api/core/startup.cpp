@@ -83,6 +83,15 @@ std::vector<std::string> module_search_path(const CoreConfig& config) {
       start = end + 1;
     }
   }
+#ifdef GORGONE_MODULE_DIR_FROM_BIN
+  // The installed modules folder next to the installed host, wherever the tree was put.
+  std::error_code ec;
+  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    std::filesystem::path dir = self.parent_path() / GORGONE_MODULE_DIR_FROM_BIN;
+    if (std::filesystem::is_directory(dir, ec)) path.push_back(dir.lexically_normal().string());
+  }
+#endif
 #ifdef GORGONE_MODULE_DIR
   path.push_back(GORGONE_MODULE_DIR);
 #endif

@@ -14,7 +14,9 @@
 namespace gorgone {
 
 // Where module shared objects are looked for: gorgonecore.modules_path, then the folders of
-// GORGONE_MODULE_PATH (colon-separated), then the installed modules folder.
+// GORGONE_MODULE_PATH (colon-separated), then the installed modules folder relative to the
+// running gorgone-host (../<libdir>/gorgone/modules: a DESTDIR or moved tree works), then
+// the installed modules folder of the configured prefix.
 std::vector<std::string> module_search_path(const CoreConfig& config);
 
 // The register module's nodes file as Gorgone's register module sends it:

@@ -170,5 +170,23 @@ TEST(Reload, SighupAndTheApiApplyTheNodesFileAndKeepHeldFrames) {
   EXPECT_TRUE(registered("3"));
 }
 
+// Run by tests/install/install_test.sh against the host installed into a DESTDIR, with no
+// GORGONE_MODULE_PATH: the modules are found next to the installed host under the Gorgone
+// package names of the configuration, and a central drives a poller. (Skipped elsewhere:
+// the other suites run the build tree.)
+TEST(Installed, ACentralDrivesAPollerFromTheInstalledFiles) {
+  if (!std::getenv("GORGONE_INSTALLED")) GTEST_SKIP() << "run by tests/install/install_test.sh";
+  ASSERT_EQ(std::getenv("GORGONE_MODULE_PATH"), nullptr);
+  Fleet fleet;
+  fleet.declare({"2", true, {"1"}});
+  fleet.start("2");
+  fleet.declare({"1", false, {}, true, HostSpec::kProxyDirectives,
+                 "  - id: 2\n    type: push_zmq\n    address: 127.0.0.1\n    port: " + std::to_string(fleet.port("2")) + "\n",
+                 true});
+  fleet.start("1");
+  EXPECT_EQ(echo_on(fleet, "1", "2", "installed", std::chrono::seconds(60)), "installed") << fleet.logs();
+  EXPECT_NE(fleet.daemon("1").log().find("/gorgone/modules/gorgone-proxy.so"), std::string::npos) << fleet.daemon("1").log();
+}
+
 }  // namespace
 }  // namespace gorgone::testing
