@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS gorgone_target_fingerprint (
   id BIGSERIAL PRIMARY KEY,
   target TEXT,
   fingerprint TEXT);
+CREATE INDEX IF NOT EXISTS idx_gorgone_target_fingerprint_target ON gorgone_target_fingerprint (target);
 CREATE TABLE IF NOT EXISTS gorgone_information (
   key TEXT,
   value TEXT);

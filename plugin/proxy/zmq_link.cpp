@@ -1,6 +1,9 @@
 #include "zmq_link.hpp"
 
+#include <deque>
+#include <memory>
 #include <optional>
+#include <vector>
 
 #include "fingerprint_policy.hpp"
 #include "gorgone/protocol/handshake.hpp"
@@ -18,18 +21,23 @@ std::string text_or(const json::Value& obj, const char* name, std::string fallba
   return v && !v->empty() ? *v : fallback;
 }
 
+// What a node costs the central is mostly this object and its connection's libzmq state, once
+// per node for thousands of nodes: members are kept to what a session needs (the handshake
+// timeout rather than a copy of the settings, one trust policy that the key check reaches
+// through `this`, buffers released once used, containers that allocate only while they hold
+// something). doc/performance.md has the figures.
 class ZmqLink : public NodeLink, public RouterPeer {
  public:
   ZmqLink(Host& host, const Settings& settings, ZmqRouters& routers, std::string id, std::string endpoint,
-          std::string identity, protocol::RsaKey client_key, protocol::HandshakeClient::ServerKeyCheck check)
+          std::string identity, protocol::RsaKey client_key, FingerprintPolicy policy)
       : host_(host),
-        settings_(settings),
+        handshake_timeout_(settings.handshake_timeout),
         routers_(routers),
         id_(std::move(id)),
         endpoint_(std::move(endpoint)),
         handshake_identity_(std::move(identity)),
         client_key_(std::move(client_key)),
-        check_(std::move(check)) {}
+        policy_(std::move(policy)) {}
   ~ZmqLink() override { close(); }
 
   bool is_open() const override { return !local_id_.empty(); }
@@ -44,7 +52,9 @@ class ZmqLink : public NodeLink, public RouterPeer {
       return false;
     }
     host_.log(Severity::kInfo, "[proxy] connect for " + id_ + " (" + endpoint_ + ")");
-    handshake_.emplace(handshake_identity_, client_key_, check_);
+    // The check captures only `this` (no allocation): the link outlives its handshake.
+    handshake_.emplace(handshake_identity_, client_key_,
+                       [this](const protocol::RsaKey& server) { return policy_.check(server, host_.history()); });
     hello_ = handshake_->start();
     waiting_ = false;
     connected_ = false;
@@ -55,10 +65,10 @@ class ZmqLink : public NodeLink, public RouterPeer {
   void close() override {
     if (!local_id_.empty()) routers_.disconnect(local_id_);
     local_id_.clear();
-    in_flight_.clear();
-    inbox_.clear();
+    in_flight_.reset();
+    clear_inbox();
     handshake_.reset();
-    hello_.clear();
+    release(hello_);
     waiting_ = false;
     connected_ = false;
     gone_ = false;
@@ -74,9 +84,9 @@ class ZmqLink : public NodeLink, public RouterPeer {
       // Only once the node's TCP connection is up, as a DEALER with ZMQ_IMMEDIATE did: the
       // handshake timeout counts from there.
       if (!connected_ || !hand_over(hello_)) return false;
-      hello_.clear();
+      release(hello_);  // a HELO is about 1 KB: not kept for the life of the session
       waiting_ = true;
-      deadline_ = now + std::chrono::seconds(settings_.handshake_timeout);
+      deadline_ = now + std::chrono::seconds(handshake_timeout_);
       return false;
     }
     return established() && connected_;
@@ -87,8 +97,9 @@ class ZmqLink : public NodeLink, public RouterPeer {
     // instead of a pipe, which a close would discard.
     if (!connected_) return false;
     if (!hand_over(handshake_->encrypt(frame.text))) return false;
-    in_flight_.push_back(frame);
-    if (in_flight_.size() > kMaxInFlight) in_flight_.pop_front();
+    if (!in_flight_) in_flight_ = std::make_unique<std::deque<Frame>>();
+    in_flight_->push_back(frame);
+    if (in_flight_->size() > kMaxInFlight) in_flight_->pop_front();
     return true;
   }
 
@@ -99,13 +110,13 @@ class ZmqLink : public NodeLink, public RouterPeer {
     if (gone_) {
       ev.kind = Event::Kind::kAway;
       ev.reason = "the connection to " + endpoint_ + " is gone";
-      ev.unanswered = std::move(in_flight_);
+      ev.unanswered = take_in_flight();
       close();
       return ev;
     }
-    if (inbox_.empty()) return ev;
-    std::string msg = std::move(inbox_.front());
-    inbox_.pop_front();
+    if (inbox_head_ == inbox_.size()) return ev;
+    std::string msg = std::move(inbox_[inbox_head_++]);
+    if (inbox_head_ == inbox_.size()) clear_inbox();
     bool was_established = established();
     auto step = handshake_->on_message(msg);
     switch (step.kind) {
@@ -125,7 +136,10 @@ class ZmqLink : public NodeLink, public RouterPeer {
         // REGISTERNODES, UNREGISTERNODES and SYNCLOGS are the node's own requests; anything
         // else is its answer to our oldest unanswered frame.
         bool request = r->type == "REGISTERNODES" || r->type == "UNREGISTERNODES" || r->type == "SYNCLOGS";
-        if (!request && !in_flight_.empty()) in_flight_.pop_front();
+        if (!request && in_flight_) {
+          in_flight_->pop_front();
+          if (in_flight_->empty()) in_flight_.reset();
+        }
         ev.kind = Event::Kind::kResponse;
         ev.response = std::move(*r);
         break;
@@ -138,7 +152,7 @@ class ZmqLink : public NodeLink, public RouterPeer {
         if (was_established) {
           // The node lost our session (restarted without it, or forgot it after 24 h idle).
           ev.kind = Event::Kind::kLost;
-          ev.unanswered = std::move(in_flight_);
+          ev.unanswered = take_in_flight();
         } else {
           ev.kind = Event::Kind::kRefused;
         }
@@ -158,7 +172,10 @@ class ZmqLink : public NodeLink, public RouterPeer {
 
   std::optional<Clock::time_point> retry_at() const override { return retry_at_; }
 
-  const std::deque<Frame>& in_flight() const override { return in_flight_; }
+  const std::deque<Frame>& in_flight() const override {
+    static const std::deque<Frame> none;
+    return in_flight_ ? *in_flight_ : none;
+  }
 
   // RouterPeer.
   void on_message(std::string body) override { inbox_.push_back(std::move(body)); }
@@ -170,6 +187,18 @@ class ZmqLink : public NodeLink, public RouterPeer {
   }
 
  private:
+  std::deque<Frame> take_in_flight() {
+    std::deque<Frame> out;
+    if (in_flight_) out = std::move(*in_flight_);
+    in_flight_.reset();
+    return out;
+  }
+  // Empties `v` and gives its memory back (clear() keeps the capacity).
+  static void release(std::string& v) { std::string().swap(v); }
+  void clear_inbox() {
+    std::vector<std::string>().swap(inbox_);
+    inbox_head_ = 0;
+  }
   bool established() const {
     return handshake_ && handshake_->state() == protocol::HandshakeClient::State::kEstablished;
   }
@@ -194,13 +223,13 @@ class ZmqLink : public NodeLink, public RouterPeer {
   }
 
   Host& host_;
-  Settings settings_;
+  std::int64_t handshake_timeout_;  // s
   ZmqRouters& routers_;
   std::string id_;
   std::string endpoint_;
   std::string handshake_identity_;  // "gorgone-proxy-<core>-<node>"
   protocol::RsaKey client_key_;
-  protocol::HandshakeClient::ServerKeyCheck check_;
+  FingerprintPolicy policy_;
   // Session.
   std::string local_id_;  // the connection's id on the routers ("" = no session)
   std::optional<protocol::HandshakeClient> handshake_;
@@ -210,8 +239,12 @@ class ZmqLink : public NodeLink, public RouterPeer {
   bool connected_ = false;      // the node's TCP connection is up
   bool gone_ = false;           // the routers no longer know the connection
   std::optional<Clock::time_point> retry_at_;  // a send found the pipe full
-  std::deque<std::string> inbox_;              // messages the routers handed over, unread
-  std::deque<Frame> in_flight_;
+  // Messages the routers handed over, unread from inbox_head_ on (released once all are read).
+  std::vector<std::string> inbox_;
+  std::size_t inbox_head_ = 0;
+  // Frames sent and not answered, oldest first; none while there are none (an empty
+  // std::deque allocates about 600 bytes).
+  std::unique_ptr<std::deque<Frame>> in_flight_;
 };
 
 }  // namespace
@@ -235,10 +268,8 @@ std::unique_ptr<NodeLink> make_zmq_link(Host& host, const Settings& settings, Zm
   }
   // The file of a pinned key is read at each handshake (see fingerprint_policy.hpp).
   FingerprintPolicy policy{fingerprint_mode(core.fingerprint_mode), node_id, endpoint, text_or(d, "server_pubkey")};
-  Host* h = &host;
-  auto check = [h, policy](const protocol::RsaKey& server) { return policy.check(server, h->history()); };
   return std::make_unique<ZmqLink>(host, settings, routers, node_id, endpoint, "gorgone-proxy-" + core.id + "-" + node_id,
-                                   cached->second, std::move(check));
+                                   cached->second, std::move(policy));
 }
 
 }  // namespace gorgone::proxy

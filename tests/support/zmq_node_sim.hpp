@@ -1,13 +1,15 @@
 // Test support (benchmarks): N push_zmq nodes played by one thread of this process, one
 // external ROUTER each on 127.0.0.1, with the real server side of the handshake. They answer
 // PING with PONG and GETLOG with an empty page, ACK everything else, and can report each
-// frame they receive. Each node costs this process three descriptors (its listener, its
+// frame they receive. The thread waits on the sockets through epoll (see run()). Each node
+// costs this process three descriptors (its listener, its
 // connection, its socket's mailbox): ForkedNodeSims plays a large fleet from child processes.
 // Thread-safety: construct, read ports() and set_ids() on one thread before frames arrive;
 // the callback runs on the simulator's thread. ForkedNodeSims: one thread.
 #pragma once
 
 #include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -64,19 +66,39 @@ class ZmqNodeSim {
     c.helo_per_minute = 0;
     return c;
   }
+  // The sockets' ZMQ_FDs in one epoll set: a wake costs the sockets that have something,
+  // not a zmq_poll over every node (thousands a process), which had made the simulators, not
+  // the central, what a fleet bench measured. A ZMQ_FD only says that the socket's state may
+  // have changed: each socket it names is read until it has nothing, and every socket is read
+  // once at the start and after each idle second, so nothing waits on a signal consumed
+  // unseen.
   void run() {
-    std::vector<zmq::pollitem_t> items;
-    for (auto& s : sockets_) items.push_back({static_cast<void*>(s), 0, ZMQ_POLLIN, 0});
+    const int ep = ::epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) throw std::runtime_error("epoll_create1 failed");
+    for (std::size_t i = 0; i < sockets_.size(); ++i) {
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.u64 = i;
+      const int fd = sockets_[i].get(zmq::sockopt::fd);
+      if (::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) throw std::runtime_error("epoll_ctl failed");
+    }
+    std::vector<epoll_event> ready(256);
+    for (std::size_t i = 0; i < sockets_.size(); ++i) drain(i);
     while (!stop_) {
-      zmq::poll(items.data(), items.size(), std::chrono::milliseconds(100));
-      for (std::size_t i = 0; i < items.size(); ++i) {
-        if (!(items[i].revents & ZMQ_POLLIN)) continue;
-        zmq::message_t id, body;
-        while (sockets_[i].recv(id, zmq::recv_flags::dontwait)) {
-          (void)sockets_[i].recv(body, zmq::recv_flags::none);
-          answer(sockets_[i], id.to_string(), body.to_string_view(), i);
-        }
+      const int n = ::epoll_wait(ep, ready.data(), static_cast<int>(ready.size()), 1000);
+      if (n <= 0) {
+        for (std::size_t i = 0; i < sockets_.size() && !stop_; ++i) drain(i);
+        continue;
       }
+      for (int k = 0; k < n; ++k) drain(static_cast<std::size_t>(ready[static_cast<std::size_t>(k)].data.u64));
+    }
+    ::close(ep);
+  }
+  void drain(std::size_t i) {
+    zmq::message_t id, body;
+    while (sockets_[i].recv(id, zmq::recv_flags::dontwait)) {
+      (void)sockets_[i].recv(body, zmq::recv_flags::none);
+      answer(sockets_[i], id.to_string(), body.to_string_view(), i);
     }
   }
   void answer(zmq::socket_t& s, const std::string& id, std::string_view body, std::size_t index) {
@@ -156,6 +178,11 @@ class ForkedNodeSims {
     }
   }
   int processes() const { return static_cast<int>(children_.size()); }
+  std::vector<pid_t> pids() const {
+    std::vector<pid_t> out;
+    for (const auto& c : children_) out.push_back(c.pid);
+    return out;
+  }
   // Every child loads `key_file` and authorizes `authorized`; the nodes' ports, in order.
   std::vector<int> start(const std::string& key_file, const std::string& authorized) {
     const std::string line = key_file + "\n" + authorized + "\n";

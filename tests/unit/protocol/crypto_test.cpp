@@ -9,9 +9,14 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <vector>
 
 #include <gtest/gtest.h>
+#include <openssl/bn.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
 #include <openssl/pem.h>
 
 #include "vectors.hpp"
@@ -385,6 +390,124 @@ TEST(Rsa, NonRsaKeysAreRefused) {
   EVP_PKEY_free(ec);
   auto key = RsaKey::load_public(pem);
   ASSERT_FALSE(key.ok());
+}
+
+// What OpenSSL's own decoders make of a public key DER, as RsaKey::load_public read it before
+// it built RSA keys by hand: SubjectPublicKeyInfo, else PKCS#1, each only when it takes every
+// byte. The DER of the key read, or "" when neither reads it as an RSA key.
+std::string openssl_reading(const std::string& der) {
+  const auto* begin = reinterpret_cast<const unsigned char*>(der.data());
+  const long len = static_cast<long>(der.size());
+  const unsigned char* p = begin;
+  EVP_PKEY* pkey = d2i_PUBKEY(nullptr, &p, len);
+  if (pkey == nullptr || p != begin + len) {
+    EVP_PKEY_free(pkey);
+    p = begin;
+    pkey = d2i_PublicKey(EVP_PKEY_RSA, nullptr, &p, len);
+    if (pkey != nullptr && p != begin + len) {
+      EVP_PKEY_free(pkey);
+      pkey = nullptr;
+    }
+  }
+  ERR_clear_error();
+  std::string out;
+  if (pkey != nullptr && EVP_PKEY_is_a(pkey, "RSA") == 1) {
+    unsigned char* bytes = nullptr;
+    const int n = i2d_PUBKEY(pkey, &bytes);
+    if (n > 0) out.assign(reinterpret_cast<char*>(bytes), static_cast<std::size_t>(n));
+    OPENSSL_free(bytes);
+  }
+  EVP_PKEY_free(pkey);
+  ERR_clear_error();
+  return out;
+}
+
+std::string der_of(const RsaKey& key) {
+  unsigned char* bytes = nullptr;
+  const int n = i2d_PUBKEY(key.native(), &bytes);
+  std::string out(reinterpret_cast<char*>(bytes), static_cast<std::size_t>(n > 0 ? n : 0));
+  OPENSSL_free(bytes);
+  return out;
+}
+
+std::string wire_der(const std::string& wire) {
+  std::string b64;
+  for (std::size_t at = wire.find('\n') + 1; at < wire.find("-----END"); ++at)
+    if (wire[at] != '\n') b64.push_back(wire[at]);
+  return base64_decode(b64).value();
+}
+
+// Keys are read and written without OpenSSL's encoder and decoder lookups (slow in OpenSSL 3.0):
+// what is written must be OpenSSL's DER byte for byte, and what is read must be the key
+// OpenSSL reads, for every size of key and exponent.
+TEST(RsaDer, WrittenAsOpenSslWritesItAndReadBackTheSame) {
+  for (int bits : {1024, 2048, 3072, 4096}) {
+    for (unsigned long e : {3ul, 65537ul, 4294967297ul}) {
+      EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr);
+      ASSERT_NE(ctx, nullptr);
+      BIGNUM* exponent = BN_new();
+      ASSERT_EQ(BN_set_word(exponent, e), 1);
+      EVP_PKEY* raw = nullptr;
+      ASSERT_EQ(EVP_PKEY_keygen_init(ctx), 1);
+      ASSERT_EQ(EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, bits), 1);
+      ASSERT_EQ(EVP_PKEY_CTX_set1_rsa_keygen_pubexp(ctx, exponent), 1);
+      ASSERT_EQ(EVP_PKEY_generate(ctx, &raw), 1);
+      BN_free(exponent);
+      EVP_PKEY_CTX_free(ctx);
+      unsigned char* bytes = nullptr;
+      const int n = i2d_PUBKEY(raw, &bytes);
+      ASSERT_GT(n, 0);
+      const std::string der(reinterpret_cast<char*>(bytes), static_cast<std::size_t>(n));
+      OPENSSL_free(bytes);
+      EVP_PKEY_free(raw);
+
+      auto key = RsaKey::load_public(der);
+      ASSERT_TRUE(key.ok()) << bits << " bits, e=" << e << ": " << key.error();
+      EXPECT_EQ(der_of(*key), der) << bits << " bits, e=" << e;
+      EXPECT_EQ(key->bits(), bits);
+      EXPECT_EQ(wire_der(key->public_pem_wire()), der) << bits << " bits, e=" << e;
+      auto ct = key->encrypt_pkcs1("HELO");
+      ASSERT_TRUE(ct.ok()) << ct.error();
+      EXPECT_EQ(ct->size(), static_cast<std::size_t>(bits / 8));
+    }
+  }
+}
+
+// Whatever bytes change in a key's DER (a length, a tag, a padding byte, the modulus, trailing
+// or missing bytes), load_public accepts exactly what OpenSSL's decoders accept, as that key.
+TEST(RsaDer, AnyAlteredDerIsReadAsOpenSslReadsIt) {
+  auto key = RsaKey::generate(1024);
+  ASSERT_TRUE(key.ok());
+  const std::string der = der_of(*key);
+  std::vector<std::string> variants;
+  for (std::size_t i = 0; i < der.size(); ++i) {
+    for (unsigned char delta : {1, 0x7f, 0x80, 0xff}) {
+      std::string v = der;
+      v[i] = static_cast<char>(static_cast<unsigned char>(v[i]) + delta);
+      variants.push_back(v);
+    }
+    if (i < 40) {
+      variants.push_back(der.substr(0, i) + der.substr(i + 1));
+      variants.push_back(der.substr(0, i) + '\0' + der.substr(i));
+    }
+  }
+  variants.push_back(der + '\0');
+  variants.push_back(der.substr(0, der.size() - 1));
+  // A non-minimal length (0x82 0x00 0x8d for 0x81 0x8d) around the modulus.
+  const std::size_t modulus = der.find(std::string("\x02\x81\x81", 3));
+  ASSERT_NE(modulus, std::string::npos);
+  variants.push_back(der.substr(0, modulus + 1) + std::string("\x82\x00", 2) + der.substr(modulus + 2));
+  int accepted = 0;
+  for (const std::string& v : variants) {
+    const std::string expected = openssl_reading(v);
+    auto got = RsaKey::load_public(v);
+    ASSERT_EQ(got.ok(), !expected.empty()) << protocol::to_hex(v);
+    if (got.ok()) {
+      ++accepted;
+      EXPECT_EQ(der_of(*got), expected) << protocol::to_hex(v);
+    }
+  }
+  EXPECT_GT(accepted, 100);  // changed modulus bytes still make keys
 }
 
 class RsaGenerated : public ::testing::Test {

@@ -65,6 +65,8 @@ class HandshakeClient {
   std::string encrypt(std::string_view plaintext) const;
   // Marks the session failed (e.g. timeout); the next start() redoes everything.
   void fail() { state_ = State::kFailed; }
+  // The key the server sent in [PUBKEY], while the handshake waits for [KEY]; forgotten once
+  // the session is established.
   const std::optional<RsaKey>& server_key() const { return server_key_; }
 
  private:
