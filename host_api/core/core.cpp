@@ -437,9 +437,11 @@ void Core::tick() {
     // After a burst, give back what glibc keeps in its per-thread arenas (REST threads,
     // workers): the RSS returns near its idle figure instead of staying at the burst's peak.
     // Once the traffic has calmed (fewer than 100 frames in the last second: pings and log
-    // syncs go on) after more than 1 000 frames, at most every 10 s.
-    if (counters_total_ - trimmed_at_total_ > 1000 && counters_total_ - last_second_total_ < 100 &&
-        now - last_trim_ >= 10) {
+    // syncs go on) after more than 1 000 frames, at most every 10 s; and at most every 60 s
+    // whatever the traffic, or a central whose fleet's pings never fall under 100 frames a
+    // second (beyond about 1 000 nodes) would never give anything back.
+    const bool calm = counters_total_ - last_second_total_ < 100;
+    if (counters_total_ - trimmed_at_total_ > 1000 && now - last_trim_ >= (calm ? 10 : 60)) {
       ::malloc_trim(0);
       trimmed_at_total_ = counters_total_;
       last_trim_ = now;
