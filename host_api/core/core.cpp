@@ -33,7 +33,7 @@ namespace {
 const char* const kInternalActions[] = {"ADDLISTENER", "PUTLOG",       "GETLOG",     "KILL",
                                         "PING",        "CONSTATUS",    "SETCOREID",  "SETMODULEKEY",
                                         "SYNCLOGS",    "LOADMODULE",   "UNLOADMODULE", "INFORMATION",
-                                        "GETTHUMBPRINT", "RELOAD"};
+                                        "GETTHUMBPRINT", "RELOAD", "METRICS"};
 
 bool is_internal_action(const std::string& a) {
   if (a.rfind("BCAST", 0) == 0) return true;
@@ -258,6 +258,7 @@ void Core::load_modules() {
   api_endpoints_["GET_/internal/information"] = "INFORMATION";
   api_endpoints_["POST_/internal/logger"] = "BCASTLOGGER";
   api_endpoints_["POST_/internal/reload"] = "RELOAD";
+  api_endpoints_["GET_/internal/metrics"] = "METRICS";
 }
 
 LoadedModule* Core::proxy() const {

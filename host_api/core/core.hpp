@@ -105,6 +105,7 @@ class Core final : public Host {
   bool send_router(zmq::socket_t& router, const std::string& identity, std::string_view body, bool quiet = false);
   LoadedModule* proxy() const;
   std::string constatus_json();
+  std::string metrics_text();
   // GETLOG's answer (history thread): the rows a filter selects, a log-sync page cut by
   // max_rows and max_bytes.
   static std::string getlog_reply(History& history, const std::string& data, const std::string& id,

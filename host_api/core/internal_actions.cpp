@@ -7,8 +7,10 @@
 #include "core.hpp"
 #include "core_text.hpp"
 #include "gorgone/json.hpp"
+#include "gorgone/metrics.hpp"
 #include "gorgone/status_codes.hpp"
 #include "logger.hpp"
+#include "rest_server.hpp"
 
 namespace gorgone {
 using protocol::Frame;
@@ -33,6 +35,41 @@ void Core::count(const std::string& router, const std::string& action, bool prox
     ++counters_["proxy"]["total"];
     ++counters_["proxy"][a];
   }
+}
+
+// GET /api/internal/metrics: the host's families, then each module's (get_metrics hook).
+std::string Core::metrics_text() {
+  metrics::Text m;
+  const HistoryWriter::Stats h = writer_->stats();
+  m.family("gorgone_history_queue_length", "gauge", "Rows and jobs waiting for the history thread");
+  m.sample("gorgone_history_queue_length", static_cast<double>(h.queued));
+  m.family("gorgone_history_rows_written_total", "counter", "History rows written by the history thread");
+  m.sample("gorgone_history_rows_written_total", static_cast<double>(h.rows_written));
+  m.family("gorgone_history_rows_dropped_total", "counter",
+           "History rows lost: the queue was full, or the store failed for longer than the retry window");
+  m.sample("gorgone_history_rows_dropped_total", static_cast<double>(h.rows_dropped));
+  m.family("gorgone_history_jobs_total", "counter", "Database jobs run by the history thread (GETLOG, SETLOGS pages...)");
+  m.sample("gorgone_history_jobs_total", static_cast<double>(h.jobs_run));
+  m.family("gorgone_frames_total", "counter", "Frames the core dispatched, by router and action");
+  for (const auto& [router, actions] : counters_)
+    for (const auto& [action, n] : actions)
+      if (action != "total") m.sample("gorgone_frames_total", {{"router", router}, {"action", action}}, static_cast<double>(n));
+  m.family("gorgone_parents", "gauge", "Peers that pinged this core within 30 min (its parents)");
+  m.sample("gorgone_parents", static_cast<double>(parents_.size()));
+  if (rest_) {
+    m.family("gorgone_rest_requests_total", "counter", "REST API answers by HTTP status");
+    for (const auto& [status, n] : rest_->status_counts())
+      m.sample("gorgone_rest_requests_total", {{"status", std::to_string(status)}}, static_cast<double>(n));
+  }
+  std::string out = m.take();
+  for (const auto& mod : modules_) {
+    if (!mod->hooks.get_metrics) continue;
+    std::string text;
+    Status s = mod->hooks.get_metrics(text);
+    if (s) out += text;
+    else log_error("[core] module '" + mod->name + "' metrics: " + s.message());
+  }
+  return out;
 }
 
 std::string Core::constatus_json() {
@@ -281,6 +318,13 @@ void Core::run_internal_action(const std::string& router, const std::string& ide
     if (ok && !config_.register_config_file.empty()) log_info("[register] reload: " + summary);
     reply(router, identity, "RELOAD", frame.token, ok ? code::kActionFinishOk : code::kActionFinishKo,
           action_json("reload", ok ? "ok" : "failed", "{\"message\":" + json::quote(summary) + "}"));
+  } else if (a == "METRICS") {
+    if (router == "external") {
+      reply(router, identity, "ACK", frame.token, code::kActionFinishKo, json::message("metrics are for this host's own API"));
+      return;
+    }
+    std::string text = metrics_text();
+    reply(router, identity, "METRICS", frame.token, code::kActionFinishOk, "{\"text\":" + json::quote(text) + "}");
   } else if (a == "GETTHUMBPRINT") {
     std::string data = action_json("getthumbprint", "ok", "{\"thumbprint\":" + json::quote(server_key_->jwk_thumbprint()) + "}");
     if (read_only_row) add_history(token, code::kActionFinishOk, data);

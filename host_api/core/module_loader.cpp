@@ -90,6 +90,7 @@ Result<std::unique_ptr<LoadedModule>> load_module(const std::string& name, const
 
   h.is_all_proxy_ready = get_hook<IsAllProxyReadyHook>(mod->library, hook_name::kIsAllProxyReady);
   h.get_constatus_result = get_hook<GetConstatusHook>(mod->library, hook_name::kGetConstatus);
+  h.get_metrics = get_hook<GetMetricsHook>(mod->library, hook_name::kGetMetrics);
   h.synclog = get_hook<SynclogHook>(mod->library, hook_name::kSynclog);
   h.setcoreid = get_hook<SetCoreIdHook>(mod->library, hook_name::kSetCoreId);
   h.add_parent_ping = get_hook<AddParentPingHook>(mod->library, hook_name::kAddParentPing);

@@ -27,6 +27,7 @@ struct ModuleHooks {
   SynclogHook* synclog = nullptr;
   SetCoreIdHook* setcoreid = nullptr;
   AddParentPingHook* add_parent_ping = nullptr;
+  GetMetricsHook* get_metrics = nullptr;
 };
 
 // A loaded module. Owns the library: destroy it only after the module stopped its threads.

@@ -362,6 +362,10 @@ Status RestServer::start() {
   // cpp-httplib still does itself (the Keep-Alive header it sends) in line with it.
   // Headers and body go out in two writes: without TCP_NODELAY the second waits for the
   // client's delayed ACK, 40 ms per answer (measured: 25 requests/s for one client).
+  // Every answer, refusals included, counted by status (GET /api/internal/metrics).
+  server_->set_logger([this](const httplib::Request&, const httplib::Response& res) {
+    if (res.status >= 0 && res.status < static_cast<int>(statuses_.size())) statuses_[res.status].fetch_add(1, std::memory_order_relaxed);
+  });
   server_->set_tcp_nodelay(true);
   server_->set_read_timeout(kReadTimeoutSeconds, 0);
   server_->set_write_timeout(kRequestSeconds, 0);
@@ -428,6 +432,13 @@ Status RestServer::start() {
     log_warning("[httpserver] REST API on " + config_.address + " without auth: anyone who can reach this address "
                 "can send commands to every node (enable auth, or listen on 127.0.0.1)");
   return Status::success();
+}
+
+std::vector<std::pair<int, std::uint64_t>> RestServer::status_counts() const {
+  std::vector<std::pair<int, std::uint64_t>> out;
+  for (std::size_t i = 0; i < statuses_.size(); ++i)
+    if (std::uint64_t n = statuses_[i].load(std::memory_order_relaxed)) out.emplace_back(static_cast<int>(i), n);
+  return out;
 }
 
 void RestServer::stop() {
@@ -546,6 +557,13 @@ void RestServer::handle(const httplib::Request& req, httplib::Response& res,
       if (!json::parse(doc, r->json) || !doc.IsObject())
         return send_json(res, 400, rest::error_json("decode_error", "Cannot decode response"));
       if (!doc.HasMember("data") || doc["data"].IsNull()) return send_json(res, 204, "");
+      // Metrics are text for Prometheus, not JSON.
+      if (event == "METRICS" && doc["data"].IsObject() && doc["data"].HasMember("text") && doc["data"]["text"].IsString()) {
+        res.status = 200;
+        res.set_content(std::string(doc["data"]["text"].GetString(), doc["data"]["text"].GetStringLength()),
+                        "text/plain; version=0.0.4; charset=utf-8");
+        return;
+      }
       return send_json(res, 200, json::dump(doc["data"]));
     }
     // Wait for the core's acknowledgement so that the request is dispatched when we answer.

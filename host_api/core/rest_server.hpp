@@ -9,6 +9,16 @@
 // away from the others.
 #pragma once
 
+#include <vector>
+
+#include <utility>
+
+#include <cstdint>
+
+#include <atomic>
+
+#include <array>
+
 #include <functional>
 #include <memory>
 #include <string>
@@ -52,6 +62,8 @@ class RestServer {
   Status start();
   void stop();
   int port() const { return port_; }
+  // Requests answered so far, by HTTP status (metrics). Thread-safe.
+  std::vector<std::pair<int, std::uint64_t>> status_counts() const;
 
  private:
   // The checks made before the body is read. False: `res` holds the refusal.
@@ -66,6 +78,7 @@ class RestServer {
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   int port_ = 0;
+  std::array<std::atomic<std::uint64_t>, 600> statuses_{};  // index: HTTP status
 };
 
 }  // namespace gorgone

@@ -90,6 +90,13 @@ Status proxy_get_constatus(std::string& out) noexcept {
   });
 }
 
+Status proxy_get_metrics(std::string& out) noexcept {
+  return guarded("get_metrics", [&] {
+    out = g_proxy->metrics();
+    return Status::success();
+  });
+}
+
 Status proxy_synclog() noexcept {
   return guarded("synclog", [&] {
     g_proxy->full_sync();
@@ -123,6 +130,7 @@ GORGONE_EXPORT_HOOK(proxy_stop, gorgone_kill)
 GORGONE_EXPORT_HOOK(proxy_stop, gorgone_kill_internal)
 GORGONE_EXPORT_HOOK(proxy_is_all_proxy_ready, gorgone_is_all_proxy_ready)
 GORGONE_EXPORT_HOOK(proxy_get_constatus, gorgone_get_constatus_result)
+GORGONE_EXPORT_HOOK(proxy_get_metrics, gorgone_get_metrics)
 GORGONE_EXPORT_HOOK(proxy_synclog, gorgone_synclog)
 GORGONE_EXPORT_HOOK(proxy_setcoreid, gorgone_setcoreid)
 GORGONE_EXPORT_HOOK(proxy_add_parent_ping, gorgone_add_parent_ping)

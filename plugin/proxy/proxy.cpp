@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include "gorgone/metrics.hpp"
 #include "gorgone/protocol/crypto.hpp"
 #include "gorgone/status_codes.hpp"
 #include "pull_link.hpp"
@@ -254,6 +255,7 @@ void Proxy::sync_ended(const std::string& id, bool stored, const std::string& wh
   SyncState& s = it->second;
   s.in_progress = false;
   s.ended = s.started;
+  if (stored) s.last_synced = now_s();
   std::vector<SyncState::Waiter> done;
   for (auto w = s.waiters.begin(); w != s.waiters.end();) {
     if (w->need <= s.ended) {
@@ -814,6 +816,44 @@ CheckResult Proxy::check() {
     }
   }
   return r;
+}
+
+std::string Proxy::metrics() const {
+  metrics::Text m;
+  const std::int64_t now = now_s();
+  const auto& status = registry_.status();
+  const auto& syncs = registry_.sync();
+  m.family("gorgone_node_up", "gauge",
+           "1 when the node answered its last ping (or was not pinged yet), 0 when its last ping timed out");
+  for (const auto& [id, s] : status) m.sample("gorgone_node_up", {{"node", id}, {"type", s.type_name}}, s.ping_timeout > 0 ? 0 : 1);
+  m.family("gorgone_node_pings_ok_total", "counter", "Pings the node answered");
+  for (const auto& [id, s] : status) m.sample("gorgone_node_pings_ok_total", {{"node", id}}, static_cast<double>(s.ping_ok));
+  m.family("gorgone_node_pings_failed_total", "counter", "Pings the node did not answer in time");
+  for (const auto& [id, s] : status)
+    m.sample("gorgone_node_pings_failed_total", {{"node", id}}, static_cast<double>(s.ping_failed));
+  m.family("gorgone_node_ping_rtt_seconds", "gauge", "Round trip of the node's last answered ping (1 s resolution)");
+  for (const auto& [id, s] : status)
+    if (s.last_ping_recv >= s.last_ping_sent && s.last_ping_sent > 0)
+      m.sample("gorgone_node_ping_rtt_seconds", {{"node", id}}, static_cast<double>(s.last_ping_recv - s.last_ping_sent));
+  m.family("gorgone_node_last_pong_timestamp_seconds", "gauge", "When the node last answered (Unix time)");
+  for (const auto& [id, s] : status)
+    if (s.last_ping_recv > 0)
+      m.sample("gorgone_node_last_pong_timestamp_seconds", {{"node", id}}, static_cast<double>(s.last_ping_recv));
+  m.family("gorgone_node_sync_position_seconds", "gauge", "Log sync cursor: the newest node-side ctime stored here");
+  for (const auto& [id, s] : syncs)
+    if (registry_.node(id)) m.sample("gorgone_node_sync_position_seconds", {{"node", id}}, s.ctime);
+  m.family("gorgone_node_last_sync_timestamp_seconds", "gauge", "When the node's logs were last synced successfully");
+  m.family("gorgone_node_sync_lag_seconds", "gauge", "Seconds since the node's logs were last synced successfully");
+  for (const auto& [id, s] : syncs) {
+    if (!registry_.node(id) || s.last_synced == 0) continue;
+    m.sample("gorgone_node_last_sync_timestamp_seconds", {{"node", id}}, static_cast<double>(s.last_synced));
+    m.sample("gorgone_node_sync_lag_seconds", {{"node", id}}, static_cast<double>(now - s.last_synced));
+  }
+  m.family("gorgone_proxy_workers_ready_ratio", "gauge", "Share of the proxy's pool workers that are ready");
+  m.sample("gorgone_proxy_workers_ready_ratio", ready_percent() / 100.0);
+  m.family("gorgone_proxy_frames_waiting_for_workers", "gauge", "Frames held until a worker is ready");
+  m.sample("gorgone_proxy_frames_waiting_for_workers", static_cast<double>(pending_.size()));
+  return m.take();
 }
 
 void Proxy::broadcast(const protocol::Frame& frame) {

@@ -29,6 +29,8 @@ class Proxy {
   void stop();  // gently, kill, kill_internal: stop every worker now
   int ready_percent() const;
   std::string constatus() const { return registry_.constatus_json(); }
+  // The proxy's metrics, Prometheus text (doc/running.md lists them).
+  std::string metrics() const;
   void full_sync();
   void set_core_id(const std::string& id);
   Registry& registry() { return registry_; }

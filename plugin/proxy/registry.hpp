@@ -68,6 +68,7 @@ struct SyncState {
   bool position_loaded = false;
   bool position_loading = false;  // read on the history thread now
   bool storing = false;           // a page is being stored (in_progress stays true until then)
+  std::int64_t last_synced = 0;   // when a sync last ended stored (Unix time; metrics)
   // Syncs started (a series of pages counts once) and ended, stored or not. A sync asked
   // for while one is in flight may miss rows written after that one's snapshot: `again`
   // starts another as soon as it ends.
@@ -141,6 +142,7 @@ class Registry {
   std::map<std::string, PingStatus>& status() { return status_; }
   const std::map<std::string, PingStatus>& status() const { return status_; }
   std::map<std::string, SyncState>& sync() { return sync_; }
+  const std::map<std::string, SyncState>& sync() const { return sync_; }
   std::map<std::string, std::int64_t>& last_pong() { return last_pong_; }
 
   // {"<id>":{type,in_progress_ping,...,nodes:{...}},...}

@@ -203,6 +203,26 @@ TEST(HostilePeer, APullNodesIdStaysWithItsConnection) {
   })) << fleet.logs();
 }
 
+// What a host's own API offers its operator (reload the nodes file, the metrics) is not for
+// its parents: a central, even an authorized one, asking a poller for them through the
+// external router is refused, and the poller's nodes file is not read again.
+TEST(HostilePeer, AParentCannotReloadAPollerNorReadItsMetrics) {
+  Fleet fleet;
+  fleet.declare({"2", true, {"1"}});
+  fleet.start("2");
+  zmq::context_t ctx;
+  WireClient central(ctx, "1", fleet.private_key("1"), fleet.port("2"));
+  ASSERT_TRUE(central.handshake()) << fleet.logs();
+  for (const char* action : {"RELOAD", "METRICS"}) {
+    auto answer = central.ask(action, "{}");
+    ASSERT_TRUE(answer.has_value()) << action << "\n" << fleet.logs();
+    EXPECT_NE(answer->json.find("\"code\":1"), std::string::npos) << action << ": " << answer->json;
+    EXPECT_NE(answer->json.find("for this host's own API"), std::string::npos) << answer->json;
+    EXPECT_EQ(answer->json.find("gorgone_"), std::string::npos) << answer->json;
+  }
+  EXPECT_EQ(fleet.daemon("2").log().find("[register] reload"), std::string::npos);
+}
+
 TEST(HostSignals, SighupReopensTheLogFileAndTheHostKeepsServing) {
   Fleet fleet;
   HostSpec central{"1"};

@@ -188,5 +188,34 @@ TEST(Installed, ACentralDrivesAPollerFromTheInstalledFiles) {
   EXPECT_NE(fleet.daemon("1").log().find("/gorgone/modules/gorgone-proxy.so"), std::string::npos) << fleet.daemon("1").log();
 }
 
+// GET /api/internal/metrics: Prometheus text with the host's and the proxy's families,
+// behind the API's checks like every endpoint.
+TEST(Metrics, ACentralExposesItsNodesHistoryAndRestFigures) {
+  Fleet fleet;
+  fleet.declare({"2", true, {"1"}});
+  fleet.start("2");
+  fleet.declare({"1", false, {}, true, HostSpec::kProxyDirectives,
+                 "  - id: 2\n    type: push_zmq\n    address: 127.0.0.1\n    port: " + std::to_string(fleet.port("2")) +
+                     "\n  - id: 9\n    type: push_zmq\n    address: 127.0.0.1\n    port: 1\n",
+                 true});
+  fleet.start("1");
+  ASSERT_EQ(echo_on(fleet, "1", "2", "m", std::chrono::seconds(60)), "m") << fleet.logs();
+  std::string text;
+  ASSERT_TRUE(eventually([&] {
+    auto [status, body] = fleet.get("1", "/api/internal/metrics");
+    text = body;
+    return status == 200 && body.find("gorgone_node_pings_ok_total{node=\"2\"} ") != std::string::npos &&
+           body.find("gorgone_node_pings_ok_total{node=\"2\"} 0") == std::string::npos;
+  }, std::chrono::seconds(60))) << text;
+  for (const char* line : {"# TYPE gorgone_node_up gauge", "gorgone_node_up{node=\"2\",type=\"push_zmq\"} 1",
+                           "gorgone_node_last_sync_timestamp_seconds{node=\"2\"} ", "gorgone_history_rows_written_total ",
+                           "gorgone_history_queue_length ", "gorgone_frames_total{router=\"internal\",action=\"command\"} ",
+                           "gorgone_rest_requests_total{status=\"200\"} ", "gorgone_proxy_workers_ready_ratio 1"})
+    EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
+  // Node 9 cannot be reached: once its ping times out it shows down (pong_discard_timeout is
+  // long by default, so here it is only listed).
+  EXPECT_NE(text.find("gorgone_node_up{node=\"9\",type=\"push_zmq\"} "), std::string::npos) << text;
+}
+
 }  // namespace
 }  // namespace gorgone::testing

@@ -140,6 +140,8 @@ using GetConstatusHook = Status(std::string& json_out) noexcept;  // constatus o
 using SynclogHook = Status() noexcept;                            // full log sync now
 using SetCoreIdHook = Status(const std::string& core_id) noexcept;
 using AddParentPingHook = Status(const std::string& router_type, const std::string& identity) noexcept;
+// ABI 1.3: the module's metrics in the Prometheus text format (appended to the host's).
+using GetMetricsHook = Status(std::string& text_out) noexcept;
 
 // Exported names.
 namespace hook_name {
@@ -157,6 +159,7 @@ inline constexpr const char* kGetConstatus = "gorgone_get_constatus_result";
 inline constexpr const char* kSynclog = "gorgone_synclog";
 inline constexpr const char* kSetCoreId = "gorgone_setcoreid";
 inline constexpr const char* kAddParentPing = "gorgone_add_parent_ping";
+inline constexpr const char* kGetMetrics = "gorgone_get_metrics";
 }  // namespace hook_name
 
 }  // namespace gorgone

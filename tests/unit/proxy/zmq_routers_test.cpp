@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 #include <vector>
+#include <thread>
 
 #include "recording_host.hpp"
 #include "zmq_routers.hpp"
@@ -33,7 +34,17 @@ struct Node {
       : socket(ctx, zmq::socket_type::router) {
     socket.set(zmq::sockopt::linger, 0);
     socket.set(zmq::sockopt::router_mandatory, 1);
-    socket.bind(bind);
+    // Binding a port again (a restarted node): while nobody listened, the routers' reconnect
+    // attempts to this ephemeral port may hold it for a moment (a connection to itself).
+    for (int attempt = 0;; ++attempt) {
+      try {
+        socket.bind(bind);
+        break;
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EADDRINUSE || attempt >= 100) throw;
+        std::this_thread::sleep_for(50ms);
+      }
+    }
     endpoint = socket.get(zmq::sockopt::last_endpoint);
   }
   // The next message: (routing id it came from, body); empty id after `limit`.
