@@ -66,6 +66,19 @@ Result<std::unique_ptr<LoadedModule>> load_module(const std::string& name, const
                       std::to_string(mod->abi.minor) + " is incompatible with the host's " +
                       std::to_string(host.major) + "." + std::to_string(host.minor));
 
+  // From ABI 1.3 a module says what it was built against; it must be what the host was.
+  if (mod->abi.minor >= 3) {
+    FingerprintHook* fingerprint = get_hook<FingerprintHook>(mod->library, hook_name::kFingerprint);
+    const std::string host_fingerprint = build_fingerprint();
+    const char* theirs = fingerprint ? fingerprint() : nullptr;
+    if (!theirs)
+      return make_error("module '" + name + "': no function '" + hook_name::kFingerprint +
+                        "' (a module of ABI 1.3 or later exports it through GORGONE_MODULE_ABI())");
+    if (host_fingerprint != theirs)
+      return make_error("module '" + name + "': built against " + std::string(theirs).substr(0, 200) +
+                        ", the host against " + host_fingerprint + ": rebuild it against the host's libraries");
+  }
+
   ModuleHooks& h = mod->hooks;
   struct Required {
     const char* name;

@@ -12,10 +12,14 @@
 //  * The host keeps the library loaded until kill()/kill_internal() returned and the
 //    module said (through check()) that none of its threads run any more.
 //  * ABI: the host accepts a module whose major equals the host's and whose minor is at
-//    most the host's. Additive changes bump the minor.
+//    most the host's. Additive changes bump the minor. From 1.3 a module also exports its
+//    build fingerprint (GORGONE_MODULE_ABI() does both), which must equal the host's: the
+//    third-party types that cross the boundary (YAML::Node, zmq::context_t) must be the ones
+//    the host was built with.
 #pragma once
 
 #include <boost/dll/alias.hpp>
+#include <boost/version.hpp>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -122,8 +126,26 @@ class Host {
   virtual void post(std::function<void()> job) = 0;
 };
 
+// The build fingerprint: what the compiler of a module (or of the host) saw of the
+// third-party types that cross the boundary: libzmq's and cppzmq's versions
+// (zmq::context_t), Boost's (the DLL aliases), yaml-cpp's YAML::Node layout (yaml-cpp has
+// no version macro) and the C++ library's string ABI. A module that agrees on the ABI
+// number but was built against another major version of one of them would crash at its
+// first call; the host refuses it with both fingerprints (as Kea checks its hooks).
+inline std::string build_fingerprint() {
+  std::string f = "libzmq " + std::to_string(ZMQ_VERSION_MAJOR) + "." + std::to_string(ZMQ_VERSION_MINOR);
+  f += ", cppzmq " + std::to_string(CPPZMQ_VERSION_MAJOR);
+  f += ", boost " + std::to_string(BOOST_VERSION / 100000) + "." + std::to_string(BOOST_VERSION / 100 % 1000);
+  f += ", yaml-cpp Node " + std::to_string(sizeof(YAML::Node)) + " bytes";
+#if defined(_GLIBCXX_USE_CXX11_ABI)
+  f += ", libstdc++ cxx11 ABI " + std::to_string(_GLIBCXX_USE_CXX11_ABI);
+#endif
+  return f;
+}
+
 // ---- hook signatures (the exported symbols)
 using AbiHook = AbiVersion() noexcept;
+using FingerprintHook = const char*() noexcept;  // ABI 1.3: build_fingerprint() of the module
 using RegisterHook = Status(const YAML::Node& module_config, const YAML::Node& core_config,
                             Host& host, Registration& out) noexcept;
 using InitHook = Status(const std::string& core_id) noexcept;
@@ -146,6 +168,7 @@ using GetMetricsHook = Status(std::string& text_out) noexcept;
 // Exported names.
 namespace hook_name {
 inline constexpr const char* kAbi = "gorgone_abi";
+inline constexpr const char* kFingerprint = "gorgone_build_fingerprint";
 inline constexpr const char* kRegister = "gorgone_register";
 inline constexpr const char* kInit = "gorgone_init";
 inline constexpr const char* kRouting = "gorgone_routing";
@@ -170,7 +193,12 @@ inline constexpr const char* kGetMetrics = "gorgone_get_metrics";
   ::gorgone::AbiVersion gorgone_module_abi_() noexcept {                          \
     return ::gorgone::AbiVersion{::gorgone::kAbiMajor, ::gorgone::kAbiMinor};     \
   }                                                                               \
+  const char* gorgone_module_fingerprint_() noexcept {                            \
+    static const std::string fingerprint = ::gorgone::build_fingerprint();        \
+    return fingerprint.c_str();                                                   \
   }                                                                               \
-  BOOST_DLL_ALIAS(gorgone_module_abi_, gorgone_abi)
+  }                                                                               \
+  BOOST_DLL_ALIAS(gorgone_module_abi_, gorgone_abi)                               \
+  BOOST_DLL_ALIAS(gorgone_module_fingerprint_, gorgone_build_fingerprint)
 
 #define GORGONE_EXPORT_HOOK(function, exported_name) BOOST_DLL_ALIAS(function, exported_name)

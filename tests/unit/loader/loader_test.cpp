@@ -46,6 +46,16 @@ TEST(Loader, RefusesAnotherAbiNamingBothVersions) {
       << e;
 }
 
+// Same ABI number, another libzmq underneath: refused, both builds named.
+TEST(Loader, RefusesAModuleBuiltAgainstOtherLibraries) {
+  std::string e = load_error("module-fingerprint.so");
+  EXPECT_NE(e.find("module 't': built against libzmq 5.0, cppzmq "), std::string::npos) << e;
+  EXPECT_NE(e.find(", the host against " + gorgone::build_fingerprint()), std::string::npos) << e;
+  EXPECT_NE(e.find("rebuild it against the host's libraries"), std::string::npos) << e;
+  // The good module, built with the host's headers, says the same as the host.
+  EXPECT_EQ(load_error("module-good.so"), "");
+}
+
 TEST(Loader, RefusesASharedObjectWithoutAbi) {
   EXPECT_NE(load_error("module-no-abi.so").find("gorgone_abi"), std::string::npos);
 }

@@ -4,6 +4,7 @@
 //   BROKEN_ABI_MINOR      - claims a minor newer than the host's
 //   BROKEN_NO_ABI         - exports no ABI function at all
 //   BROKEN_REGISTER_THROWS - register throws (the guard must turn it into a Status)
+//   BROKEN_FINGERPRINT    - says it was built against another libzmq major version
 #include <stdexcept>
 
 #include "gorgone/module.hpp"
@@ -45,7 +46,17 @@ gorgone::AbiVersion abi() noexcept {
 #endif
 }  // namespace
 
-#if defined(BROKEN_ABI_MAJOR) || defined(BROKEN_ABI_MINOR)
+#ifdef BROKEN_FINGERPRINT
+namespace {
+gorgone::AbiVersion abi13() noexcept { return {gorgone::kAbiMajor, gorgone::kAbiMinor}; }
+const char* other_build() noexcept {
+  static const std::string f = "libzmq 5.0" + gorgone::build_fingerprint().substr(gorgone::build_fingerprint().find(','));
+  return f.c_str();
+}
+}  // namespace
+BOOST_DLL_ALIAS(abi13, gorgone_abi)
+BOOST_DLL_ALIAS(other_build, gorgone_build_fingerprint)
+#elif defined(BROKEN_ABI_MAJOR) || defined(BROKEN_ABI_MINOR)
 BOOST_DLL_ALIAS(abi, gorgone_abi)
 #elif !defined(BROKEN_NO_ABI)
 GORGONE_MODULE_ABI();
