@@ -68,13 +68,7 @@ bool routed(Fleet& fleet) {
 int main(int argc, char** argv) {
   const int n = argc > 1 ? std::atoi(argv[1]) : 500;
   Fleet fleet;
-  fleet.declare({"2", true, {"1"}});
-  fleet.start("2");
-  fleet.declare({"1", false, {}, true, HostSpec::kProxyDirectives,
-                 "  - id: 2\n    type: push_zmq\n    address: 127.0.0.1\n    port: " + std::to_string(fleet.port("2")) +
-                     "\n",
-                 true});
-  fleet.start("1");
+  start_central_and_poller(fleet);
   std::atomic<int> failed{0};
   if (!eventually([&] { return command_round_trip(fleet, 0, 0); })) {
     std::fprintf(stderr, "the poller does not answer\n%s", fleet.logs().c_str());

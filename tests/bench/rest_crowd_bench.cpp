@@ -72,13 +72,7 @@ int main(int argc, char** argv) {
   const int clients = argc > 1 ? std::atoi(argv[1]) : 1000;
   const int per_client = argc > 2 ? std::atoi(argv[2]) : 3;
   Fleet fleet;
-  fleet.declare({"2", true, {"1"}});
-  fleet.start("2");
-  fleet.declare({"1", false, {}, true, HostSpec::kProxyDirectives,
-                 "  - id: 2\n    type: push_zmq\n    address: 127.0.0.1\n    port: " + std::to_string(fleet.port("2")) +
-                     "\n",
-                 true});
-  fleet.start("1");
+  start_central_and_poller(fleet);
   if (!eventually([&] { return fleet.get("1", "/api/nodes/2/internal/thumbprint").first == 200; })) {
     std::fprintf(stderr, "the central does not answer\n%s", fleet.logs().c_str());
     return 1;

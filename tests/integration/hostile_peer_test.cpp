@@ -223,14 +223,19 @@ TEST(HostilePeer, AParentCannotReloadAPollerNorReadItsMetrics) {
   EXPECT_EQ(fleet.daemon("2").log().find("[register] reload"), std::string::npos);
 }
 
-TEST(HostSignals, SighupReopensTheLogFileAndTheHostKeepsServing) {
-  Fleet fleet;
+// A central "1" with the proxy and the REST API, and nothing behind it.
+Daemon& start_api_central(Fleet& fleet) {
   HostSpec central{"1"};
   central.proxy = true;
   central.http = true;
   fleet.declare(central);
   fleet.start("1");
-  Daemon& host = fleet.daemon("1");
+  return fleet.daemon("1");
+}
+
+TEST(HostSignals, SighupReopensTheLogFileAndTheHostKeepsServing) {
+  Fleet fleet;
+  Daemon& host = start_api_central(fleet);
   std::string log_file = fleet.log_path("1");
   ASSERT_NE(read_file(log_file).find("REST API on"), std::string::npos);
   // What logrotate does: move the file, then SIGHUP.
@@ -251,12 +256,7 @@ TEST(HostSignals, SighupReopensTheLogFileAndTheHostKeepsServing) {
 // cleanly.
 TEST(HostSignals, EveryThreadBlocksTheStopSignalsAndSigtermStillStopsTheHost) {
   Fleet fleet;
-  HostSpec central{"1"};
-  central.proxy = true;
-  central.http = true;
-  fleet.declare(central);
-  fleet.start("1");
-  Daemon& host = fleet.daemon("1");
+  Daemon& host = start_api_central(fleet);
   ASSERT_TRUE(eventually([&] { return read_file(fleet.log_path("1")).find("REST API on") != std::string::npos; }));
   const unsigned long long wanted = (1ULL << (SIGHUP - 1)) | (1ULL << (SIGINT - 1)) | (1ULL << (SIGTERM - 1));
   int threads = 0;

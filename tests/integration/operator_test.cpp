@@ -79,7 +79,7 @@ class CheckConfig : public ::testing::Test {
   std::string dir_;
 };
 
-const char* kNode2 = "  - id: 2\n    type: push_zmq\n    address: 127.0.0.1\n    port: 5556\n";
+const std::string kNode2 = push_node("2", 5556);
 
 TEST(HostVersion, PrintsTheVersionAndTheModuleAbi) {
   HostRun r = host({"--version"});
@@ -97,7 +97,7 @@ TEST_F(CheckConfig, AUsableConfigurationSaysSoAndStartsNothing) {
 }
 
 TEST_F(CheckConfig, EachProblemIsNamedAndTheExitCodeSaysNo) {
-  const std::string bogus = std::string(kNode2) + "  - id: 3\n    type: bogus\n";
+  const std::string bogus = kNode2 + "  - id: 3\n    type: bogus\n";
   HostRun r = host({"--check-config", "--config",
                 write("        pool: lots\n", bogus, "host='x",
                       "      - name: nothere\n        package: gorgone::modules::core::nothere::hooks\n        enable: true\n")});
@@ -132,8 +132,8 @@ TEST(Reload, SighupAndTheApiApplyTheNodesFileAndKeepHeldFrames) {
   Fleet fleet;
   fleet.declare({"3", true, {"1"}});
   fleet.start("3");
-  const std::string wrong = "  - id: 3\n    type: push_zmq\n    address: 127.0.0.1\n    port: 1\n";
-  const std::string node4 = "  - id: 4\n    type: push_zmq\n    address: 127.0.0.1\n    port: 1\n";
+  const std::string wrong = push_node("3", 1);
+  const std::string node4 = push_node("4", 1);
   fleet.declare({"1", false, {}, true, HostSpec::kProxyDirectives, wrong + node4, true});
   fleet.start("1");
   const std::string nodes_file = std::filesystem::path(fleet.log_path("1")).parent_path().string() + "/nodes.yaml";
@@ -145,8 +145,7 @@ TEST(Reload, SighupAndTheApiApplyTheNodesFileAndKeepHeldFrames) {
   const std::string token = fleet.command("1", "3", "echo kept");
   ASSERT_FALSE(token.empty());
   // Node 3 on its right port, node 4 gone, node 5 new.
-  write_file(nodes_file, "nodes:\n  - id: 3\n    type: push_zmq\n    address: 127.0.0.1\n    port: " +
-                             std::to_string(fleet.port("3")) + "\n  - id: 5\n    type: push_zmq\n    address: 127.0.0.1\n    port: 1\n");
+  write_file(nodes_file, "nodes:\n" + push_node("3", fleet.port("3")) + push_node("5", 1));
   ASSERT_EQ(::kill(fleet.daemon("1").pid(), SIGHUP), 0);
   ASSERT_TRUE(eventually([&] { return registered("5") && !registered("4"); })) << fleet.logs();
   EXPECT_TRUE(eventually([&] { return fleet.result("1", token, "3") == "kept"; }, std::chrono::seconds(60)))
@@ -161,8 +160,7 @@ TEST(Reload, SighupAndTheApiApplyTheNodesFileAndKeepHeldFrames) {
   EXPECT_NE(body.find("nodes file not (re)loaded"), std::string::npos) << body;
   EXPECT_TRUE(registered("3") && registered("5"));
   // Through the API: node 5 removed.
-  write_file(nodes_file, "nodes:\n  - id: 3\n    type: push_zmq\n    address: 127.0.0.1\n    port: " +
-                             std::to_string(fleet.port("3")) + "\n");
+  write_file(nodes_file, "nodes:\n" + push_node("3", fleet.port("3")));
   std::tie(status, body) = fleet.post("1", "/api/internal/reload", "{}");
   EXPECT_EQ(status, 200) << body;
   EXPECT_NE(body.find("1 node(s) in " + nodes_file + ": 0 added, 0 changed, 1 removed"), std::string::npos) << body;
@@ -178,12 +176,7 @@ TEST(Installed, ACentralDrivesAPollerFromTheInstalledFiles) {
   if (!std::getenv("GORGONE_INSTALLED")) GTEST_SKIP() << "run by tests/install/install_test.sh";
   ASSERT_EQ(std::getenv("GORGONE_MODULE_PATH"), nullptr);
   Fleet fleet;
-  fleet.declare({"2", true, {"1"}});
-  fleet.start("2");
-  fleet.declare({"1", false, {}, true, HostSpec::kProxyDirectives,
-                 "  - id: 2\n    type: push_zmq\n    address: 127.0.0.1\n    port: " + std::to_string(fleet.port("2")) + "\n",
-                 true});
-  fleet.start("1");
+  start_central_and_poller(fleet);
   EXPECT_EQ(echo_on(fleet, "1", "2", "installed", std::chrono::seconds(60)), "installed") << fleet.logs();
   EXPECT_NE(fleet.daemon("1").log().find("/gorgone/modules/gorgone-proxy.so"), std::string::npos) << fleet.daemon("1").log();
 }
@@ -192,13 +185,7 @@ TEST(Installed, ACentralDrivesAPollerFromTheInstalledFiles) {
 // behind the API's checks like every endpoint.
 TEST(Metrics, ACentralExposesItsNodesHistoryAndRestFigures) {
   Fleet fleet;
-  fleet.declare({"2", true, {"1"}});
-  fleet.start("2");
-  fleet.declare({"1", false, {}, true, HostSpec::kProxyDirectives,
-                 "  - id: 2\n    type: push_zmq\n    address: 127.0.0.1\n    port: " + std::to_string(fleet.port("2")) +
-                     "\n  - id: 9\n    type: push_zmq\n    address: 127.0.0.1\n    port: 1\n",
-                 true});
-  fleet.start("1");
+  start_central_and_poller(fleet, push_node("9", 1));
   ASSERT_EQ(echo_on(fleet, "1", "2", "m", std::chrono::seconds(60)), "m") << fleet.logs();
   std::string text;
   ASSERT_TRUE(eventually([&] {

@@ -220,6 +220,20 @@ inline std::string remote_copy_lands(Fleet& fleet, const std::string& via, const
   return error;
 }
 
+// A push_zmq entry of a nodes file (YAML list item).
+inline std::string push_node(const std::string& id, int port) {
+  return "  - id: " + id + "\n    type: push_zmq\n    address: 127.0.0.1\n    port: " + std::to_string(port) + "\n";
+}
+
+// The usual pair: our poller "2" (trusting "1") and a central "1" with the proxy and the REST
+// API that reaches it as a push_zmq node from its nodes file (with `more_nodes` after it).
+inline void start_central_and_poller(Fleet& fleet, const std::string& more_nodes = "") {
+  fleet.declare({"2", true, {"1"}});
+  fleet.start("2");
+  fleet.declare({"1", false, {}, true, HostSpec::kProxyDirectives, push_node("2", fleet.port("2")) + more_nodes, true});
+  fleet.start("1");
+}
+
 // Runs `echo <text>` on node `node` through host `via`'s REST API and returns its output once
 // synced to `via` (GETLOG through whatever carries the node), "" after `limit`. A command
 // sent before `via` learnt the node's connection gets a KO: it is sent again then.
