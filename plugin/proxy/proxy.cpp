@@ -7,6 +7,7 @@
 #include "gorgone/metrics.hpp"
 #include "gorgone/protocol/crypto.hpp"
 #include "gorgone/status_codes.hpp"
+#include "inproc_address.hpp"
 #include "pull_link.hpp"
 
 namespace gorgone::proxy {
@@ -21,9 +22,7 @@ const char* const kLocalEvents[] = {"PONG", "PONGRESET", "UNREGISTERNODES", "REG
 Proxy::Proxy(Host& host, Settings settings) : host_(host), settings_(settings) {
   // The hooks' own channel to the workers: a ROUTER on the loop thread that their control
   // sockets connect to. Unique per proxy (a test may run several in one process).
-  char endpoint[64];
-  std::snprintf(endpoint, sizeof endpoint, "inproc://gorgone-proxy-workers-%p", static_cast<void*>(this));
-  workers_endpoint_ = endpoint;
+  workers_endpoint_ = unique_inproc_address("workers");
   workers_router_.emplace(host_.zmq_context(), zmq::socket_type::router);
   workers_router_->set(zmq::sockopt::linger, 0);
   workers_router_->set(zmq::sockopt::router_mandatory, 1);

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "gorgone/protocol/crypto.hpp"
+#include "inproc_address.hpp"
 
 namespace gorgone::proxy {
 namespace {
@@ -86,10 +87,8 @@ ZmqRouters::Router& ZmqRouters::make_router() {
   r.socket->set(zmq::sockopt::router_mandatory, 1);
   r.socket->set(zmq::sockopt::immediate, 0);
   r.socket->set(zmq::sockopt::sndhwm, sndhwm_);
-  // The address only has to be unique in the context: this object's address and the index.
-  const std::string address = "inproc://gorgone-proxy-router-" +
-                              std::to_string(reinterpret_cast<std::uintptr_t>(this)) + "-" +
-                              std::to_string(routers_.size());
+  // The monitor's address, unique in the context even when these routers replace others.
+  const std::string address = unique_inproc_address("router-monitor");
   if (::zmq_socket_monitor(static_cast<void*>(*r.socket), address.c_str(),
                            ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0)
     throw zmq::error_t();

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 #include <thread>
@@ -160,6 +161,20 @@ TEST_F(ZmqRoutersTest, ARestartedNodeIsSeenGoingAndComingBackWithTheSameIds) {
     EXPECT_EQ(node->next(), std::make_pair(std::string("remote"), std::string("again")));
     node->reply("remote", "back");
     ASSERT_TRUE(pump_until(routers, [&] { return !peer.messages.empty(); }));
+  }
+}
+
+// Routers made where others were just destroyed (a worker replaced, a proxy reloaded) still
+// connect: their in-process monitor names never clash with those of sockets libzmq is still
+// closing on its reaper thread.
+TEST_F(ZmqRoutersTest, RoutersMadeWhereOthersWereJustDestroyedStillConnect) {
+  Node node(host_.context_);
+  std::optional<ZmqRouters> routers;  // the same storage, every round
+  for (int round = 0; round < 200; ++round) {
+    routers.emplace(host_, 1 << 20);
+    Peer peer;
+    ASSERT_NO_THROW((void)routers->connect("2", node.endpoint, "remote", peer)) << "round " << round;
+    routers.reset();
   }
 }
 
