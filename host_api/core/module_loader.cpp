@@ -79,34 +79,15 @@ Result<std::unique_ptr<LoadedModule>> load_module(const std::string& name, const
                         ", the host against " + host_fingerprint + ": rebuild it against the host's libraries");
   }
 
+  // Every hook of the table; a missing required one refuses the module, naming it.
   ModuleHooks& h = mod->hooks;
-  struct Required {
-    const char* name;
-    bool present;
-  };
-  h.register_ = get_hook<RegisterHook>(mod->library, hook_name::kRegister);
-  h.init = get_hook<InitHook>(mod->library, hook_name::kInit);
-  h.routing = get_hook<RoutingHook>(mod->library, hook_name::kRouting);
-  h.check = get_hook<CheckHook>(mod->library, hook_name::kCheck);
-  h.broadcast = get_hook<BroadcastHook>(mod->library, hook_name::kBroadcast);
-  h.gently = get_hook<GentlyHook>(mod->library, hook_name::kGently);
-  h.kill = get_hook<KillHook>(mod->library, hook_name::kKill);
-  h.kill_internal = get_hook<KillInternalHook>(mod->library, hook_name::kKillInternal);
-  const Required required[] = {
-      {hook_name::kRegister, h.register_ != nullptr}, {hook_name::kInit, h.init != nullptr},
-      {hook_name::kRouting, h.routing != nullptr},    {hook_name::kCheck, h.check != nullptr},
-      {hook_name::kBroadcast, h.broadcast != nullptr}, {hook_name::kGently, h.gently != nullptr},
-      {hook_name::kKill, h.kill != nullptr},          {hook_name::kKillInternal, h.kill_internal != nullptr},
-  };
-  for (const auto& r : required)
-    if (!r.present) return make_error("module '" + name + "': no function '" + r.name + "'");
-
-  h.is_all_proxy_ready = get_hook<IsAllProxyReadyHook>(mod->library, hook_name::kIsAllProxyReady);
-  h.get_constatus_result = get_hook<GetConstatusHook>(mod->library, hook_name::kGetConstatus);
-  h.get_metrics = get_hook<GetMetricsHook>(mod->library, hook_name::kGetMetrics);
-  h.synclog = get_hook<SynclogHook>(mod->library, hook_name::kSynclog);
-  h.setcoreid = get_hook<SetCoreIdHook>(mod->library, hook_name::kSetCoreId);
-  h.add_parent_ping = get_hook<AddParentPingHook>(mod->library, hook_name::kAddParentPing);
+#define GORGONE_HOOK_LOAD_(name, member, symbol, required, ...)                       \
+  h.member = get_hook<name##Hook>(mod->library, hook_name::k##name);                 \
+  if ((required) && !h.member)                                                         \
+    return make_error("module '" + name_of_module + "': no function '" + #symbol + "'");
+  const std::string& name_of_module = name;
+  GORGONE_HOOK_TABLE(GORGONE_HOOK_LOAD_)
+#undef GORGONE_HOOK_LOAD_
   return mod;
 }
 

@@ -12,22 +12,11 @@
 
 namespace gorgone {
 
+// The module's hooks, one member per row of GORGONE_HOOK_TABLE; optional ones may be null.
 struct ModuleHooks {
-  RegisterHook* register_ = nullptr;
-  InitHook* init = nullptr;
-  RoutingHook* routing = nullptr;
-  CheckHook* check = nullptr;
-  BroadcastHook* broadcast = nullptr;
-  GentlyHook* gently = nullptr;
-  KillHook* kill = nullptr;
-  KillInternalHook* kill_internal = nullptr;
-  // optional
-  IsAllProxyReadyHook* is_all_proxy_ready = nullptr;
-  GetConstatusHook* get_constatus_result = nullptr;
-  SynclogHook* synclog = nullptr;
-  SetCoreIdHook* setcoreid = nullptr;
-  AddParentPingHook* add_parent_ping = nullptr;
-  GetMetricsHook* get_metrics = nullptr;
+#define GORGONE_HOOK_MEMBER_(name, member, symbol, required, ...) name##Hook* member = nullptr;
+  GORGONE_HOOK_TABLE(GORGONE_HOOK_MEMBER_)
+#undef GORGONE_HOOK_MEMBER_
 };
 
 // A loaded module. Owns the library: destroy it only after the module stopped its threads.

@@ -24,6 +24,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 #include <yaml-cpp/yaml.h>
 #include <zmq.hpp>
@@ -143,47 +144,58 @@ inline std::string build_fingerprint() {
   return f;
 }
 
-// ---- hook signatures (the exported symbols)
+// ---- the hooks: one table, read by the type aliases, the exported names, the compile-time
+// check of GORGONE_EXPORT_HOOK and the host's loader.
+// X(Name, member of ModuleHooks, exported symbol, required, signature). Required hooks are the
+// eight functions the Perl core requires of a package; the others the core looks up on the proxy.
+#define GORGONE_HOOK_TABLE(X)                                                                          \
+  X(Register, register_, gorgone_register, true,                                                       \
+    Status(const YAML::Node& module_config, const YAML::Node& core_config, Host& host,                \
+           Registration& out) noexcept)                                                                \
+  X(Init, init, gorgone_init, true, Status(const std::string& core_id) noexcept)                      \
+  X(Routing, routing, gorgone_routing, true,                                                           \
+    Status(const protocol::Frame& frame, const RouteContext& context) noexcept)                        \
+  X(Check, check, gorgone_check, true, Status(CheckResult& out) noexcept)                              \
+  X(Broadcast, broadcast, gorgone_broadcast, true, Status(const protocol::Frame& frame) noexcept)     \
+  X(Gently, gently, gorgone_gently, true, Status() noexcept)                                           \
+  X(Kill, kill, gorgone_kill, true, Status() noexcept)                                                 \
+  X(KillInternal, kill_internal, gorgone_kill_internal, true, Status() noexcept)                      \
+  /* optional: percent of ready workers */                                                             \
+  X(IsAllProxyReady, is_all_proxy_ready, gorgone_is_all_proxy_ready, false, int() noexcept)           \
+  /* optional: the constatus object as JSON */                                                         \
+  X(GetConstatus, get_constatus_result, gorgone_get_constatus_result, false,                          \
+    Status(std::string& json_out) noexcept)                                                            \
+  /* optional: a full log sync now */                                                                  \
+  X(Synclog, synclog, gorgone_synclog, false, Status() noexcept)                                       \
+  X(SetCoreId, setcoreid, gorgone_setcoreid, false, Status(const std::string& core_id) noexcept)      \
+  X(AddParentPing, add_parent_ping, gorgone_add_parent_ping, false,                                    \
+    Status(const std::string& router_type, const std::string& identity) noexcept)                     \
+  /* optional, ABI 1.3: the module's metrics in the Prometheus text format (appended to the host's) */ \
+  X(GetMetrics, get_metrics, gorgone_get_metrics, false, Status(std::string& text_out) noexcept)
+
+// The two functions GORGONE_MODULE_ABI() exports, checked before any hook.
 using AbiHook = AbiVersion() noexcept;
 using FingerprintHook = const char*() noexcept;  // ABI 1.3: build_fingerprint() of the module
-using RegisterHook = Status(const YAML::Node& module_config, const YAML::Node& core_config,
-                            Host& host, Registration& out) noexcept;
-using InitHook = Status(const std::string& core_id) noexcept;
-using RoutingHook = Status(const protocol::Frame& frame, const RouteContext& context) noexcept;
-using CheckHook = Status(CheckResult& out) noexcept;
-using BroadcastHook = Status(const protocol::Frame& frame) noexcept;
-using GentlyHook = Status() noexcept;
-using KillHook = Status() noexcept;
-using KillInternalHook = Status() noexcept;
 
-// ---- optional hooks the core asks the proxy for
-using IsAllProxyReadyHook = int() noexcept;                       // percent of ready workers
-using GetConstatusHook = Status(std::string& json_out) noexcept;  // constatus object
-using SynclogHook = Status() noexcept;                            // full log sync now
-using SetCoreIdHook = Status(const std::string& core_id) noexcept;
-using AddParentPingHook = Status(const std::string& router_type, const std::string& identity) noexcept;
-// ABI 1.3: the module's metrics in the Prometheus text format (appended to the host's).
-using GetMetricsHook = Status(std::string& text_out) noexcept;
+#define GORGONE_HOOK_ALIAS_(name, member, symbol, required, ...) using name##Hook = __VA_ARGS__;
+GORGONE_HOOK_TABLE(GORGONE_HOOK_ALIAS_)
+#undef GORGONE_HOOK_ALIAS_
 
 // Exported names.
 namespace hook_name {
 inline constexpr const char* kAbi = "gorgone_abi";
 inline constexpr const char* kFingerprint = "gorgone_build_fingerprint";
-inline constexpr const char* kRegister = "gorgone_register";
-inline constexpr const char* kInit = "gorgone_init";
-inline constexpr const char* kRouting = "gorgone_routing";
-inline constexpr const char* kCheck = "gorgone_check";
-inline constexpr const char* kBroadcast = "gorgone_broadcast";
-inline constexpr const char* kGently = "gorgone_gently";
-inline constexpr const char* kKill = "gorgone_kill";
-inline constexpr const char* kKillInternal = "gorgone_kill_internal";
-inline constexpr const char* kIsAllProxyReady = "gorgone_is_all_proxy_ready";
-inline constexpr const char* kGetConstatus = "gorgone_get_constatus_result";
-inline constexpr const char* kSynclog = "gorgone_synclog";
-inline constexpr const char* kSetCoreId = "gorgone_setcoreid";
-inline constexpr const char* kAddParentPing = "gorgone_add_parent_ping";
-inline constexpr const char* kGetMetrics = "gorgone_get_metrics";
+#define GORGONE_HOOK_NAME_(name, member, symbol, required, ...) inline constexpr const char* k##name = #symbol;
+GORGONE_HOOK_TABLE(GORGONE_HOOK_NAME_)
+#undef GORGONE_HOOK_NAME_
 }  // namespace hook_name
+
+// The signature each exported symbol must have (GORGONE_EXPORT_HOOK checks it at compile time).
+namespace hook_type {
+#define GORGONE_HOOK_TYPE_(name, member, symbol, required, ...) using symbol = name##Hook;
+GORGONE_HOOK_TABLE(GORGONE_HOOK_TYPE_)
+#undef GORGONE_HOOK_TYPE_
+}  // namespace hook_type
 
 }  // namespace gorgone
 
@@ -201,4 +213,9 @@ inline constexpr const char* kGetMetrics = "gorgone_get_metrics";
   BOOST_DLL_ALIAS(gorgone_module_abi_, gorgone_abi)                               \
   BOOST_DLL_ALIAS(gorgone_module_fingerprint_, gorgone_build_fingerprint)
 
-#define GORGONE_EXPORT_HOOK(function, exported_name) BOOST_DLL_ALIAS(function, exported_name)
+// Exports `function` as the hook `exported_name` (a symbol of GORGONE_HOOK_TABLE); a function
+// whose type is not the hook's, or a name that is not a hook, does not compile.
+#define GORGONE_EXPORT_HOOK(function, exported_name)                                                  \
+  static_assert(std::is_same_v<decltype(function), ::gorgone::hook_type::exported_name>,             \
+                "GORGONE_EXPORT_HOOK: " #function " does not have the signature of " #exported_name); \
+  BOOST_DLL_ALIAS(function, exported_name)

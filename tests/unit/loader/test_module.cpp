@@ -28,10 +28,12 @@ Status reg(const YAML::Node& config, const YAML::Node&, gorgone::Host&, gorgone:
 }
 Status init(const std::string&) noexcept { return Status::success(); }
 Status routing(const gorgone::protocol::Frame&, const gorgone::RouteContext&) noexcept { return Status::success(); }
+#ifndef BROKEN_MISSING_CHECK
 Status check(gorgone::CheckResult& out) noexcept {
   out.count = 0;
   return Status::success();
 }
+#endif
 Status broadcast(const gorgone::protocol::Frame&) noexcept { return Status::success(); }
 Status stop() noexcept { return Status::success(); }
 
