@@ -842,11 +842,60 @@ std::string Proxy::metrics() const {
   for (const auto& [id, s] : syncs)
     if (registry_.node(id)) m.sample("gorgone_node_sync_position_seconds", {{"node", id}}, s.ctime);
   m.family("gorgone_node_last_sync_timestamp_seconds", "gauge", "When the node's logs were last synced successfully");
+  // (Each family's samples follow its own TYPE line, as the text format requires.)
+  for (const auto& [id, s] : syncs)
+    if (registry_.node(id) && s.last_synced != 0)
+      m.sample("gorgone_node_last_sync_timestamp_seconds", {{"node", id}}, static_cast<double>(s.last_synced));
   m.family("gorgone_node_sync_lag_seconds", "gauge", "Seconds since the node's logs were last synced successfully");
-  for (const auto& [id, s] : syncs) {
-    if (!registry_.node(id) || s.last_synced == 0) continue;
-    m.sample("gorgone_node_last_sync_timestamp_seconds", {{"node", id}}, static_cast<double>(s.last_synced));
-    m.sample("gorgone_node_sync_lag_seconds", {{"node", id}}, static_cast<double>(now - s.last_synced));
+  for (const auto& [id, s] : syncs)
+    if (registry_.node(id) && s.last_synced != 0)
+      m.sample("gorgone_node_sync_lag_seconds", {{"node", id}}, static_cast<double>(now - s.last_synced));
+  // What the workers published (at most a second old).
+  std::vector<std::shared_ptr<const Worker::Figures>> figures;
+  for (const auto& w : workers_) figures.push_back(w ? w->figures() : nullptr);
+  struct NodeFamily {
+    const char* name;
+    const char* type;
+    const char* help;
+    double (*value)(const Worker::NodeFigures&);
+  };
+  static const NodeFamily node_families[] = {
+      {"gorgone_node_frames_held", "gauge", "Frames waiting in the node's queue (not sent yet)",
+       [](const Worker::NodeFigures& n) { return static_cast<double>(n.held); }},
+      {"gorgone_node_frames_in_flight", "gauge", "Frames sent to the node and not answered yet",
+       [](const Worker::NodeFigures& n) { return static_cast<double>(n.in_flight); }},
+      {"gorgone_node_frames_sent_total", "counter", "Frames sent to the node",
+       [](const Worker::NodeFigures& n) { return static_cast<double>(n.frames_sent); }},
+      {"gorgone_node_bytes_sent_total", "counter", "Bytes of the frames sent to the node (before encryption)",
+       [](const Worker::NodeFigures& n) { return static_cast<double>(n.bytes_sent); }},
+      {"gorgone_node_frames_received_total", "counter", "Messages read from a push node's link",
+       [](const Worker::NodeFigures& n) { return static_cast<double>(n.frames_received); }},
+      {"gorgone_node_bytes_received_total", "counter", "Bytes of the messages read from a push node's link (decrypted)",
+       [](const Worker::NodeFigures& n) { return static_cast<double>(n.bytes_received); }},
+  };
+  for (const auto& family : node_families) {
+    m.family(family.name, family.type, family.help);
+    for (const auto& f : figures)
+      if (f)
+        for (const auto& n : f->nodes) m.sample(family.name, {{"node", n.node}}, family.value(n));
+  }
+  struct WorkerFamily {
+    const char* name;
+    const char* help;
+    double (*value)(const Worker::Figures&);
+  };
+  static const WorkerFamily worker_families[] = {
+      {"gorgone_proxy_worker_frames_held", "Frames waiting in the queues of the worker's nodes",
+       [](const Worker::Figures& f) { return static_cast<double>(f.held); }},
+      {"gorgone_proxy_worker_frames_in_flight", "Frames the worker's nodes have not answered yet",
+       [](const Worker::Figures& f) { return static_cast<double>(f.in_flight); }},
+      {"gorgone_proxy_worker_nodes", "Nodes the worker has a connection for",
+       [](const Worker::Figures& f) { return static_cast<double>(f.nodes.size()); }},
+  };
+  for (const auto& family : worker_families) {
+    m.family(family.name, "gauge", family.help);
+    for (std::size_t i = 0; i < figures.size(); ++i)
+      if (figures[i]) m.sample(family.name, {{"worker", std::to_string(i + 1)}}, family.value(*figures[i]));
   }
   m.family("gorgone_proxy_workers_ready_ratio", "gauge", "Share of the proxy's pool workers that are ready");
   m.sample("gorgone_proxy_workers_ready_ratio", ready_percent() / 100.0);

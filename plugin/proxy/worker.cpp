@@ -75,6 +75,8 @@ class NodeConnection {
     queue.pop_front();
     if (returned) --returned;
   }
+  // For the metrics (Worker::figures()).
+  std::uint64_t frames_sent = 0, bytes_sent = 0, frames_received = 0, bytes_received = 0;
   Clock::time_point retry_at;  // no session before this (back-off after silence)
   int silent_attempts = 0;
   bool closed = false;  // erased from the worker's connections (a poll round may still hold it)
@@ -297,6 +299,7 @@ void Worker::run() {
     }
     owners.clear();
     check_timeouts();
+    publish_figures(now());
   }
   host_.log(Severity::kInfo, "[proxy] worker " + std::to_string(pool_id_) + " has quit");
 }
@@ -579,6 +582,8 @@ void Worker::flush_queue(NodeConnection& c, bool& on_frame) {
       on_frame = false;
       return;  // node away: keep the rest
     }
+    ++c.frames_sent;
+    c.bytes_sent += p.text.size();
     if (p.copy && !p.copy->done()) {
       p.text.clear();  // the next message of this copy
       continue;
@@ -675,6 +680,9 @@ bool Worker::on_node_event(NodeConnection& c) {
       flush(c);
       break;
     case Kind::kResponse:
+      ++c.frames_received;
+      // The message as the node wrote it: "[TYPE] [token] json".
+      c.bytes_received += ev.response.type.size() + ev.response.token.size() + ev.response.json.size() + 5;
       on_node_text(c, ev.response);
       break;
     case Kind::kRotated:
@@ -793,6 +801,28 @@ void Worker::on_node_response(NodeConnection& c, const protocol::Response& r) {
     data->value.AddMember("id", json::Value(c.id.c_str(), d.GetAllocator()), d.GetAllocator());
     to_proxy(protocol::Frame{"SETLOGS", r.token, "", ""}, std::make_shared<json::Document>(std::move(d)));
   }
+}
+
+void Worker::publish_figures(Clock::time_point now) {
+  if (now - figures_at_ < std::chrono::seconds(1)) return;
+  figures_at_ = now;
+  auto f = std::make_shared<Figures>();
+  f->nodes.reserve(connections_.size());
+  for (const auto& [id, c] : connections_) {
+    NodeFigures n;
+    n.node = id;
+    n.frames_sent = c->frames_sent;
+    n.bytes_sent = c->bytes_sent;
+    n.frames_received = c->frames_received;
+    n.bytes_received = c->bytes_received;
+    n.held = c->queue.size();
+    n.in_flight = c->link->in_flight().size();
+    f->held += n.held;
+    f->in_flight += n.in_flight;
+    f->nodes.push_back(std::move(n));
+  }
+  std::lock_guard lock(figures_mu_);
+  figures_ = std::move(f);
 }
 
 std::chrono::milliseconds Worker::poll_timeout() {

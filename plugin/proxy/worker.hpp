@@ -21,10 +21,12 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "gorgone/module.hpp"
 #include "gorgone/json.hpp"
@@ -62,6 +64,24 @@ class Worker {
   void shut_down();
   bool running() const { return running_.load(); }
   int pool_id() const { return pool_id_; }
+  // What the worker publishes for the metrics, at most once a second, from its thread.
+  // Frames/bytes sent count what went to the node's link (the frame as sent, plaintext);
+  // received, the messages read from a push node's link (pull nodes answer through the
+  // core's router). A node's counters start again when its connection is made anew.
+  struct NodeFigures {
+    std::string node;
+    std::uint64_t frames_sent = 0, bytes_sent = 0, frames_received = 0, bytes_received = 0;
+    std::size_t held = 0, in_flight = 0;
+  };
+  struct Figures {
+    std::vector<NodeFigures> nodes;
+    std::size_t held = 0, in_flight = 0;  // sums over the worker's nodes
+  };
+  // Thread-safe: the figures last published (empty before the first).
+  std::shared_ptr<const Figures> figures() const {
+    std::lock_guard lock(figures_mu_);
+    return figures_;
+  }
   // For tests only: called on the worker's thread at the start of every loop turn. An
   // exception it throws leaves run() as an internal error would, which is how the tests
   // check what a worker that stops does with the frames it holds. Unset in production.
@@ -129,6 +149,8 @@ class Worker {
   std::size_t ko_unread(const std::string& worker, std::set<std::string>& done);
   std::string stopped_text(const std::string& why) const;
   void check_timeouts();
+  // Publishes figures() when a second passed since the last time.
+  void publish_figures(Clock::time_point now);
   // How long the loop may wait for its sockets: less when a link asked to be retried soon.
   std::chrono::milliseconds poll_timeout();
   Clock::time_point now() const { return clock_ ? clock_() : Clock::now(); }
@@ -153,6 +175,9 @@ class Worker {
   std::function<void()> turn_hook_;  // tests only
   LinkFactory link_factory_;          // tests only
   std::function<Clock::time_point()> clock_;  // tests only
+  mutable std::mutex figures_mu_;
+  std::shared_ptr<const Figures> figures_;  // guarded by figures_mu_
+  Clock::time_point figures_at_{};          // worker's thread
   std::optional<std::string> failure_;  // why run() failed; written by the thread before running_ = false
 };
 

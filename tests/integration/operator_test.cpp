@@ -10,6 +10,8 @@
 #include <tuple>
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -202,6 +204,40 @@ TEST(Metrics, ACentralExposesItsNodesHistoryAndRestFigures) {
   // Node 9 cannot be reached: once its ping times out it shows down (pong_discard_timeout is
   // long by default, so here it is only listed).
   EXPECT_NE(text.find("gorgone_node_up{node=\"9\",type=\"push_zmq\"} "), std::string::npos) << text;
+  // What went to node 2 and came back is counted; a command for node 9 waits in its queue.
+  auto [status, body] = fleet.post("1", "/api/nodes/9/core/action/command", R"([{"command":"echo held"}])");
+  ASSERT_EQ(status, 200) << body;
+  auto number = [&](const std::string& sample) {
+    auto at = text.find(sample + " ");
+    return at == std::string::npos ? -1.0 : std::stod(text.substr(at + sample.size() + 1));
+  };
+  ASSERT_TRUE(eventually([&] {
+    text = fleet.get("1", "/api/internal/metrics").second;
+    // The workers publish their figures once a second.
+    return number("gorgone_node_frames_held{node=\"9\"}") >= 1 &&
+           number("gorgone_node_frames_sent_total{node=\"2\"}") >= 2 &&  // a ping and the command
+           number("gorgone_node_frames_received_total{node=\"2\"}") >= 2;
+  }, std::chrono::seconds(30))) << text;
+  EXPECT_GT(number("gorgone_node_bytes_sent_total{node=\"2\"}"), 50) << text;
+  EXPECT_GT(number("gorgone_node_bytes_received_total{node=\"2\"}"), 50) << text;
+  EXPECT_EQ(number("gorgone_node_frames_in_flight{node=\"9\"}"), 0) << text;
+  // The workers' queue depths add up to their nodes' (pings for node 9 wait there too).
+  double held = 0;
+  for (int w = 1; w <= 2; ++w) held += number("gorgone_proxy_worker_frames_held{worker=\"" + std::to_string(w) + "\"}");
+  EXPECT_EQ(held, number("gorgone_node_frames_held{node=\"9\"}") + number("gorgone_node_frames_held{node=\"2\"}")) << text;
+  // Every family's samples follow its own TYPE line.
+  std::string current;
+  std::set<std::string> seen;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("# TYPE ", 0) == 0) {
+      current = line.substr(7, line.find(' ', 7) - 7);
+      EXPECT_TRUE(seen.insert(current).second) << "two TYPE lines for " << current;
+    } else if (!line.empty() && line[0] != '#') {
+      const std::string name = line.substr(0, line.find_first_of("{ "));
+      EXPECT_EQ(name, current) << "a sample of " << name << " outside its family";
+    }
+  }
 }
 
 }  // namespace
