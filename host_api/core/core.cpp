@@ -324,6 +324,48 @@ bool Core::reload_nodes(std::string& summary) {
   return true;
 }
 
+bool Core::reload_modules(std::string& summary) {
+  auto doc = load_yaml_with_includes(config_.source_file);
+  auto next = doc ? parse_core_config(*doc, config_.source_file) : Result<CoreConfig>(make_error(doc.error()));
+  if (!next) {
+    summary = "configuration not read again, the modules keep their directives: " + next.error();
+    log_error("[core] reload: " + summary);
+    return false;
+  }
+  bool ok = true;
+  for (const auto& m : modules_) {
+    if (!m->hooks.reload) continue;
+    auto entry = std::find_if(next->modules.begin(), next->modules.end(),
+                              [&](const ModuleEntry& e) { return e.name == m->name; });
+    std::string said;
+    if (entry == next->modules.end()) {
+      said = "no longer in the configuration: it keeps running until a restart";
+    } else {
+      Status s = m->hooks.reload(entry->node, said);
+      if (!s) {
+        ok = false;
+        said = s.message();
+        log_error("[core] reload: module '" + m->name + "': " + said);
+      } else {
+        log_info("[core] reload: module '" + m->name + "': " + said);
+      }
+    }
+    summary += (summary.empty() ? "" : "; ") + std::string("module '") + m->name + "': " + said;
+  }
+  return ok;
+}
+
+bool Core::reload(std::string& summary) {
+  std::string modules, nodes = "no nodes file configured";
+  bool ok = reload_modules(modules);
+  if (!config_.register_config_file.empty()) {
+    ok = reload_nodes(nodes) && ok;
+    log_info("[register] reload: " + nodes);
+  }
+  summary = nodes + (modules.empty() ? "" : "; " + modules);
+  return ok;
+}
+
 int Core::run() {
   std::string id = core_info().id;
   for (auto& m : modules_) {
@@ -414,9 +456,9 @@ void Core::tick() {
     if (Logger::instance().reopen()) log_info("[core] SIGHUP: log file reopened");
     else log_error(std::string("[core] SIGHUP: cannot reopen the log file: ") + std::strerror(errno));
   }
-  if (reload_requested_.exchange(false) && !stopping_ && !config_.register_config_file.empty()) {
+  if (reload_requested_.exchange(false) && !stopping_) {
     std::string summary;
-    if (reload_nodes(summary)) log_info("[register] SIGHUP: " + summary);
+    (void)reload(summary);  // each part logged what it did
   }
   if (stop_requested_ && !stopping_) {
     stopping_ = true;

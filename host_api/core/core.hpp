@@ -81,6 +81,12 @@ class Core final : public Host {
   // Registers what changed in the register module's nodes file since the last time; false
   // (and nothing changed) when the file cannot be read. `summary` says what was done.
   bool reload_nodes(std::string& summary);
+  // SIGHUP and POST /api/internal/reload: the configuration file is read again and each
+  // module with a reload hook gets its entry (what it applied, what needs a restart, in
+  // `summary`); then the nodes file as reload_nodes(). False when either could not be read
+  // or a module refused its entry (that part changed nothing).
+  bool reload(std::string& summary);
+  bool reload_modules(std::string& summary);
   std::map<std::string, std::string> static_nodes_;  // id -> node entry (JSON) last registered
   std::atomic<bool> reload_requested_{false};         // SIGHUP
   void read_internal();

@@ -307,15 +307,15 @@ void Core::run_internal_action(const std::string& router, const std::string& ide
     reply(router, identity, "ACK", frame.token, code::kActionFinishOk,
           action_json("setcoreid", "setcoreid changed"));
   } else if (a == "RELOAD") {
-    // POST /api/internal/reload, as SIGHUP: the nodes file again, the log file reopened.
+    // POST /api/internal/reload, as SIGHUP: the modules' directives and the nodes file again,
+    // the log file reopened.
     if (router == "external") {
       reply(router, identity, "ACK", frame.token, code::kActionFinishKo, json::message("reload is for this host's own API"));
       return;
     }
     request_reopen();
-    std::string summary = "no nodes file configured";
-    bool ok = config_.register_config_file.empty() || reload_nodes(summary);
-    if (ok && !config_.register_config_file.empty()) log_info("[register] reload: " + summary);
+    std::string summary;
+    const bool ok = reload(summary);
     reply(router, identity, "RELOAD", frame.token, ok ? code::kActionFinishOk : code::kActionFinishKo,
           action_json("reload", ok ? "ok" : "failed", "{\"message\":" + json::quote(summary) + "}"));
   } else if (a == "METRICS") {

@@ -90,6 +90,10 @@ Status proxy_get_constatus(std::string& out) noexcept {
   });
 }
 
+Status proxy_reload(const YAML::Node& module_config, std::string& summary) noexcept {
+  return guarded("reload", [&] { return g_proxy->reload(module_config, summary); });
+}
+
 Status proxy_get_metrics(std::string& out) noexcept {
   return guarded("get_metrics", [&] {
     out = g_proxy->metrics();
@@ -134,3 +138,4 @@ GORGONE_EXPORT_HOOK(proxy_get_metrics, gorgone_get_metrics)
 GORGONE_EXPORT_HOOK(proxy_synclog, gorgone_synclog)
 GORGONE_EXPORT_HOOK(proxy_setcoreid, gorgone_setcoreid)
 GORGONE_EXPORT_HOOK(proxy_add_parent_ping, gorgone_add_parent_ping)
+GORGONE_EXPORT_HOOK(proxy_reload, gorgone_reload)

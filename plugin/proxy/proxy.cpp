@@ -817,6 +817,51 @@ CheckResult Proxy::check() {
   return r;
 }
 
+namespace {
+
+bool same_wss(const std::optional<WssConfig>& a, const std::optional<WssConfig>& b) {
+  if (a.has_value() != b.has_value()) return false;
+  if (!a) return true;
+  return a->ssl == b->ssl && a->ssl_cert_file == b->ssl_cert_file && a->ssl_key_file == b->ssl_key_file &&
+         a->passphrase == b->passphrase && a->token == b->token && a->address == b->address && a->port == b->port &&
+         a->max_message_size == b->max_message_size && a->idle_timeout == b->idle_timeout;
+}
+
+}  // namespace
+
+Status Proxy::reload(const YAML::Node& module_config, std::string& summary) {
+  auto next = parse_settings(module_config);
+  if (!next) return Status::failure(next.error() + "; the proxy's directives stay as they were");
+  std::string applied, restart;
+  auto note = [](std::string& list, const std::string& what) { list += (list.empty() ? "" : ", ") + what; };
+  auto live = [&](const char* name, std::int64_t& current, std::int64_t wanted) {
+    if (current == wanted) return;
+    note(applied, std::string(name) + " " + std::to_string(current) + " -> " + std::to_string(wanted));
+    current = wanted;
+  };
+  const std::int64_t old_ping = settings_.ping;
+  live("ping", settings_.ping, next->ping);
+  live("pong_discard_timeout", settings_.pong_discard_timeout, next->pong_discard_timeout);
+  live("pong_max_timeout", settings_.pong_max_timeout, next->pong_max_timeout);
+  live("synchistory_time", settings_.synchistory_time, next->synchistory_time);
+  live("synchistory_timeout", settings_.synchistory_timeout, next->synchistory_timeout);
+  // A shorter period holds from now on: no node waits out the longer one first.
+  if (settings_.ping < old_ping) {
+    const std::int64_t latest = now_s() + settings_.ping;
+    for (auto& [id, st] : registry_.status())
+      if (st.next_ping > latest) st.next_ping = latest;
+  }
+  if (next->pool != settings_.pool) note(restart, "pool");
+  if (next->buffer_size != settings_.buffer_size) note(restart, "buffer_size");
+  if (next->handshake_timeout != settings_.handshake_timeout) note(restart, "handshake_timeout");
+  if (next->max_queue != settings_.max_queue) note(restart, "max_queue");
+  if (next->max_frame_size != settings_.max_frame_size) note(restart, "max_frame_size");
+  if (!same_wss(next->wss, settings_.wss)) note(restart, "httpserver");
+  summary = "proxy directives: " + (applied.empty() ? std::string("none changed") : "applied " + applied);
+  if (!restart.empty()) summary += "; changed but kept until a restart: " + restart;
+  return Status::success();
+}
+
 std::string Proxy::metrics() const {
   metrics::Text m;
   const std::int64_t now = now_s();

@@ -25,6 +25,12 @@ class Proxy {
   void init(const std::string& core_id);
   void routing(const protocol::Frame& frame, const RouteContext& ctx);
   CheckResult check();
+  // The module's configuration read again: the directives the loop reads (ping,
+  // pong_discard_timeout, pong_max_timeout, synchistory_time, synchistory_timeout) take effect
+  // now; the others (pool, the workers' buffer_size, handshake_timeout, max_queue,
+  // max_frame_size, the httpserver block) are named in `summary` as needing a restart. A
+  // configuration parse_settings() refuses changes nothing.
+  Status reload(const YAML::Node& module_config, std::string& summary);
   void broadcast(const protocol::Frame& frame);
   void stop();  // gently, kill, kill_internal: stop every worker now
   int ready_percent() const;

@@ -152,7 +152,7 @@ TEST(Reload, SighupAndTheApiApplyTheNodesFileAndKeepHeldFrames) {
   ASSERT_TRUE(eventually([&] { return registered("5") && !registered("4"); })) << fleet.logs();
   EXPECT_TRUE(eventually([&] { return fleet.result("1", token, "3") == "kept"; }, std::chrono::seconds(60)))
       << fleet.logs();
-  EXPECT_NE(fleet.daemon("1").log().find("[register] SIGHUP: 2 node(s) in " + nodes_file + ": 1 added, 1 changed, 1 removed"),
+  EXPECT_NE(fleet.daemon("1").log().find("[register] reload: 2 node(s) in " + nodes_file + ": 1 added, 1 changed, 1 removed"),
             std::string::npos)
       << fleet.daemon("1").log();
   // Broken: nothing changes, and the API says so.
@@ -168,6 +168,52 @@ TEST(Reload, SighupAndTheApiApplyTheNodesFileAndKeepHeldFrames) {
   EXPECT_NE(body.find("1 node(s) in " + nodes_file + ": 0 added, 0 changed, 1 removed"), std::string::npos) << body;
   EXPECT_TRUE(eventually([&] { return !registered("5"); })) << fleet.logs();
   EXPECT_TRUE(registered("3"));
+}
+
+// A reload also gives the proxy its directives again: those its loop reads (ping and the
+// pong/sync timeouts) apply at once, the others are named as waiting for a restart, and a
+// directive the proxy refuses changes nothing. Here pings go from hourly to every second.
+TEST(Reload, TheProxysLoopDirectivesApplyAndTheOthersWaitForARestart) {
+  Fleet fleet;
+  fleet.declare({"2", true, {"1"}});
+  fleet.start("2");
+  const std::string hourly = "      pool: 2\n      ping: 3600\n      synchistory_time: 1\n";
+  fleet.declare({"1", false, {}, true, hourly, push_node("2", fleet.port("2")), true});
+  fleet.start("1");
+  ASSERT_EQ(echo_on(fleet, "1", "2", "up", std::chrono::seconds(60)), "up") << fleet.logs();
+  const std::string config_file = std::filesystem::path(fleet.log_path("1")).parent_path().string() + "/config.yaml";
+  const std::string config = read_file(config_file);
+  auto with_directives = [&](const std::string& directives) {
+    std::string c = config;
+    c.replace(c.find(hourly), hourly.size(), directives);
+    write_file(config_file, c);
+  };
+  auto pings_ok = [&] {
+    const std::string text = fleet.get("1", "/api/internal/metrics").second;
+    const std::string sample = "gorgone_node_pings_ok_total{node=\"2\"} ";
+    auto at = text.find(sample);
+    return at == std::string::npos ? -1 : std::stoi(text.substr(at + sample.size()));
+  };
+  with_directives("      pool: 3\n      ping: 1\n      synchistory_time: 1\n");
+  auto [status, body] = fleet.post("1", "/api/internal/reload", "{}");
+  EXPECT_EQ(status, 200) << body;
+  EXPECT_NE(body.find("module 'proxy': proxy directives: applied ping 3600 -> 1; changed but kept until a restart: pool"),
+            std::string::npos)
+      << body;
+  const int before = pings_ok();
+  EXPECT_TRUE(eventually([&] { return pings_ok() >= before + 2; }, std::chrono::seconds(30))) << fleet.logs();
+  // Refused: nothing changes, and the answer says why.
+  with_directives("      pool: 3\n      ping: -5\n      synchistory_time: 1\n");
+  std::tie(status, body) = fleet.post("1", "/api/internal/reload", "{}");
+  EXPECT_NE(body.find("directive 'ping'"), std::string::npos) << body;
+  EXPECT_NE(body.find("the proxy's directives stay as they were"), std::string::npos) << body;
+  // By SIGHUP, back to what runs now: nothing to apply.
+  with_directives("      pool: 3\n      ping: 1\n      synchistory_time: 1\n");
+  ASSERT_EQ(::kill(fleet.daemon("1").pid(), SIGHUP), 0);
+  EXPECT_TRUE(eventually([&] {
+    return fleet.daemon("1").log().find("[core] reload: module 'proxy': proxy directives: none changed; changed but "
+                                        "kept until a restart: pool") != std::string::npos;
+  })) << fleet.daemon("1").log();
 }
 
 // Run by tests/install/install_test.sh against the host installed into a DESTDIR, with no

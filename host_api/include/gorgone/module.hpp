@@ -36,8 +36,8 @@
 namespace gorgone {
 
 inline constexpr unsigned kAbiMajor = 1;
-inline constexpr unsigned kAbiMinor = 3;  // 1: History::store_synced_reporting; 2: History::sync_positions;
-                                          // 3: Host::history_job, Host::post
+inline constexpr unsigned kAbiMinor = 4;  // 1: History::store_synced_reporting; 2: History::sync_positions;
+                                          // 3: Host::history_job, Host::post; 4: the optional reload hook
 
 struct AbiVersion {
   unsigned major;
@@ -171,7 +171,11 @@ inline std::string build_fingerprint() {
   X(AddParentPing, add_parent_ping, gorgone_add_parent_ping, false,                                    \
     Status(const std::string& router_type, const std::string& identity) noexcept)                     \
   /* optional, ABI 1.3: the module's metrics in the Prometheus text format (appended to the host's) */ \
-  X(GetMetrics, get_metrics, gorgone_get_metrics, false, Status(std::string& text_out) noexcept)
+  X(GetMetrics, get_metrics, gorgone_get_metrics, false, Status(std::string& text_out) noexcept)          \
+  /* optional, ABI 1.4: the module's entry of the configuration read again (SIGHUP, POST          */ \
+  /* /api/internal/reload). The module applies what can change while it runs, says in `summary`  */ \
+  /* what it applied and what needs a restart; a failure (a directive it refuses) changes nothing. */ \
+  X(Reload, reload, gorgone_reload, false, Status(const YAML::Node& module_config, std::string& summary) noexcept)
 
 // The two functions GORGONE_MODULE_ABI() exports, checked before any hook.
 using AbiHook = AbiVersion() noexcept;
