@@ -76,6 +76,21 @@ class CoreChannel {
   zmq::socket_t socket_;
 };
 
+// The calling REST thread's channel to the core, made on its first request and kept until
+// the thread ends (the server joins its threads when it stops, before the core closes the ZMQ
+// context). A socket per request cost a socket made, connected, announced to the core's
+// router and torn down again, twice per routed request. Replies a request left behind
+// (late ones) are skipped by the next wait, which looks for its own token.
+CoreChannel& thread_channel(zmq::context_t& ctx) {
+  thread_local std::unique_ptr<CoreChannel> channel;
+  thread_local zmq::context_t* made_in = nullptr;
+  if (!channel || made_in != &ctx) {
+    channel = std::make_unique<CoreChannel>(ctx);
+    made_in = &ctx;
+  }
+  return *channel;
+}
+
 using Clock = std::chrono::steady_clock;
 
 // Waits until `sock` is ready for `events` (or in error) or `deadline` passes.
@@ -489,7 +504,7 @@ void RestServer::handle(const httplib::Request& req, httplib::Response& res,
   const rest::Params& params = req.params;
 
   auto get_log = [&](const std::string& target, const std::string& token) {
-    CoreChannel ch(ctx);
+    CoreChannel& ch = thread_channel(ctx);
     if (!target.empty()) {
       // The proxy answers when the sync this caused (or joined) is stored, or refused.
       std::string sync_token = protocol::generate_token();
@@ -547,7 +562,7 @@ void RestServer::handle(const httplib::Request& req, httplib::Response& res,
 
   auto call = [&](const std::string& event, const std::string& target, bool internal,
                   const std::vector<std::string>& variables) {
-    CoreChannel ch(ctx);
+    CoreChannel& ch = thread_channel(ctx);
     std::string token = protocol::generate_token();
     ch.send(protocol::Frame{event, token, target, rest::request_data(params, *content, variables)});
     if (internal && target.empty()) {
