@@ -90,6 +90,22 @@ TEST(CoreConfig, GetlogPageBytes) {
   EXPECT_NE(c.error().find("getlog_max_bytes"), std::string::npos);
 }
 
+// The history thread's bound: 100 000 rows by default, 100 to 10 million, else an error
+// naming the key (a bound of 0 would lose every row while the database is slow).
+TEST(CoreConfig, HistoryQueueRows) {
+  auto c = parse("gorgone: {gorgonecore: {id: 1}}");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->history_queue, 100000u);
+  c = parse("gorgone: {gorgonecore: {id: 1, history_queue_rows: 500}}");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->history_queue, 500u);
+  for (const char* bad : {"0", "99", "10000001", "lots"}) {
+    c = parse(std::string("gorgone: {gorgonecore: {id: 1, history_queue_rows: ") + bad + "}}");
+    ASSERT_FALSE(c) << bad;
+    EXPECT_NE(c.error().find("gorgonecore.history_queue_rows"), std::string::npos) << c.error();
+  }
+}
+
 TEST(CoreConfig, GorgoneAtTheTopIsAcceptedToo) {
   EXPECT_TRUE(parse("gorgone: {gorgonecore: {id: 1}}"));
 }
