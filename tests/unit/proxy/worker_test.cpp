@@ -157,6 +157,19 @@ class WorkerTest : public ::testing::Test {
   std::unique_ptr<Worker> make_worker(Settings settings = Settings()) {
     return std::make_unique<Worker>(1, *host_, settings, "1");
   }
+  // A worker that started, said it was ready, then stopped on an injected error.
+  std::unique_ptr<Worker> failed_worker() {
+    auto fail = std::make_shared<std::atomic<bool>>(false);
+    auto worker = make_worker();
+    worker->set_turn_hook([fail] {
+      if (*fail) throw std::runtime_error("injected failure");
+    });
+    worker->start();
+    EXPECT_TRUE(ready());
+    *fail = true;
+    EXPECT_TRUE(eventually([&] { return !worker->running(); }));
+    return worker;
+  }
   // The core side: waits for the worker's PROXYREADY.
   bool ready() {
     auto deadline = std::chrono::steady_clock::now() + 30s;
@@ -279,15 +292,8 @@ TEST_F(WorkerTest, AWorkerThatStopsOnAnErrorKosEveryFrameItHeld) {
 }
 
 TEST_F(WorkerTest, AFailedWorkerThatIsNotReplacedKosWhatReachedItsSocket) {
-  std::atomic<bool> fail{false};
-  auto worker = make_worker();
-  worker->set_turn_hook([&] {
-    if (fail) throw std::runtime_error("injected failure");
-  });
-  worker->start();
-  ASSERT_TRUE(ready());
-  fail = true;
-  ASSERT_TRUE(eventually([&] { return !worker->running(); }));
+  auto worker = failed_worker();
+  ASSERT_FALSE(worker->running());
   command("late-1", "2~~2");  // routed to the pool after the failure
   worker.reset();             // the proxy stops without restarting it
   EXPECT_TRUE(contains(only_ko("late-1"), "before reading this COMMAND")) << only_ko("late-1");
@@ -297,15 +303,8 @@ TEST_F(WorkerTest, AFailedWorkerThatIsNotReplacedKosWhatReachedItsSocket) {
 // the socket closes then, not when the module is unloaded (which may never happen: the core
 // could not end its ZMQ context, and the process hung at exit).
 TEST_F(WorkerTest, ShuttingDownAFailedWorkerKosWhatReachedItsSocketAndClosesIt) {
-  std::atomic<bool> fail{false};
-  auto worker = make_worker();
-  worker->set_turn_hook([&] {
-    if (fail) throw std::runtime_error("injected failure");
-  });
-  worker->start();
-  ASSERT_TRUE(ready());
-  fail = true;
-  ASSERT_TRUE(eventually([&] { return !worker->running(); }));
+  auto worker = failed_worker();
+  ASSERT_FALSE(worker->running());
   command("late-2", "2~~2");
   worker->shut_down();  // the worker object lives on, as the proxy's does
   EXPECT_TRUE(contains(only_ko("late-2"), "before reading this COMMAND")) << only_ko("late-2");
