@@ -812,6 +812,22 @@ Status PgHistory::add_target_fingerprint(const std::string& target,
   return r.ok() ? Status::success() : Status::failure(r.error());
 }
 
+// One round trip instead of a lookup and an insert: a central meeting thousands of new nodes
+// at once does one statement per node.
+Result<std::string> PgHistory::target_fingerprint_or_add(const std::string& target, const std::string& fingerprint) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto r = conn_->exec("target_fingerprint_or_add",
+                       "WITH known AS (SELECT fingerprint FROM gorgone_target_fingerprint WHERE target = $1 "
+                       "ORDER BY id LIMIT 1), "
+                       "added AS (INSERT INTO gorgone_target_fingerprint (target, fingerprint) "
+                       "SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM known) RETURNING fingerprint) "
+                       "SELECT fingerprint FROM known UNION ALL SELECT fingerprint FROM added",
+                       Params().text(target).text(fingerprint));
+  if (!r.ok()) return make_error(r.error());
+  if (PQntuples(r->get()) == 0) return make_error("no fingerprint stored for target '" + target + "'");
+  return std::string(GetText(r->get(), 0, 0));
+}
+
 Status PgHistory::purge(double now, std::int64_t history_seconds, std::int64_t session_seconds) {
   std::lock_guard<std::mutex> lock(mu_);
   auto r = conn_->exec("purge (identities)", "DELETE FROM gorgone_identity WHERE mtime < $1",

@@ -54,6 +54,7 @@ class PgHistory : public History {
 
   Result<std::optional<std::string>> target_fingerprint(const std::string& target) override;
   Status add_target_fingerprint(const std::string& target, const std::string& fingerprint) override;
+  Result<std::string> target_fingerprint_or_add(const std::string& target, const std::string& fingerprint) override;
 
   Status purge(double now, std::int64_t history_seconds, std::int64_t session_seconds) override;
   Result<std::int64_t> purge_some(double now, std::int64_t history_seconds, std::int64_t session_seconds,

@@ -20,19 +20,29 @@ Status FingerprintPolicy::check(const protocol::RsaKey& server, History& history
     return Status::success();
   }
   if (mode == FingerprintMode::kAlways) return Status::success();
-  auto known = history.target_fingerprint(target);
-  if (!known) return Status::failure("cannot get fingerprint for target '" + target + "'");
-  if (!known->has_value()) {
-    if (mode == FingerprintMode::kStrict)
+  if (mode == FingerprintMode::kStrict) {
+    auto known = history.target_fingerprint(target);
+    if (!known) return Status::failure("cannot get fingerprint for target '" + target + "'");
+    if (!known->has_value())
       return Status::failure("no fingerprint found for target '" + target + "' [strict mode] [fingerprint: " + fp + "]");
-    if (!history.add_target_fingerprint(target, fp))
-      return Status::failure("cannot insert target '" + target + "' fingerprint");
+    if (**known != fp) return changed(**known, fp);
     return Status::success();
   }
-  if (**known != fp)
-    return Status::failure("fingerprint changed for target '" + target + "' [old fingerprint: " + **known +
-                           "] [new fingerprint: " + fp + "]");
+  // First use: the stored fingerprint, or this one stored now.
+  auto stored = history.target_fingerprint_or_add(target, fp);
+  if (stored) return *stored == fp ? Status::success() : changed(*stored, fp);
+  // It failed: the two steps again, so that the refusal says which one fails (Gorgone's texts).
+  auto known = history.target_fingerprint(target);
+  if (!known) return Status::failure("cannot get fingerprint for target '" + target + "'");
+  if (known->has_value()) return **known == fp ? Status::success() : changed(**known, fp);
+  if (!history.add_target_fingerprint(target, fp))
+    return Status::failure("cannot insert target '" + target + "' fingerprint");
   return Status::success();
+}
+
+Status FingerprintPolicy::changed(const std::string& old_fp, const std::string& new_fp) const {
+  return Status::failure("fingerprint changed for target '" + target + "' [old fingerprint: " + old_fp +
+                         "] [new fingerprint: " + new_fp + "]");
 }
 
 }  // namespace gorgone::proxy

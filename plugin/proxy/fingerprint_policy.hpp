@@ -34,6 +34,9 @@ struct FingerprintPolicy {
   // is refused even in "always" mode, and the file is read at each call so that replacing
   // it takes effect on the next handshake. In "first" mode an unknown key is stored.
   Status check(const protocol::RsaKey& server, History& history) const;
+
+ private:
+  Status changed(const std::string& old_fp, const std::string& new_fp) const;
 };
 
 }  // namespace gorgone::proxy

@@ -118,6 +118,17 @@ class History {
   virtual Result<std::map<std::string, double>> sync_positions() {
     return make_error("history: sync_positions not supported");
   }
+
+  // ABI 1.4. Trust on first use in one step: the fingerprint stored for `target` (the oldest
+  // row), or `fingerprint` once stored as its first one. The default looks up, then adds.
+  virtual Result<std::string> target_fingerprint_or_add(const std::string& target, const std::string& fingerprint) {
+    auto known = target_fingerprint(target);
+    if (!known) return make_error(known.error());
+    if (known->has_value()) return **known;
+    Status s = add_target_fingerprint(target, fingerprint);
+    if (!s) return make_error(s.message());
+    return fingerprint;
+  }
 };
 
 }  // namespace gorgone
