@@ -285,8 +285,10 @@ Status SqliteHistory::check_location(const std::string& path) {
   while (::stat(d.c_str(), &st) != 0) {
     if (errno != ENOENT && errno != ENOTDIR)
       return Status::failure("cannot create the SQLite database '" + path + "': '" + d.string() + "': " + Errno(errno));
-    if (d == d.parent_path() || d.parent_path().empty()) break;
+    if (d == "." || d == d.parent_path())
+      return Status::failure("cannot create the SQLite database '" + path + "': no existing directory above it");
     d = d.parent_path();
+    if (d.empty()) d = ".";  // a relative path: the working directory is the nearest parent
   }
   if (!S_ISDIR(st.st_mode))
     return Status::failure("cannot create the SQLite database '" + path + "': '" + d.string() + "' is not a directory");

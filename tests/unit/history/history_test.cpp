@@ -964,6 +964,8 @@ TEST_F(SqliteFileTest, AnUnusableLocationGivesAnErrorNamingTheFile) {
   // What would be created is checked without creating anything.
   EXPECT_TRUE(SqliteHistory::check_location(dir_ + "/new/dir/history.sdb").ok());
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/new"));
+  EXPECT_TRUE(SqliteHistory::check_location("relative-dir-not-created/history.sdb").ok());  // under the working directory
+  EXPECT_FALSE(std::filesystem::exists("relative-dir-not-created"));
 }
 
 // A `sqlite3` shell (here a second connection) reading the file, even inside a long read
