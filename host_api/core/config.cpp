@@ -4,6 +4,7 @@
 #include <cctype>
 #include <unistd.h>
 
+#include "history_sqlite.hpp"
 #include "rest_request.hpp"
 
 namespace gorgone {
@@ -143,16 +144,38 @@ Result<CoreConfig> parse_core_config(const YAML::Node& root, const std::string& 
     }
   }
 
-  c.db_type = scalar(core["gorgone_db_type"], "Pg");
-  if (lower(c.db_type) != "pg" && lower(c.db_type) != "postgresql")
-    return bad(file, "gorgonecore.gorgone_db_type",
-               "'" + c.db_type + "' is not supported: write 'gorgone_db_type: Pg' and put a libpq "
-               "connection string in gorgone_db_name (e.g. 'host=/run/postgresql dbname=gorgone')");
-  c.db_name = scalar(core["gorgone_db_name"]);
-  // Gorgone's optional separate fields, folded into the conninfo.
-  for (const char* k : {"host", "port", "user", "password"}) {
-    std::string v = scalar(core[std::string("gorgone_db_") + k]);
-    if (!v.empty()) c.db_name += std::string(c.db_name.empty() ? "" : " ") + k + "=" + conninfo_quote(v);
+  // The history store (CoreConfig::db_type says which and why).
+  const std::string db_type = scalar(core["gorgone_db_type"]);
+  const std::string db_name = scalar(core["gorgone_db_name"]);
+  bool pg_fields = false;
+  for (const char* k : {"host", "port", "user", "password"})
+    pg_fields |= !scalar(core[std::string("gorgone_db_") + k]).empty();
+  if (!db_type.empty()) {
+    if (lower(db_type) == "sqlite") c.db_type = "SQLite";
+    else if (lower(db_type) == "pg" || lower(db_type) == "postgresql") c.db_type = "Pg";
+    else
+      return bad(file, "gorgonecore.gorgone_db_type",
+                 "'" + db_type + "' is not supported: write 'gorgone_db_type: SQLite' with gorgone_db_name "
+                 "'dbname=/var/lib/centreon-gorgone/history.sdb' (a poller), or 'gorgone_db_type: Pg' with a libpq "
+                 "connection string in gorgone_db_name (e.g. 'host=/run/postgresql dbname=gorgone')");
+  } else {
+    std::string path = lower(db_name).rfind("dbname=", 0) == 0 ? db_name.substr(7) : db_name;
+    bool sqlite_name = db_name.empty() || (path.size() > 1 && path[0] == '/' &&
+                                           path.find_first_of(" \t'") == std::string::npos);
+    c.db_type = sqlite_name && !pg_fields ? "SQLite" : "Pg";
+    c.db_defaulted = db_name.empty() && !pg_fields;
+  }
+  if (c.db_type == "SQLite") {
+    auto path = SqliteHistory::path_from_db_name(db_name);
+    if (!path) return bad(file, "gorgonecore.gorgone_db_name", path.error());
+    c.db_path = *path;
+  } else {
+    c.db_name = db_name;
+    // Gorgone's optional separate fields, folded into the conninfo.
+    for (const char* k : {"host", "port", "user", "password"}) {
+      std::string v = scalar(core[std::string("gorgone_db_") + k]);
+      if (!v.empty()) c.db_name += std::string(c.db_name.empty() ? "" : " ") + k + "=" + conninfo_quote(v);
+    }
   }
 
   std::string mode = lower(scalar(core["fingerprint_mode"], "first"));

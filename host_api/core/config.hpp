@@ -50,8 +50,15 @@ struct CoreConfig {
   std::vector<std::string> authorized_clients;  // thumbprints
   std::size_t external_com_max_sessions = 10000;  // sessions and pending handshakes
   int external_com_helo_per_minute = 600;         // per peer address, 0: unlimited
-  std::string db_type = "Pg";
-  std::string db_name;  // libpq conninfo
+  // The history store: "SQLite" (db_path, Gorgone's default on every node) or "Pg"
+  // (db_name, a libpq conninfo). With no gorgone_db_* key at all: SQLite at Gorgone's
+  // default path (db_defaulted). Without gorgone_db_type, a gorgone_db_name that is Gorgone's
+  // "dbname=/path" (an absolute path) is SQLite and any other (or a gorgone_db_host, _port,
+  // _user, _password) PostgreSQL, as this host read it before it had SQLite.
+  std::string db_type = "SQLite";
+  std::string db_name;  // Pg: libpq conninfo
+  std::string db_path;  // SQLite: the database file
+  bool db_defaulted = false;
   std::string fingerprint_mode = "first";
   std::string proxy_name = "proxy";
   std::vector<std::string> modules_path;  // folders searched for module .so files

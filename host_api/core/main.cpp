@@ -12,6 +12,7 @@
 #include "config.hpp"
 #include "core.hpp"
 #include "history_pg.hpp"
+#include "history_sqlite.hpp"
 #include "logger.hpp"
 #include "startup.hpp"
 #include "yaml_loader.hpp"
@@ -80,7 +81,7 @@ int main(int argc, char** argv) {
     gorgone::log_error("[core] " + config.error());
     return 1;
   }
-  if (config->db_name.empty()) {
+  if (config->db_type == "Pg" && config->db_name.empty()) {
     gorgone::log_error("[core] " + config_file + ": gorgone.gorgonecore.gorgone_db_name: a libpq connection string is required");
     return 1;
   }
@@ -99,12 +100,26 @@ int main(int argc, char** argv) {
     gorgone::log_error(std::string("[core] cannot create a signalfd: ") + std::strerror(errno));
     return 1;
   }
-  auto history = gorgone::PgHistory::open(config->db_name);
-  if (!history) {
-    gorgone::log_error("[core] " + history.error());
-    return 1;
+  // The history store: SQLite (a poller, Gorgone's default) or PostgreSQL (a central).
+  std::unique_ptr<gorgone::History> store;
+  if (config->db_type == "SQLite") {
+    auto history = gorgone::SqliteHistory::open(config->db_path);
+    if (!history) {
+      gorgone::log_error("[core] " + config_file + ": gorgone.gorgonecore.gorgone_db_name: " + history.error());
+      return 1;
+    }
+    gorgone::log_info("[core] history in the SQLite database '" + config->db_path + "'" +
+                      (config->db_defaulted ? " (no gorgone_db_* set: Gorgone's default)" : ""));
+    store = std::move(history.value());
+  } else {
+    auto history = gorgone::PgHistory::open(config->db_name);
+    if (!history) {
+      gorgone::log_error("[core] " + history.error());
+      return 1;
+    }
+    store = std::move(history.value());
   }
-  auto core = gorgone::Core::create(std::move(config.value()), std::move(history.value()));
+  auto core = gorgone::Core::create(std::move(config.value()), std::move(store));
   if (!core) {
     gorgone::log_error("[core] " + core.error());
     return 1;

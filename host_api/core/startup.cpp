@@ -11,6 +11,7 @@
 #include "gorgone/json.hpp"
 #include "gorgone/module.hpp"
 #include "gorgone/protocol/crypto.hpp"
+#include "history_sqlite.hpp"
 #include "module_loader.hpp"
 #include "yaml_loader.hpp"
 
@@ -132,7 +133,14 @@ int check_config(const std::string& file, std::ostream& out) {
     return 1;
   }
   const CoreConfig& c = *config;
-  if (c.db_name.empty()) {
+  if (c.db_type == "SQLite") {
+    // Checked, not created: the check changes nothing on disk.
+    Status where = SqliteHistory::check_location(c.db_path);
+    if (!where) problem(file + ": gorgone.gorgonecore.gorgone_db_name: " + where.message());
+    else
+      out << "gorgone-host: note: history in the SQLite database '" << c.db_path << "'"
+          << (c.db_defaulted ? " (no gorgone_db_* set: Gorgone's default)" : "") << "\n";
+  } else if (c.db_name.empty()) {
     problem(file + ": gorgone.gorgonecore.gorgone_db_name: a libpq connection string is required");
   } else {
     char* error = nullptr;

@@ -24,7 +24,7 @@ std::vector<std::string> module_search_path(const CoreConfig& config);
 Result<std::string> nodes_file_json(const std::string& path, std::size_t& count);
 
 // --check-config: loads the configuration as the daemon would (includes, every gorgonecore
-// key, the database connection string's syntax, the key pair, the REST API's TLS files),
+// key, the database connection string's syntax or the SQLite file's location, the key pair, the REST API's TLS files),
 // loads every module and runs its register hook on its directives, and hands the nodes file
 // to the proxy as the daemon does at start; it opens no database, no socket and no thread
 // of its own. Writes each problem on `out` (naming the file and key) and a last line saying

@@ -5,6 +5,10 @@
 // Each poller starts with a backlog written straight into its database and answers GETLOG
 // in small pages (getlog_max_rows), so a sync lasts long enough for the faults to land in
 // the middle of it; commands sent through the central add rows while it runs.
+//
+// LogSync runs pollers on PostgreSQL; LogSyncSqlitePollers runs the same checks with the
+// pollers on SQLite files (gorgone_db_type: SQLite, as Gorgone packages a poller) and the
+// central on PostgreSQL.
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 
@@ -17,7 +21,6 @@ namespace gorgone::testing {
 namespace {
 
 using gorgone_test::PgCluster;
-using gorgone_test::PgExec;
 using gorgone_test::PgValue;
 
 const std::vector<std::string> kPollers = {"2", "3"};
@@ -26,26 +29,20 @@ constexpr int kBacklog = 12000;  // rows per poller written before the central s
 constexpr const char* kPage = "40";
 
 // Runs a query whose rows are (key, count); throws on error.
-std::map<std::string, long> CountsBy(const std::string& conninfo, const std::string& sql) {
-  PGconn* conn = PQconnectdb(conninfo.c_str());
-  std::map<std::string, long> out;
-  std::string error;
-  if (PQstatus(conn) != CONNECTION_OK) {
-    error = PQerrorMessage(conn);
-  } else {
-    PGresult* r = PQexec(conn, sql.c_str());
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) error = PQresultErrorMessage(r);
-    for (int i = 0; error.empty() && i < PQntuples(r); ++i)
-      out[PQgetvalue(r, i, 0)] = std::strtol(PQgetvalue(r, i, 1), nullptr, 10);
-    PQclear(r);
-  }
-  PQfinish(conn);
+std::map<std::string, long> CountsBy(const gorgone_test::StoreRef& db, const std::string& sql) {
+  gorgone_test::Rows rows;
+  std::string error = gorgone_test::StoreExec(db, sql, &rows);
   if (!error.empty()) throw std::runtime_error("query failed: " + sql + ": " + error);
+  std::map<std::string, long> out;
+  for (const auto& r : rows) out[r.at(0)] = std::strtol(r.at(1).c_str(), nullptr, 10);
   return out;
 }
 
 class LogSync : public ::testing::Test {
  protected:
+  // Where the pollers keep their history.
+  virtual bool sqlite_pollers() const { return false; }
+
   void TearDown() override {
     if (HasFailure()) std::cerr << fleet_.logs();
   }
@@ -63,10 +60,11 @@ class LogSync : public ::testing::Test {
       spec.external = true;
       spec.authorized = {"1"};
       spec.core_directives = std::string("    getlog_max_rows: ") + kPage + "\n";
+      spec.sqlite = sqlite_pollers();
       fleet_.declare(spec);
       fleet_.start(p);
     }
-    for (const auto& p : kPollers) write_backlog(p, kBacklog, "extract(epoch from now()) - 3600");
+    for (const auto& p : kPollers) write_backlog(p, kBacklog, -3600);
     HostSpec central;
     central.id = "1";
     central.proxy = true;
@@ -85,16 +83,20 @@ class LogSync : public ::testing::Test {
   }
 
   // n rows with tokens bl-<poller>-<k> (four rows per token, like a command), strictly
-  // increasing ctimes from `first_ctime` (SQL), written behind the poller's back.
-  void write_backlog(const std::string& p, int n, const std::string& first_ctime) {
-    const std::string& db = fleet_.db(p);
-    ASSERT_TRUE(eventually([&] { return PgExec(db, "SELECT 1 FROM gorgone_history LIMIT 1").empty(); }));
+  // increasing ctimes from now + `from_now` seconds, written behind the poller's back.
+  void write_backlog(const std::string& p, int n, int from_now) {
+    const gorgone_test::StoreRef db = fleet_.store(p);
+    ASSERT_TRUE(eventually([&] { return gorgone_test::StoreExec(db, "SELECT 1 FROM gorgone_history LIMIT 1").empty(); }));
     int start = ++backlogs_[p] * 1000000;
-    std::string error = PgExec(
-        db, "INSERT INTO gorgone_history (token, code, etime, ctime, instant, data) "
-            "SELECT 'bl-" + p + "-' || (i / 4), i % 4, 1700000000 + i, (" + first_ctime + ") + (i - " +
-                std::to_string(start) + ") * 0.000001, 0, '{\"n\":' || i || '}' "
-            "FROM generate_series(" + std::to_string(start) + ", " + std::to_string(start + n - 1) + ") AS i");
+    const std::string first = std::to_string(start), last = std::to_string(start + n - 1);
+    const std::string select = "SELECT 'bl-" + p + "-' || (i / 4), i % 4, 1700000000 + i, " +
+                               gorgone_test::SqlEpochNow(db) + " + (" + std::to_string(from_now) + ") + (i - " + first +
+                               ") * 0.000001, 0, '{\"n\":' || i || '}' ";
+    const std::string insert = "INSERT INTO gorgone_history (token, code, etime, ctime, instant, data) ";
+    std::string error = gorgone_test::StoreExec(
+        db, db.sqlite() ? "WITH RECURSIVE s(i) AS (SELECT " + first + " UNION ALL SELECT i + 1 FROM s WHERE i < " +
+                              last + ") " + insert + select + "FROM s"
+                        : insert + select + "FROM generate_series(" + first + ", " + last + ") AS i");
     ASSERT_EQ(error, "");
   }
 
@@ -117,8 +119,9 @@ class LogSync : public ::testing::Test {
 
   // Multiset of the rows of poller p in database `db`: each (token, code, etime, instant,
   // data) with its number of occurrences.
-  std::map<std::string, long> multiset(const std::string& db, const std::string& p) {
-    return CountsBy(db, "SELECT concat_ws('|', token, code, etime, instant, data), count(*) "
+  // (The same text from either store: none of these columns is NULL in these rows.)
+  std::map<std::string, long> multiset(const gorgone_test::StoreRef& db, const std::string& p) {
+    return CountsBy(db, "SELECT token || '|' || code || '|' || etime || '|' || instant || '|' || data, count(*) "
                         "FROM gorgone_history WHERE " + rows_of(p) + " GROUP BY 1");
   }
 
@@ -144,8 +147,8 @@ class LogSync : public ::testing::Test {
       expected += 4;
     }
     if (list.empty()) return true;
-    return std::stol(PgValue(fleet_.db(p), "SELECT count(*) FROM gorgone_history WHERE token IN (" + list + ")")) ==
-           expected;
+    return std::stol(gorgone_test::StoreValue(fleet_.store(p), "SELECT count(*) FROM gorgone_history WHERE token IN (" +
+                                                                   list + ")")) == expected;
   }
 
   // Waits until the central holds exactly the pollers' rows, then checks it once more.
@@ -154,8 +157,8 @@ class LogSync : public ::testing::Test {
       std::map<std::string, long> want, got;
       bool same = eventually([&] {
         if (!commands_done(p)) return false;
-        want = multiset(fleet_.db(p), p);
-        got = multiset(fleet_.db("1"), p);
+        want = multiset(fleet_.store(p), p);
+        got = multiset(fleet_.store("1"), p);
         return want == got;
       }, std::chrono::seconds(40));
       long want_rows = 0, got_rows = 0;
@@ -165,7 +168,9 @@ class LogSync : public ::testing::Test {
       // Every command ran and wrote its four rows on the poller.
       for (const auto& t : tokens_[p]) {
         if (!complete_.count(t)) continue;
-        EXPECT_EQ(PgValue(fleet_.db(p), "SELECT count(*) FROM gorgone_history WHERE token = '" + t + "'"), "4") << t;
+        EXPECT_EQ(gorgone_test::StoreValue(fleet_.store(p), "SELECT count(*) FROM gorgone_history WHERE token = '" + t + "'"),
+                  "4")
+            << t;
       }
     }
     std::string duplicates = PgValue(
@@ -175,18 +180,34 @@ class LogSync : public ::testing::Test {
     EXPECT_EQ(duplicates, "0");
   }
 
+  // The scenarios, run by the tests below with the pollers on either store.
+  void every_row_once_and_the_cursor_is_the_nodes_last_ctime();
+  void poller_restarted_mid_sync();
+  void late_answer_of_a_frozen_poller();
+
   Fleet fleet_;
   std::map<std::string, std::vector<std::string>> tokens_;
   std::set<std::string> complete_;
   std::map<std::string, int> backlogs_;
 };
 
-// The bits of a float8 column as hex: equality is bit-for-bit equality.
-std::string Bits(const std::string& db, const std::string& from) {
-  return PgValue(db, "SELECT encode(float8send(ctime), 'hex') FROM " + from);
+// The bits of a ctime column as hex: equality is bit-for-bit equality.
+std::string Bits(const gorgone_test::StoreRef& db, const std::string& from) {
+  return gorgone_test::DoubleBits(gorgone_test::StoreDouble(db, "SELECT ctime FROM " + from));
 }
 
-TEST_F(LogSync, EveryRowOnceAndTheCursorIsTheNodesLastCtime) {
+// The same checks with the pollers on SQLite.
+class LogSyncSqlitePollers : public LogSync {
+ protected:
+  bool sqlite_pollers() const override { return true; }
+};
+
+TEST_F(LogSync, EveryRowOnceAndTheCursorIsTheNodesLastCtime) { every_row_once_and_the_cursor_is_the_nodes_last_ctime(); }
+TEST_F(LogSyncSqlitePollers, EveryRowOnceAndTheCursorIsTheNodesLastCtime) {
+  every_row_once_and_the_cursor_is_the_nodes_last_ctime();
+}
+
+void LogSync::every_row_once_and_the_cursor_is_the_nodes_last_ctime() {
   start_all();
   for (const auto& p : kPollers) send_commands(p, kCommands);
   expect_every_row_exactly_once();
@@ -194,17 +215,17 @@ TEST_F(LogSync, EveryRowOnceAndTheCursorIsTheNodesLastCtime) {
   for (const auto& p : kPollers) {
     std::string mine, theirs;
     EXPECT_TRUE(eventually([&] {
-      theirs = Bits(fleet_.db(p), "gorgone_history ORDER BY ctime DESC LIMIT 1");
-      mine = Bits(fleet_.db("1"), "gorgone_synchistory WHERE id = '" + p + "'");
+      theirs = Bits(fleet_.store(p), "gorgone_history ORDER BY ctime DESC LIMIT 1");
+      mine = Bits(fleet_.store("1"), "gorgone_synchistory WHERE id = '" + p + "'");
       return mine == theirs;
     })) << "poller " << p << ": central position " << mine << ", poller's last ctime " << theirs;
   }
   // The backlog came in pages, and later syncs bring nothing new.
   std::string log = fleet_.daemon("1").log();
   EXPECT_NE(log.find(std::string("Received setlogs for '2' (") + kPage + " rows)"), std::string::npos);
-  std::map<std::string, long> before = multiset(fleet_.db("1"), "2");
+  std::map<std::string, long> before = multiset(fleet_.store("1"), "2");
   std::this_thread::sleep_for(std::chrono::seconds(3));  // three more sync periods
-  EXPECT_EQ(multiset(fleet_.db("1"), "2"), before);
+  EXPECT_EQ(multiset(fleet_.store("1"), "2"), before);
   EXPECT_NE(fleet_.daemon("1").log().find("Received setlogs for '2' (0 rows)"), std::string::npos);
 }
 
@@ -234,7 +255,10 @@ TEST_F(LogSync, PostgresRestartedMidSync) {
   expect_every_row_exactly_once();
 }
 
-TEST_F(LogSync, PollerRestartedMidSync) {
+TEST_F(LogSync, PollerRestartedMidSync) { poller_restarted_mid_sync(); }
+TEST_F(LogSyncSqlitePollers, PollerRestartedMidSync) { poller_restarted_mid_sync(); }
+
+void LogSync::poller_restarted_mid_sync() {
   start_all();
   for (const auto& p : kPollers) send_commands(p, kCommands, p != "2");
   wait_for_sync_start("bl-2-%");
@@ -245,12 +269,17 @@ TEST_F(LogSync, PollerRestartedMidSync) {
   expect_every_row_exactly_once();
 }
 
-TEST_F(LogSync, LateAnswerOfAFrozenPollerIsRefusedAndNothingIsStoredTwice) {
+TEST_F(LogSync, LateAnswerOfAFrozenPollerIsRefusedAndNothingIsStoredTwice) { late_answer_of_a_frozen_poller(); }
+TEST_F(LogSyncSqlitePollers, LateAnswerOfAFrozenPollerIsRefusedAndNothingIsStoredTwice) {
+  late_answer_of_a_frozen_poller();
+}
+
+void LogSync::late_answer_of_a_frozen_poller() {
   start_all();
   expect_every_row_exactly_once();
   fleet_.daemon("2").pause();
   // New rows while it is frozen: every GETLOG queued meanwhile will carry them.
-  write_backlog("2", 400, "extract(epoch from clock_timestamp())");
+  write_backlog("2", 400, 0);
   std::this_thread::sleep_for(std::chrono::seconds(7));  // > synchistory_timeout, several GETLOGs
   fleet_.daemon("2").resume();
   expect_every_row_exactly_once();

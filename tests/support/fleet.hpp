@@ -1,5 +1,7 @@
 // Test support: a set of gorgone-host processes (central, remotes, pollers) with generated
-// keys and configurations, on loopback, sharing one private PostgreSQL cluster.
+// keys and configurations, on loopback, sharing one private PostgreSQL cluster; a host
+// declared with `sqlite` keeps its history in an SQLite file of its own instead, as a
+// poller packaged by Gorgone does.
 #pragma once
 
 #include <httplib.h>
@@ -12,6 +14,7 @@
 #include "gorgone/json.hpp"
 #include "gorgone/protocol/crypto.hpp"
 #include "pg_fixture.hpp"
+#include "store_sql.hpp"
 
 namespace gorgone::testing {
 
@@ -39,6 +42,7 @@ struct HostSpec {
   std::string extra_modules;            // more module entries (YAML list items, 4-space indent)
   std::string core_directives;          // more gorgonecore directives (YAML lines, 4-space indent)
   std::string action_directives;        // the action module's directives (YAML lines, 6-space indent)
+  bool sqlite = false;                  // history in <dir>/<id>/history.sdb (gorgone_db_type: SQLite), not PostgreSQL
 };
 
 class Fleet {
@@ -63,13 +67,19 @@ class Fleet {
     if (!protocol::generate_key_files(d + "/rsakey.priv.pem", d + "/rsakey.pub.pem"))
       throw std::runtime_error("cannot generate keys");
     e.thumbprint = protocol::RsaKey::load_public_file(d + "/rsakey.pub.pem")->jwk_thumbprint();
-    e.db = gorgone_test::PgCluster::shared().create_database();
+    e.sqlite = spec.sqlite;
+    e.db = spec.sqlite ? d + "/history.sdb" : gorgone_test::PgCluster::shared().create_database();
   }
 
   int port(const std::string& id) { return hosts_.at(id).port; }
   const std::string& thumbprint(const std::string& id) { return hosts_.at(id).thumbprint; }
   std::string private_key(const std::string& id) { return dir_ + "/" + id + "/rsakey.priv.pem"; }
+  // The host's database: a libpq conninfo, or the SQLite file of a host declared with `sqlite`.
   const std::string& db(const std::string& id) { return hosts_.at(id).db; }
+  gorgone_test::StoreRef store(const std::string& id) {
+    const Entry& e = hosts_.at(id);
+    return {e.sqlite ? gorgone_test::StoreKind::kSqlite : gorgone_test::StoreKind::kPg, e.db};
+  }
 
   // Writes the configuration and starts the process.
   void start(const std::string& id) {
@@ -81,7 +91,8 @@ class Fleet {
     std::ostringstream y;
     y << "gorgone:\n  gorgonecore:\n    id: " << id << "\n    hostname: host-" << id << "\n"
       << "    privkey: " << d << "/rsakey.priv.pem\n    pubkey: " << d << "/rsakey.pub.pem\n"
-      << "    gorgone_db_type: Pg\n    gorgone_db_name: \"" << e.db << "\"\n" << s.core_directives;
+      << "    gorgone_db_type: " << (e.sqlite ? "SQLite" : "Pg") << "\n    gorgone_db_name: \""
+      << (e.sqlite ? "dbname=" : "") << e.db << "\"\n" << s.core_directives;
     if (s.external) {
       y << "    external_com_type: tcp\n    external_com_path: 127.0.0.1:" << e.port << "\n";
       y << "    authorized_clients:\n";
@@ -189,6 +200,7 @@ class Fleet {
     HostSpec spec;
     int port = 0, http_port = 0;
     std::string thumbprint, db;
+    bool sqlite = false;
   };
   std::string dir_;
   std::map<std::string, Entry> hosts_;

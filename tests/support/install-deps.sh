@@ -3,7 +3,7 @@
 set -euo pipefail
 packages=(meson ninja-build pkg-config g++ clang libclang-rt-14-dev
   libzmq3-dev cppzmq-dev libssh-dev rapidjson-dev libyaml-cpp-dev libpq-dev libboost-dev
-  libgtest-dev libgmock-dev libssl-dev libarchive-dev libcpp-httplib-dev
+  libgtest-dev libgmock-dev libssl-dev libarchive-dev libcpp-httplib-dev libsqlite3-dev
   postgresql openssh-server openssl curl python3 procps)
 missing=()
 for p in "${packages[@]}"; do

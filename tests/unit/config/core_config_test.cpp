@@ -40,6 +40,54 @@ TEST(CoreConfig, DatabaseFieldsCannotInjectConnectionKeywords) {
   EXPECT_EQ(c->db_name, R"(dbname=gorgone host='/run/postgresql' password='x sslmode=disable it\'s')");
 }
 
+// The history store: Gorgone's SQLite file by default (a poller as Gorgone packages it),
+// PostgreSQL when asked for (a central), and what this host read before it had SQLite (a
+// libpq string without gorgone_db_type) still means PostgreSQL.
+TEST(CoreConfig, HistoryStoreSqliteByDefaultPgWhenAskedFor) {
+  auto c = parse("gorgone: {gorgonecore: {id: 2}}");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->db_type, "SQLite");
+  EXPECT_EQ(c->db_path, "/var/lib/centreon-gorgone/history.sdb");
+  EXPECT_TRUE(c->db_defaulted);
+
+  c = parse("gorgone: {gorgonecore: {id: 2, gorgone_db_type: SQLite, gorgone_db_name: 'dbname=/srv/g/h.sdb'}}");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->db_type, "SQLite");
+  EXPECT_EQ(c->db_path, "/srv/g/h.sdb");
+  EXPECT_FALSE(c->db_defaulted);
+
+  c = parse("gorgone: {gorgonecore: {id: 2, gorgone_db_type: sqlite, gorgone_db_name: /srv/bare.sdb}}");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->db_path, "/srv/bare.sdb");
+
+  c = parse("gorgone: {gorgonecore: {id: 2, gorgone_db_type: SQLite}}");  // the name defaults alone too
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->db_path, "/var/lib/centreon-gorgone/history.sdb");
+
+  c = parse("gorgone: {gorgonecore: {id: 2, gorgone_db_name: 'dbname=/var/lib/centreon-gorgone/history.sdb'}}");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->db_type, "SQLite");
+  EXPECT_EQ(c->db_path, "/var/lib/centreon-gorgone/history.sdb");
+
+  c = parse("gorgone: {gorgonecore: {id: 1, gorgone_db_type: PG, gorgone_db_name: 'dbname=gorgone'}}");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->db_type, "Pg");
+  EXPECT_EQ(c->db_name, "dbname=gorgone");
+
+  c = parse("gorgone: {gorgonecore: {id: 1, gorgone_db_name: 'host=/run/postgresql dbname=gorgone'}}");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->db_type, "Pg");
+  c = parse("gorgone: {gorgonecore: {id: 1, gorgone_db_host: /run/postgresql}}");
+  ASSERT_TRUE(c) << c.error();
+  EXPECT_EQ(c->db_type, "Pg");
+  EXPECT_EQ(c->db_name, "host='/run/postgresql'");
+
+  c = parse("gorgone: {gorgonecore: {id: 2, gorgone_db_type: SQLite, gorgone_db_name: 'host=x'}}");
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().find("gorgone.gorgonecore.gorgone_db_name"), std::string::npos) << c.error();
+  EXPECT_NE(c.error().find("dbname="), std::string::npos) << c.error();
+}
+
 TEST(CoreConfig, ExternalSessionLimits) {
   auto c = parse("gorgone: {gorgonecore: {id: 1}}");
   ASSERT_TRUE(c) << c.error();
@@ -111,11 +159,12 @@ TEST(CoreConfig, GorgoneAtTheTopIsAcceptedToo) {
 }
 
 TEST(CoreConfig, ErrorsNameTheFileAndTheKey) {
-  auto c = parse("gorgone: {gorgonecore: {id: 1, gorgone_db_type: SQLite}}");
+  auto c = parse("gorgone: {gorgonecore: {id: 1, gorgone_db_type: mysql}}");
   ASSERT_FALSE(c);
   EXPECT_NE(c.error().find("test.yaml"), std::string::npos);
   EXPECT_NE(c.error().find("gorgone_db_type"), std::string::npos);
   EXPECT_NE(c.error().find("gorgone_db_type: Pg"), std::string::npos) << "says what to write instead";
+  EXPECT_NE(c.error().find("gorgone_db_type: SQLite"), std::string::npos) << "says what to write instead";
 
   c = parse("gorgone: {gorgonecore: {id: 1, external_com_type: udp, external_com_path: x}}");
   ASSERT_FALSE(c);

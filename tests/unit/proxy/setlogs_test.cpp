@@ -1,5 +1,6 @@
-// Proxy::setlogs on a real history store (private PostgreSQL): what a SETLOGS stores, what
-// it refuses, and that a log-sync cursor survives its JSON round trip bit for bit.
+// Proxy::setlogs on a real history store, PostgreSQL (private cluster) and SQLite (a file in a
+// temporary directory; test names end in /Pg and /SQLite): what a SETLOGS stores, what it
+// refuses, and that a log-sync cursor survives its JSON round trip bit for bit.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -10,26 +11,30 @@
 #include "gorgone/json.hpp"
 #include "history_pg.hpp"
 #include "pg_fixture.hpp"
+#include "fresh_store.hpp"
 #include "proxy.hpp"
 #include "recording_host.hpp"
 
 namespace gorgone::proxy {
 namespace {
 
-using gorgone_test::PgCluster;
-using gorgone_test::PgValue;
+using gorgone_test::FreshStore;
+using gorgone_test::StoreKind;
+using gorgone_test::StoreValue;
 
-// Records what the proxy asks of its host; history() is a real PgHistory.
+// Records what the proxy asks of its host; history() is a real store.
 class FakeHost : public gorgone::testing::RecordingHost {
  public:
   explicit FakeHost(History& history) : RecordingHost(&history, CoreInfo{"1", "central", "", "", "", "first"}) {}
 };
 
-class SetlogsTest : public ::testing::Test {
+std::string StoreParamName(const ::testing::TestParamInfo<StoreKind>& info) { return gorgone_test::StoreName(info.param); }
+
+class SetlogsTest : public ::testing::TestWithParam<StoreKind> {
  protected:
   void SetUp() override {
-    db_ = PgCluster::shared().create_database();
-    auto h = PgHistory::open(db_);
+    store_ = std::make_unique<FreshStore>(GetParam());
+    auto h = store_->open();
     ASSERT_TRUE(h.ok()) << h.error();
     history_ = std::move(h.value());
     host_ = std::make_unique<FakeHost>(*history_);
@@ -46,7 +51,8 @@ class SetlogsTest : public ::testing::Test {
   std::string setlogs(const std::string& rows, const std::string& extra = "") {
     return R"({"code":0,"data":{"action":"getlog","id":"2","result":)" + rows + extra + "}}";
   }
-  long stored() { return std::stol(PgValue(db_, "SELECT count(*) FROM gorgone_history")); }
+  std::string Value(const std::string& sql) { return StoreValue(store_->ref(), sql); }
+  long stored() { return std::stol(Value("SELECT count(*) FROM gorgone_history")); }
   double position() { return history_->sync_position("2").value(); }
   bool logged(const std::string& text) {
     for (const auto& l : host_->logs())
@@ -54,22 +60,22 @@ class SetlogsTest : public ::testing::Test {
     return false;
   }
 
-  std::string db_;
-  std::unique_ptr<PgHistory> history_;
+  std::unique_ptr<FreshStore> store_;
+  std::unique_ptr<History> history_;
   std::unique_ptr<FakeHost> host_;
   std::unique_ptr<Proxy> proxy_;
 };
 
-TEST_F(SetlogsTest, StoresRowsMovesThePositionCountsAsPongAndTellsParents) {
+TEST_P(SetlogsTest, StoresRowsMovesThePositionCountsAsPongAndTellsParents) {
   asked();
   send("SETLOGS", setlogs(R"([{"id":"7","token":"t","code":2,"etime":5,"ctime":100.25,"instant":0,"data":"{\"a\":1}"},
                              {"id":"8","token":null,"code":0,"etime":6,"ctime":"100.5","instant":1,"data":"{}"}])"));
   EXPECT_EQ(stored(), 2);
   EXPECT_EQ(position(), 100.5);
-  EXPECT_EQ(PgValue(db_, "SELECT concat_ws('|', token, code, etime, instant, data) FROM gorgone_history "
-                         "WHERE token = 't'"),
+  EXPECT_EQ(Value("SELECT token || '|' || code || '|' || etime || '|' || instant || '|' || data "
+                  "FROM gorgone_history WHERE token = 't'"),
             "t|2|5|0|{\"a\":1}");
-  EXPECT_EQ(PgValue(db_, "SELECT count(*) FROM gorgone_history WHERE token IS NULL AND instant = 1"), "1");
+  EXPECT_EQ(Value("SELECT count(*) FROM gorgone_history WHERE token IS NULL AND instant = 1"), "1");
   EXPECT_FALSE(proxy_->registry().sync()["2"].in_progress);
   EXPECT_GT(proxy_->registry().status()["2"].last_ping_recv, 0);
   ASSERT_EQ(host_->parents().size(), 1u);
@@ -79,7 +85,7 @@ TEST_F(SetlogsTest, StoresRowsMovesThePositionCountsAsPongAndTellsParents) {
   EXPECT_TRUE(host_->rows().empty());
 }
 
-TEST_F(SetlogsTest, AnAnswerNobodyWaitsForIsRefused) {
+TEST_P(SetlogsTest, AnAnswerNobodyWaitsForIsRefused) {
   send("SETLOGS", setlogs(R"([{"ctime":1,"code":0,"data":"{}"}])"));
   EXPECT_EQ(stored(), 0);
   ASSERT_EQ(host_->rows().size(), 1u);
@@ -87,7 +93,7 @@ TEST_F(SetlogsTest, AnAnswerNobodyWaitsForIsRefused) {
             R"({"message":"proxy - skip setlogs response. Maybe too much time to get response. Retry"})");
 }
 
-TEST_F(SetlogsTest, MalformedPayloadsAreRefusedAndChangeNothing) {
+TEST_P(SetlogsTest, MalformedPayloadsAreRefusedAndChangeNothing) {
   const std::vector<std::string> bad = {
       "{not json",
       setlogs(R"({"ctime":1})"),                          // result not a list
@@ -107,7 +113,7 @@ TEST_F(SetlogsTest, MalformedPayloadsAreRefusedAndChangeNothing) {
   EXPECT_TRUE(host_->parents().empty());
 }
 
-TEST_F(SetlogsTest, RowsWithABadCtimeAreSkippedWithALogLine) {
+TEST_P(SetlogsTest, RowsWithABadCtimeAreSkippedWithALogLine) {
   asked();
   send("SETLOGS", setlogs(R"([{"ctime":"abc","data":"{}"},{"data":"{}"},{"ctime":null,"data":"{}"},
                              {"ctime":7,"code":0,"data":"{}"}])"));
@@ -116,7 +122,7 @@ TEST_F(SetlogsTest, RowsWithABadCtimeAreSkippedWithALogLine) {
   EXPECT_TRUE(logged("wrong ctime for '2'"));
 }
 
-TEST_F(SetlogsTest, RowsAtOrBelowTheCursorAreNotStoredTwice) {
+TEST_P(SetlogsTest, RowsAtOrBelowTheCursorAreNotStoredTwice) {
   asked();
   send("SETLOGS", setlogs(R"([{"ctime":10,"data":"{\"n\":1}"},{"ctime":20,"data":"{\"n\":2}"}])"));
   ASSERT_EQ(stored(), 2);
@@ -131,7 +137,7 @@ TEST_F(SetlogsTest, RowsAtOrBelowTheCursorAreNotStoredTwice) {
 
 // A ctime far ahead (a broken clock, or a hostile 1e300) would move the cursor there, and
 // no later row of the node would ever be synced again.
-TEST_F(SetlogsTest, ACtimeFarAheadIsRefusedOnceLoggedAndNeverMovesTheCursor) {
+TEST_P(SetlogsTest, ACtimeFarAheadIsRefusedOnceLoggedAndNeverMovesTheCursor) {
   const double now = static_cast<double>(std::time(nullptr));
   auto ctime = [](double v) {
     char b[40];
@@ -145,7 +151,7 @@ TEST_F(SetlogsTest, ACtimeFarAheadIsRefusedOnceLoggedAndNeverMovesTheCursor) {
                           "{\"ctime\":200,\"token\":\"b\",\"data\":\"{}\"}]"));
   EXPECT_EQ(stored(), 2);
   EXPECT_EQ(position(), 200);
-  EXPECT_EQ(PgValue(db_, "SELECT count(*) FROM gorgone_history WHERE token LIKE 'far%'"), "0");
+  EXPECT_EQ(Value("SELECT count(*) FROM gorgone_history WHERE token LIKE 'far%'"), "0");
   EXPECT_TRUE(logged("(2 rows, 2 refused for a ctime ahead)"));
   auto lines = [&](const std::string& text) {
     int n = 0;
@@ -166,36 +172,34 @@ TEST_F(SetlogsTest, ACtimeFarAheadIsRefusedOnceLoggedAndNeverMovesTheCursor) {
 
 // A Perl poller passes a command's Latin-1 output through, and a NUL as "\u0000": the rows
 // are stored with U+FFFD and the cursor moves on.
-TEST_F(SetlogsTest, Latin1AndNulRowsAreStoredReplaced) {
+TEST_P(SetlogsTest, Latin1AndNulRowsAreStoredReplaced) {
   asked();
   send("SETLOGS", setlogs("[{\"ctime\":10,\"token\":\"l1\",\"data\":\"{\\\"stdout\\\":\\\"caf\xE9\\\"}\"},"
                           "{\"ctime\":20,\"token\":\"nul\",\"data\":\"a\\u0000b\"},"
                           "{\"ctime\":30,\"token\":\"ok\",\"data\":\"{}\"}]"));
   EXPECT_EQ(stored(), 3);
   EXPECT_EQ(position(), 30);
-  EXPECT_EQ(PgValue(db_, "SELECT data FROM gorgone_history WHERE token = 'l1'"), "{\"stdout\":\"caf\xEF\xBF\xBD\"}");
-  EXPECT_EQ(PgValue(db_, "SELECT data FROM gorgone_history WHERE token = 'nul'"), "a\xEF\xBF\xBD" "b");
+  EXPECT_EQ(Value("SELECT data FROM gorgone_history WHERE token = 'l1'"), "{\"stdout\":\"caf\xEF\xBF\xBD\"}");
+  EXPECT_EQ(Value("SELECT data FROM gorgone_history WHERE token = 'nul'"), "a\xEF\xBF\xBD" "b");
 }
 
 // A row the database refuses on its own (here an operator's size limit) gets a KO row with
 // its token and a log line; the others go in and the cursor moves.
-TEST_F(SetlogsTest, ARowTheStoreRefusesBecomesAKoRowAndALogLine) {
-  ASSERT_EQ(gorgone_test::PgExec(db_, "ALTER TABLE gorgone_history ADD CONSTRAINT data_size "
-                                      "CHECK (octet_length(data) <= 1000)"),
-            "");
+TEST_P(SetlogsTest, ARowTheStoreRefusesBecomesAKoRowAndALogLine) {
+  ASSERT_EQ(gorgone_test::StoreExec(store_->ref(), store_->refuse_data_longer_than("data_size", 1000)), "");
   asked();
   send("SETLOGS", setlogs("[{\"ctime\":10,\"token\":\"a\",\"data\":\"{}\"},"
                           "{\"ctime\":20,\"token\":\"big\",\"data\":\"" + std::string(2000, 'x') + "\"},"
                           "{\"ctime\":30,\"token\":\"b\",\"data\":\"{}\"}]"));
   EXPECT_EQ(stored(), 3);
   EXPECT_EQ(position(), 30);
-  EXPECT_EQ(PgValue(db_, "SELECT code FROM gorgone_history WHERE token = 'big'"), "1");
-  EXPECT_EQ(PgValue(db_, "SELECT count(*) FROM gorgone_history WHERE token IN ('a', 'b') AND code = 0"), "2");
+  EXPECT_EQ(Value("SELECT code FROM gorgone_history WHERE token = 'big'"), "1");
+  EXPECT_EQ(Value("SELECT count(*) FROM gorgone_history WHERE token IN ('a', 'b') AND code = 0"), "2");
   EXPECT_TRUE(logged("a row of node '2' (token \"big\") was refused by the history store"));
   EXPECT_TRUE(logged("data_size"));
 }
 
-TEST_F(SetlogsTest, TheCursorSurvivesTheJsonRoundTripBitForBit) {
+TEST_P(SetlogsTest, TheCursorSurvivesTheJsonRoundTripBitForBit) {
   // What a node writes (Writer::Double) and the proxy reads back (json::parse) must be the
   // same double, or the next GETLOG re-sends the last row or skips one. RapidJSON's default
   // number parsing is off by an ULP for about one microsecond timestamp in 10^4.
@@ -228,7 +232,7 @@ TEST_F(SetlogsTest, TheCursorSurvivesTheJsonRoundTripBitForBit) {
   EXPECT_EQ(std::memcmp(&got, &last, sizeof(double)), 0);
 }
 
-// A store that counts how the proxy reads positions, over a real PgHistory.
+// A store that counts how the proxy reads positions, over a real store.
 class CountingHistory : public History {
  public:
   explicit CountingHistory(History& real) : real_(real) {}
@@ -262,9 +266,11 @@ class CountingHistory : public History {
 
 // A central registering its fleet reads every node's position in one query, not one query
 // per node.
-TEST(SyncPositions, AFleetRegisteringReadsEveryPositionInOneQuery) {
-  std::string db = PgCluster::shared().create_database();
-  auto pg = PgHistory::open(db);
+class SyncPositions : public ::testing::TestWithParam<StoreKind> {};
+
+TEST_P(SyncPositions, AFleetRegisteringReadsEveryPositionInOneQuery) {
+  FreshStore db(GetParam());
+  auto pg = db.open();
   ASSERT_TRUE(pg.ok()) << pg.error();
   std::string nodes;
   for (int i = 2; i < 42; ++i) {
@@ -293,9 +299,9 @@ TEST(SyncPositions, AFleetRegisteringReadsEveryPositionInOneQuery) {
 // The loop never waits for the database: registering nodes and storing a page only queue
 // work for the history thread. A SETLOGS page is stored before the cursor moves, and an
 // answer arriving meanwhile is refused instead of being stored twice.
-TEST(SyncPositions, TheLoopQueuesDatabaseWorkAndSyncsFromThePositionOnceKnown) {
-  std::string db = PgCluster::shared().create_database();
-  auto pg = PgHistory::open(db);
+TEST_P(SyncPositions, TheLoopQueuesDatabaseWorkAndSyncsFromThePositionOnceKnown) {
+  FreshStore db(GetParam());
+  auto pg = db.open();
   ASSERT_TRUE(pg.ok()) << pg.error();
   ASSERT_TRUE(pg.value()->store_synced("2", {}, 1700000000.25).ok());
   CountingHistory counting(*pg.value());
@@ -314,16 +320,19 @@ TEST(SyncPositions, TheLoopQueuesDatabaseWorkAndSyncsFromThePositionOnceKnown) {
       R"({"code":0,"data":{"action":"getlog","id":"2","result":[{"ctime":1700000001.5,"code":2,"token":"t1","data":"{}"}]}})";
   proxy.routing(protocol::Frame{"SETLOGS", "tok", "", page}, RouteContext{"internal", "x"});
   EXPECT_TRUE(proxy.registry().sync()["2"].in_progress) << "the sync ended before its page was stored";
-  EXPECT_EQ(PgValue(db, "SELECT count(*) FROM gorgone_history"), "0") << "stored on the loop";
+  EXPECT_EQ(StoreValue(db.ref(), "SELECT count(*) FROM gorgone_history"), "0") << "stored on the loop";
   proxy.routing(protocol::Frame{"SETLOGS", "tok2", "", page}, RouteContext{"internal", "x"});
   host.run_posted();
-  EXPECT_EQ(PgValue(db, "SELECT count(*) FROM gorgone_history WHERE token = 't1'"), "1");
+  EXPECT_EQ(StoreValue(db.ref(), "SELECT count(*) FROM gorgone_history WHERE token = 't1'"), "1");
   EXPECT_EQ(proxy.registry().sync()["2"].ctime, 1700000001.5);
   EXPECT_FALSE(proxy.registry().sync()["2"].in_progress);
   bool refused = false;
   for (const auto& r : host.rows_for("tok2")) refused |= r.data.find("skip setlogs response") != std::string::npos;
   EXPECT_TRUE(refused) << "the repeated answer was not refused";
 }
+
+INSTANTIATE_TEST_SUITE_P(Stores, SetlogsTest, ::testing::Values(StoreKind::kPg, StoreKind::kSqlite), StoreParamName);
+INSTANTIATE_TEST_SUITE_P(Stores, SyncPositions, ::testing::Values(StoreKind::kPg, StoreKind::kSqlite), StoreParamName);
 
 }  // namespace
 }  // namespace gorgone::proxy
