@@ -637,6 +637,26 @@ TEST_P(HistoryTest, FingerprintsFirstRowWins) {
   EXPECT_EQ(fp.value(), std::optional<std::string>("Evq4ALly"));
 }
 
+// Trust on first use in one step: an unknown target stores the fingerprint given and answers
+// it; a known one answers its first fingerprint and stores nothing more.
+TEST_P(HistoryTest, FingerprintOrAddStoresTheFirstAndAnswersIt) {
+  auto first = history_->target_fingerprint_or_add("tcp://127.0.0.1:25572", "first-key");
+  ASSERT_TRUE(first.ok()) << first.error();
+  EXPECT_EQ(first.value(), "first-key");
+  auto again = history_->target_fingerprint_or_add("tcp://127.0.0.1:25572", "another-key");
+  ASSERT_TRUE(again.ok()) << again.error();
+  EXPECT_EQ(again.value(), "first-key");
+  auto stored = history_->target_fingerprint("tcp://127.0.0.1:25572");
+  ASSERT_TRUE(stored.ok()) << stored.error();
+  EXPECT_EQ(stored.value(), std::optional<std::string>("first-key"));
+  // A target with rows already (added the two-step way) answers its oldest one.
+  ASSERT_TRUE(history_->add_target_fingerprint("tcp://127.0.0.1:25573", "old").ok());
+  ASSERT_TRUE(history_->add_target_fingerprint("tcp://127.0.0.1:25573", "newer").ok());
+  auto oldest = history_->target_fingerprint_or_add("tcp://127.0.0.1:25573", "newest");
+  ASSERT_TRUE(oldest.ok()) << oldest.error();
+  EXPECT_EQ(oldest.value(), "old");
+}
+
 TEST_P(HistoryTest, Purge) {
   double now = Now();
   HistoryRow old_row = Row("t", 0, "old");
