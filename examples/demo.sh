@@ -27,11 +27,10 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-# libpq takes the socket folder and user from the environment; the configs name the databases.
+# libpq takes the socket folder and user from the environment; the central's config names its
+# database (the poller keeps its history in SQLite, under .state/demo/poller).
 eval "export $(echo "$conninfo" | tr ' ' '\n' | grep -E '^(host|port|user)=' | sed 's/^host=/PGHOST=/;s/^port=/PGPORT=/;s/^user=/PGUSER=/' | tr '\n' ' ')"
-for db in gorgone_central gorgone_poller; do
-  psql -q -d "$conninfo" -c "CREATE DATABASE $db" 2>/dev/null || true
-done
+psql -q -d "$conninfo" -c "CREATE DATABASE gorgone_central" 2>/dev/null || true
 export GORGONE_MODULE_PATH="$root/build/plugin/proxy:$root/build/examples/action"
 
 ./build/host_api/core/gorgone-host --config examples/config/poller.yaml --logfile "$state/poller.log" &
