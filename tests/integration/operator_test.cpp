@@ -16,46 +16,12 @@
 #include <vector>
 
 #include "daemon.hpp"
+#include "host_run.hpp"
 #include "fleet.hpp"
 
 namespace gorgone::testing {
 namespace {
 
-struct HostRun {
-  int rc = -1;
-  std::string out;  // stdout and stderr together
-};
-
-// gorgone-host with `args`, its output captured.
-HostRun host(const std::vector<std::string>& args) {
-  int fds[2];
-  if (::pipe(fds) != 0) return {};
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::dup2(fds[1], 1);
-    ::dup2(fds[1], 2);
-    ::close(fds[0]);
-    ::close(fds[1]);
-    std::vector<char*> argv;
-    std::string bin = std::getenv("GORGONE_HOST_BIN");
-    argv.push_back(bin.data());
-    std::vector<std::string> copy = args;
-    for (auto& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(bin.c_str(), argv.data());
-    ::_exit(127);
-  }
-  ::close(fds[1]);
-  HostRun r;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) r.out.append(buf, static_cast<std::size_t>(n));
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
 
 class CheckConfig : public ::testing::Test {
  protected:
@@ -84,14 +50,14 @@ class CheckConfig : public ::testing::Test {
 const std::string kNode2 = push_node("2", 5556);
 
 TEST(HostVersion, PrintsTheVersionAndTheModuleAbi) {
-  HostRun r = host({"--version"});
+  HostRun r = run_host({"--version"});
   EXPECT_EQ(r.rc, 0);
   EXPECT_EQ(r.out.rfind("gorgone-host ", 0), 0u) << r.out;
   EXPECT_NE(r.out.find("(module ABI 1."), std::string::npos) << r.out;
 }
 
 TEST_F(CheckConfig, AUsableConfigurationSaysSoAndStartsNothing) {
-  HostRun r = host({"--check-config", "--config", write("        pool: 2\n", kNode2)});
+  HostRun r = run_host({"--check-config", "--config", write("        pool: 2\n", kNode2)});
   EXPECT_EQ(r.rc, 0) << r.out;
   EXPECT_NE(r.out.find("configuration OK (1 module(s), 1 node(s))"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("one is generated at the first start"), std::string::npos) << r.out;
@@ -100,7 +66,7 @@ TEST_F(CheckConfig, AUsableConfigurationSaysSoAndStartsNothing) {
 
 TEST_F(CheckConfig, EachProblemIsNamedAndTheExitCodeSaysNo) {
   const std::string bogus = kNode2 + "  - id: 3\n    type: bogus\n";
-  HostRun r = host({"--check-config", "--config",
+  HostRun r = run_host({"--check-config", "--config",
                 write("        pool: lots\n", bogus, "host='x",
                       "      - name: nothere\n        package: gorgone::modules::core::nothere::hooks\n        enable: true\n")});
   EXPECT_EQ(r.rc, 1) << r.out;
@@ -113,13 +79,13 @@ TEST_F(CheckConfig, EachProblemIsNamedAndTheExitCodeSaysNo) {
       << r.out;
   EXPECT_NE(r.out.find("configuration NOT usable (3 problem(s))"), std::string::npos) << r.out;
   // With the proxy loadable, its refusal of a node in the nodes file is a problem too.
-  r = host({"--check-config", "--config", write("        pool: 2\n", bogus)});
+  r = run_host({"--check-config", "--config", write("        pool: 2\n", bogus)});
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_NE(r.out.find("nodes.yaml: [proxy] cannot register node '3': unknown node type \"bogus\""), std::string::npos)
       << r.out;
   // A YAML syntax error names its line.
   std::ofstream(dir_ + "/broken.yaml") << "gorgone:\n  gorgonecore: {id: 1\n";
-  r = host({"--check-config", "--config", dir_ + "/broken.yaml"});
+  r = run_host({"--check-config", "--config", dir_ + "/broken.yaml"});
   EXPECT_EQ(r.rc, 1) << r.out;
   EXPECT_NE(r.out.find("broken.yaml"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("line"), std::string::npos) << r.out;
