@@ -1,7 +1,6 @@
 #include "history_pg.hpp"
 
 #include <libpq-fe.h>
-#include <sys/time.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +13,7 @@
 #include "gorgone/json.hpp"
 #include "gorgone/status_codes.hpp"
 #include "gorgone/utf8.hpp"
+#include "history_rows.hpp"
 
 namespace gorgone {
 
@@ -207,26 +207,7 @@ void AppendCopyText(std::string& out, std::string_view v) {
   }
 }
 
-// The row with its text made valid UTF-8 without NUL; nullopt when it is clean already.
-std::optional<HistoryRow> Sanitized(const HistoryRow& row) {
-  bool token_clean = !row.token || utf8::is_clean(*row.token);
-  if (token_clean && utf8::is_clean(row.data)) return std::nullopt;
-  HistoryRow out = row;
-  if (out.token) utf8::sanitize_in_place(*out.token);
-  utf8::sanitize_in_place(out.data);
-  return out;
-}
 
-// A reason for a KO row: the server's message, bounded (its detail may quote the row).
-std::string Reason(std::string text) {
-  constexpr std::size_t kMax = 512;
-  if (text.size() > kMax) {
-    text.resize(kMax);
-    text += "...";
-  }
-  utf8::sanitize_in_place(text);  // the cut may split a character
-  return text;
-}
 
 constexpr const char* kInsertRowSql =
     "INSERT INTO gorgone_history (token, code, etime, ctime, instant, data) "
@@ -424,33 +405,15 @@ Result<std::unique_ptr<PgHistory>> PgHistory::open(const std::string& conninfo) 
   return std::unique_ptr<PgHistory>(new PgHistory(std::move(conn)));
 }
 
-double PgHistory::next_ctime() {
-  // ticks / 1e5 is the double nearest to the decimal value, which is also what the
-  // server stores when given that decimal: it round-trips exactly.
-  return static_cast<double>(next_ctime_ticks()) / 1e5;
-}
-
-std::int64_t PgHistory::next_ctime_ticks() {
-  struct timeval tv;
-  gettimeofday(&tv, nullptr);
-  // Steps of 10 us: an epoch time then has at most 15 significant digits, which a Perl
-  // parent prints back exactly in its GETLOG {"ctime"} (JSON::XS uses 15 digits); with
-  // 16 digits its cursor would be rounded and a row re-sent or skipped at every sync.
-  std::int64_t ticks = static_cast<std::int64_t>(tv.tv_sec) * 100000 + tv.tv_usec / 10;
-  if (ticks <= last_ctime_ticks_) ticks = last_ctime_ticks_ + 1;
-  last_ctime_ticks_ = ticks;
-  return ticks;
-}
-
 Result<std::int64_t> PgHistory::add(const HistoryRow& original) {
-  std::optional<HistoryRow> fixed = Sanitized(original);
+  std::optional<HistoryRow> fixed = history_rows::sanitized(original);
   const HistoryRow& row = fixed ? *fixed : original;
   std::lock_guard<std::mutex> lock(mu_);
   Params p;
   p.optional(row.token)
       .integer(row.code)
       .integer(row.etime != 0 ? row.etime : static_cast<std::int64_t>(std::time(nullptr)))
-      .real(row.ctime != 0 ? row.ctime : next_ctime())
+      .real(row.ctime != 0 ? row.ctime : clock_.next())
       .integer(row.instant)
       .text(row.data);
   auto r = conn_->exec("add",
@@ -573,8 +536,8 @@ Status PgHistory::copy_rows(const std::vector<HistoryRow>& rows) {
     buf += '\t';
     buf += std::to_string(row.etime != 0 ? row.etime : now);
     buf += '\t';
-    // The exact decimal of the ctime: the server reads it as ticks / 1e5, as next_ctime().
-    std::int64_t ticks = next_ctime_ticks();
+    // The exact decimal of the ctime: the server reads it as ticks / 1e5, as clock_.next().
+    std::int64_t ticks = clock_.next_ticks();
     char ctime[32];
     std::snprintf(ctime, sizeof(ctime), "%lld.%05lld", static_cast<long long>(ticks / 100000),
                   static_cast<long long>(ticks % 100000));
@@ -615,15 +578,8 @@ Status PgHistory::store_synced_reporting(const std::string& node_id,
   refused.clear();
   if (original.empty() && new_position == 0) return Status::success();
   const std::string node = utf8::sanitize(node_id);
-  // Copy the page only when a row needs repair (nearly never).
-  std::vector<HistoryRow> fixed;
-  for (std::size_t i = 0; i < original.size(); ++i) {
-    std::optional<HistoryRow> row = Sanitized(original[i]);
-    if (!row) continue;
-    if (fixed.empty()) fixed = original;
-    fixed[i] = std::move(*row);
-  }
-  const std::vector<HistoryRow>& rows = fixed.empty() ? original : fixed;
+  std::vector<HistoryRow> repaired;
+  const std::vector<HistoryRow>& rows = history_rows::sanitized_page(original, repaired);
 
   std::lock_guard<std::mutex> lock(mu_);
   Status st = store_page(node, rows, new_position);
@@ -677,7 +633,7 @@ Status PgHistory::store_row_by_row(const std::string& node_id, const std::vector
     p.optional(row.token)
         .integer(row.code)
         .integer(row.etime != 0 ? row.etime : now)
-        .real(next_ctime())
+        .real(clock_.next())
         .integer(row.instant)
         .text(row.data);
     auto r = conn_->exec("storing row " + std::to_string(i) + " synced from node '" + node_id + "'",
@@ -693,12 +649,12 @@ Status PgHistory::store_row_by_row(const std::string& node_id, const std::vector
     if (!back.ok()) return fail(back.error());
     // The row's place is taken by a KO row: whoever waits on its token learns why. If even
     // that cannot be written, nothing is stored and the caller asks again.
-    std::string reason = Reason(r.error());
+    std::string reason = history_rows::ko_reason(r.error());
     Params ko;
     ko.optional(row.token)
         .integer(code::kActionFinishKo)
         .integer(now)
-        .real(next_ctime())
+        .real(clock_.next())
         .integer(0)
         .text(json::message(reason));
     auto k = conn_->exec(what + " (KO row)", kInsertRowSql, ko, Mode::kInTransaction);

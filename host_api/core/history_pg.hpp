@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "gorgone/history.hpp"
+#include "history_rows.hpp"
 
 namespace gorgone {
 
@@ -65,12 +66,6 @@ class PgHistory : public History {
 
   explicit PgHistory(std::unique_ptr<Conn> conn);
 
-  // A fresh local ctime in seconds, 10 us resolution, strictly increasing; ahead of
-  // the clock only while more than 100 000 rows a second are written.
-  // REQUIRES: mu_ held.
-  double next_ctime();
-  // The same in units of 10 us. REQUIRES: mu_ held.
-  std::int64_t next_ctime_ticks();
   // REQUIRES: mu_ held and a COPY ... FROM STDIN in progress.
   Status copy_rows(const std::vector<HistoryRow>& rows);
   // The two ways of store_synced. REQUIRES: mu_ held; rows and node_id sanitized.
@@ -80,7 +75,7 @@ class PgHistory : public History {
 
   std::mutex mu_;
   std::unique_ptr<Conn> conn_;      // guarded by mu_
-  std::int64_t last_ctime_ticks_ = 0;  // 10 us units; guarded by mu_
+  history_rows::CtimeClock clock_;  // local ctimes; guarded by mu_
 };
 
 }  // namespace gorgone

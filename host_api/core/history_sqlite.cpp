@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -17,6 +16,7 @@
 #include "gorgone/json.hpp"
 #include "gorgone/status_codes.hpp"
 #include "gorgone/utf8.hpp"
+#include "history_rows.hpp"
 
 namespace gorgone {
 
@@ -93,26 +93,7 @@ Error Failure(const std::string& what, const std::string& detail) {
 
 std::string Errno(int e) { return std::strerror(e); }
 
-// The row with its text made valid UTF-8 without NUL; nullopt when it is clean already.
-std::optional<HistoryRow> Sanitized(const HistoryRow& row) {
-  bool token_clean = !row.token || utf8::is_clean(*row.token);
-  if (token_clean && utf8::is_clean(row.data)) return std::nullopt;
-  HistoryRow out = row;
-  if (out.token) utf8::sanitize_in_place(*out.token);
-  utf8::sanitize_in_place(out.data);
-  return out;
-}
 
-// A reason for a KO row: the database's message, bounded.
-std::string Reason(std::string text) {
-  constexpr std::size_t kMax = 512;
-  if (text.size() > kMax) {
-    text.resize(kMax);
-    text += "...";
-  }
-  utf8::sanitize_in_place(text);  // the cut may split a character
-  return text;
-}
 
 std::string Trim(const std::string& s) {
   std::size_t b = s.find_first_not_of(" \t\r\n");
@@ -390,18 +371,6 @@ void SqliteHistory::rollback() {
   sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
 }
 
-double SqliteHistory::next_ctime() {
-  struct timeval tv;
-  gettimeofday(&tv, nullptr);
-  // Steps of 10 us, as PgHistory: an epoch time then has at most 15 significant digits, which
-  // a Perl parent prints back exactly in its GETLOG {"ctime"}; ticks / 1e5 is the double
-  // nearest to that decimal, and SQLite stores the double as given.
-  std::int64_t ticks = static_cast<std::int64_t>(tv.tv_sec) * 100000 + tv.tv_usec / 10;
-  if (ticks <= last_ctime_ticks_) ticks = last_ctime_ticks_ + 1;
-  last_ctime_ticks_ = ticks;
-  return static_cast<double>(ticks) / 1e5;
-}
-
 Result<std::int64_t> SqliteHistory::run_change(const std::string& what, Stmt& stmt) {
   int rc = stmt.step();
   if (rc != SQLITE_DONE && rc != SQLITE_ROW) return Failure(what, stmt.error());
@@ -437,11 +406,11 @@ Status SqliteHistory::set_position(const std::string& node_id, double position) 
 }
 
 Result<std::int64_t> SqliteHistory::add(const HistoryRow& original) {
-  std::optional<HistoryRow> fixed = Sanitized(original);
+  std::optional<HistoryRow> fixed = history_rows::sanitized(original);
   const HistoryRow& row = fixed ? *fixed : original;
   std::lock_guard<std::mutex> lock(mu_);
   rollback();  // a transaction left open by a failure: never expected
-  Status st = insert_row("add", row, row.ctime != 0 ? row.ctime : next_ctime(),
+  Status st = insert_row("add", row, row.ctime != 0 ? row.ctime : clock_.next(),
                          static_cast<std::int64_t>(std::time(nullptr)));
   if (!st.ok()) return make_error(st.message());
   return static_cast<std::int64_t>(sqlite3_last_insert_rowid(db_));
@@ -541,15 +510,8 @@ Status SqliteHistory::store_synced_reporting(const std::string& node_id, const s
   refused.clear();
   if (original.empty() && new_position == 0) return Status::success();
   const std::string node = utf8::sanitize(node_id);
-  // Copy the page only when a row needs repair (nearly never).
-  std::vector<HistoryRow> fixed;
-  for (std::size_t i = 0; i < original.size(); ++i) {
-    std::optional<HistoryRow> row = Sanitized(original[i]);
-    if (!row) continue;
-    if (fixed.empty()) fixed = original;
-    fixed[i] = std::move(*row);
-  }
-  const std::vector<HistoryRow>& rows = fixed.empty() ? original : fixed;
+  std::vector<HistoryRow> repaired;
+  const std::vector<HistoryRow>& rows = history_rows::sanitized_page(original, repaired);
 
   std::lock_guard<std::mutex> lock(mu_);
   rollback();  // a transaction left open by a failure: never expected
@@ -563,20 +525,20 @@ Status SqliteHistory::store_synced_reporting(const std::string& node_id, const s
   const std::int64_t now = std::time(nullptr);
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const HistoryRow& row = rows[i];
-    st = insert_row("storing row " + std::to_string(i) + " synced from node '" + node + "'", row, next_ctime(), now);
+    st = insert_row("storing row " + std::to_string(i) + " synced from node '" + node + "'", row, clock_.next(), now);
     if (st.ok()) continue;
     // An error that ended the transaction (disk full, I/O) says nothing about the row:
     // nothing is stored and the caller asks again.
     if (sqlite3_get_autocommit(db_) != 0) return fail(st);
     // Only the refused statement was undone. Its place is taken by a KO row: whoever waits
     // on its token learns why. If even that cannot be written, nothing is stored.
-    std::string reason = Reason(st.message());
+    std::string reason = history_rows::ko_reason(st.message());
     HistoryRow ko;
     ko.token = row.token;
     ko.code = code::kActionFinishKo;
     ko.etime = now;
     ko.data = json::message(reason);
-    Status k = insert_row("store_synced (KO row)", ko, next_ctime(), now);
+    Status k = insert_row("store_synced (KO row)", ko, clock_.next(), now);
     if (!k.ok()) return fail(k);
     refused.push_back(RefusedRow{i, std::move(reason)});
   }

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "gorgone/history.hpp"
+#include "history_rows.hpp"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -103,8 +104,6 @@ class SqliteHistory : public History {
   Status exec(const std::string& what, const char* sql);
   // Best effort when the transaction is still open. REQUIRES: mu_ held.
   void rollback();
-  // A fresh local ctime in seconds (10 us resolution, strictly increasing). REQUIRES: mu_ held.
-  double next_ctime();
   // Inserts one row of gorgone_history. REQUIRES: mu_ held.
   Status insert_row(const std::string& what, const HistoryRow& row, double ctime, std::int64_t now);
   // Moves a node's position (UPDATE, else INSERT: works whether or not the file has
@@ -117,7 +116,7 @@ class SqliteHistory : public History {
   sqlite3* db_;                                      // guarded by mu_
   std::string path_;
   std::map<std::string, sqlite3_stmt*> statements_;  // SQL text -> prepared; guarded by mu_
-  std::int64_t last_ctime_ticks_ = 0;                // 10 us units; guarded by mu_
+  history_rows::CtimeClock clock_;                   // local ctimes; guarded by mu_
 };
 
 }  // namespace gorgone

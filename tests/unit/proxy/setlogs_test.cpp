@@ -274,7 +274,9 @@ TEST_P(SyncPositions, AFleetRegisteringReadsEveryPositionInOneQuery) {
   ASSERT_TRUE(pg.ok()) << pg.error();
   std::string nodes;
   for (int i = 2; i < 42; ++i) {
-    if (i % 2 == 0) ASSERT_TRUE(pg.value()->store_synced(std::to_string(i), {}, 1700000000.5 + i).ok());
+    if (i % 2 == 0) {
+      ASSERT_TRUE(pg.value()->store_synced(std::to_string(i), {}, 1700000000.5 + i).ok());
+    }
     nodes += std::string(nodes.empty() ? "" : ",") + R"({"id":")" + std::to_string(i) +
              R"(","type":"push_zmq","address":"127.0.0.1","port":1})";
   }
