@@ -18,12 +18,14 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace gorgone_test {
 
-// Runs one SQL text on conninfo. Returns "" on success, else the error message.
-inline std::string PgExec(const std::string& conninfo, const std::string& sql,
-                          std::string* first_value = nullptr) {
+// Runs one SQL text on conninfo. Returns "" on success, else the error message; `rows`
+// gets the rows of the result as text (NULL as "").
+inline std::string PgRows(const std::string& conninfo, const std::string& sql,
+                          std::vector<std::vector<std::string>>* rows) {
   PGconn* conn = PQconnectdb(conninfo.c_str());
   std::string error;
   if (PQstatus(conn) != CONNECTION_OK) {
@@ -33,12 +35,25 @@ inline std::string PgExec(const std::string& conninfo, const std::string& sql,
     ExecStatusType s = PQresultStatus(r);
     if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
       error = PQresultErrorMessage(r);
-    } else if (first_value != nullptr) {
-      *first_value = PQntuples(r) > 0 && PQnfields(r) > 0 ? PQgetvalue(r, 0, 0) : "";
+    } else if (rows != nullptr) {
+      for (int i = 0; i < PQntuples(r); ++i) {
+        std::vector<std::string> row;
+        for (int j = 0; j < PQnfields(r); ++j) row.emplace_back(PQgetvalue(r, i, j));
+        rows->push_back(std::move(row));
+      }
     }
     PQclear(r);
   }
   PQfinish(conn);
+  return error;
+}
+
+// The same; `first_value` gets the first column of the first row ("" when none).
+inline std::string PgExec(const std::string& conninfo, const std::string& sql,
+                          std::string* first_value = nullptr) {
+  std::vector<std::vector<std::string>> rows;
+  std::string error = PgRows(conninfo, sql, first_value ? &rows : nullptr);
+  if (first_value) *first_value = !rows.empty() && !rows[0].empty() ? rows[0][0] : "";
   return error;
 }
 

@@ -5,7 +5,6 @@
 //   StoreValue(db, "SELECT count(*) FROM gorgone_history");  // "0"
 #pragma once
 
-#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include <cstdint>
@@ -15,6 +14,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "pg_fixture.hpp"
 
 namespace gorgone_test {
 
@@ -33,28 +34,7 @@ using Rows = std::vector<std::vector<std::string>>;
 // Runs `sql` (one or more statements) on its own connection. Returns "" on success, else
 // the error; `rows` gets the rows of the statements as text (NULL as "").
 inline std::string StoreExec(const StoreRef& db, const std::string& sql, Rows* rows = nullptr) {
-  if (!db.sqlite()) {
-    PGconn* conn = PQconnectdb(db.where.c_str());
-    std::string error;
-    if (PQstatus(conn) != CONNECTION_OK) {
-      error = PQerrorMessage(conn);
-    } else {
-      PGresult* r = PQexec(conn, sql.c_str());
-      ExecStatusType s = PQresultStatus(r);
-      if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
-        error = PQresultErrorMessage(r);
-      } else if (rows != nullptr) {
-        for (int i = 0; i < PQntuples(r); ++i) {
-          std::vector<std::string> row;
-          for (int j = 0; j < PQnfields(r); ++j) row.emplace_back(PQgetvalue(r, i, j));
-          rows->push_back(std::move(row));
-        }
-      }
-      PQclear(r);
-    }
-    PQfinish(conn);
-    return error;
-  }
+  if (!db.sqlite()) return PgRows(db.where, sql, rows);
   sqlite3* conn = nullptr;
   if (sqlite3_open_v2(db.where.c_str(), &conn, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
     std::string error = conn ? sqlite3_errmsg(conn) : "cannot open";
