@@ -7,7 +7,8 @@
 //              then GET /api/nodes/2/log/:token until its row is there
 //
 // Prints requests/s with 1 and 8 clients, and the central's RSS idle, after the burst, and
-// 5 s later. Run: GORGONE_HOST_BIN=... GORGONE_MODULE_PATH=... ./build/tests/bench/rest_bench [N]
+// 5 s later. Run: GORGONE_HOST_BIN=... GORGONE_MODULE_PATH=... ./build/tests/bench/rest_bench [N] [routed]
+// ("routed" runs the routed rows alone, for a profiler attached to the central).
 #include <unistd.h>
 
 #include <atomic>
@@ -51,15 +52,19 @@ bool command_round_trip(Fleet& fleet, int c, int i) {
 }
 
 // The poller answers with its key's thumbprint; its row reaches the central by log sync.
+std::atomic<long> log_fetches{0};
+
 bool routed(Fleet& fleet) {
   auto [status, body] = fleet.get("1", "/api/nodes/2/internal/thumbprint");
   json::Document d;
   if (status != 200 || !json::parse(d, body) || !d.IsObject() || !d.HasMember("token")) return false;
   const std::string token = d["token"].GetString();
   auto deadline = Clock::now() + std::chrono::seconds(30);
-  while (Clock::now() < deadline)
+  while (Clock::now() < deadline) {
+    ++log_fetches;
     for (const auto& [code, data] : fleet.rows("1", token, "2"))
       if (code == 2 && data.find("thumbprint") != std::string::npos) return true;
+  }
   return false;
 }
 
@@ -67,6 +72,8 @@ bool routed(Fleet& fleet) {
 
 int main(int argc, char** argv) {
   const int n = argc > 1 ? std::atoi(argv[1]) : 500;
+  // "routed": only the routed rows (for a profiler attached to the central).
+  const bool routed_only = argc > 2 && std::string(argv[2]) == "routed";
   Fleet fleet;
   start_central_and_poller(fleet);
   std::atomic<int> failed{0};
@@ -78,14 +85,17 @@ int main(int argc, char** argv) {
   std::this_thread::sleep_for(std::chrono::seconds(2));
   long idle = rss_kib(central);
   std::printf("REST end to end, central -> our poller (%d requests per row)\n", n);
-  double c1 = rate(1, n / 4, failed, [&](int c, int i) { return command_round_trip(fleet, c, i); });
-  std::printf("  echo commands, result fetched, 1 client    %8.1f /s\n", c1);
-  double c8 = rate(8, n / 8, failed, [&](int c, int i) { return command_round_trip(fleet, c + 1, i); });
-  std::printf("  echo commands, result fetched, 8 clients   %8.1f /s\n", c8);
+  if (!routed_only) {
+    double c1 = rate(1, n / 4, failed, [&](int c, int i) { return command_round_trip(fleet, c, i); });
+    std::printf("  echo commands, result fetched, 1 client    %8.1f /s\n", c1);
+    double c8 = rate(8, n / 8, failed, [&](int c, int i) { return command_round_trip(fleet, c + 1, i); });
+    std::printf("  echo commands, result fetched, 8 clients   %8.1f /s\n", c8);
+  }
   double r1 = rate(1, n, failed, [&](int, int) { return routed(fleet); });
   std::printf("  routed thumbprint, 1 client                %8.1f /s\n", r1);
   double r8 = rate(8, n, failed, [&](int, int) { return routed(fleet); });
   std::printf("  routed thumbprint, 8 clients               %8.1f /s\n", r8);
+  std::printf("  log fetches per routed request               %6.2f\n", double(log_fetches.load()) / (9.0 * n));
   long after = rss_kib(central);
   std::this_thread::sleep_for(std::chrono::seconds(5));
   long later = rss_kib(central);
