@@ -209,6 +209,53 @@ void AppendCopyText(std::string& out, std::string_view v) {
 
 
 
+// A small page of synced rows, and the node's new position, in one statement (one round
+// trip, one implicit transaction) instead of BEGIN, COPY, position and COMMIT: a live sync
+// carries a few rows, and those five round trips were most of its cost to both sides.
+// The statement may run again after a lost connection (the server may have committed it
+// before the link dropped): like every way of store_synced, it stores nothing when the
+// node's position is already the page's end (kMovePositionSql), which only this page can
+// have set. The host's own rows (no position) are doubled in that case, as a retried
+// COMMIT of the writer's batch would double them.
+constexpr const char* kMovePositionSql =
+    "INSERT INTO gorgone_synchistory (id, ctime) VALUES ($1, $2) "
+    "ON CONFLICT (id) DO UPDATE SET ctime = EXCLUDED.ctime "
+    "WHERE gorgone_synchistory.ctime IS DISTINCT FROM EXCLUDED.ctime RETURNING 1";
+constexpr std::size_t kSmallPageRows = 64;
+constexpr std::size_t kSmallPageBytes = 256 * 1024;
+constexpr const char* kInsertUnnestSql =
+    "INSERT INTO gorgone_history (token, code, etime, ctime, instant, data) "
+    "SELECT * FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::double precision[], $5::integer[], $6::text[])";
+constexpr const char* kInsertUnnestAndPositionSql =
+    "WITH position AS (INSERT INTO gorgone_synchistory (id, ctime) VALUES ($7, $8) "
+    "ON CONFLICT (id) DO UPDATE SET ctime = EXCLUDED.ctime "
+    "WHERE gorgone_synchistory.ctime IS DISTINCT FROM EXCLUDED.ctime RETURNING 1) "
+    "INSERT INTO gorgone_history (token, code, etime, ctime, instant, data) "
+    "SELECT * FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::double precision[], $5::integer[], $6::text[]) "
+    "WHERE EXISTS (SELECT 1 FROM position)";
+
+// A fresh ctime as its exact decimal: the server reads it as ticks / 1e5, as clock_.next().
+void AppendTicks(std::string& out, std::int64_t ticks) {
+  char ctime[32];
+  std::snprintf(ctime, sizeof(ctime), "%lld.%05lld", static_cast<long long>(ticks / 100000),
+                static_cast<long long>(ticks % 100000));
+  out += ctime;
+}
+
+// One element of a PostgreSQL array literal: quoted, with backslash before '"' and '\'.
+void AppendArrayText(std::string& out, std::string_view v) {
+  out += '"';
+  while (!v.empty()) {
+    std::size_t run = v.find_first_of("\\\"");
+    out.append(v.data(), run == std::string_view::npos ? v.size() : run);
+    if (run == std::string_view::npos) break;
+    out += '\\';
+    out += v[run];
+    v.remove_prefix(run + 1);
+  }
+  out += '"';
+}
+
 constexpr const char* kInsertRowSql =
     "INSERT INTO gorgone_history (token, code, etime, ctime, instant, data) "
     "VALUES ($1, $2, $3, $4, $5, $6)";
@@ -536,12 +583,7 @@ Status PgHistory::copy_rows(const std::vector<HistoryRow>& rows) {
     buf += '\t';
     buf += std::to_string(row.etime != 0 ? row.etime : now);
     buf += '\t';
-    // The exact decimal of the ctime: the server reads it as ticks / 1e5, as clock_.next().
-    std::int64_t ticks = clock_.next_ticks();
-    char ctime[32];
-    std::snprintf(ctime, sizeof(ctime), "%lld.%05lld", static_cast<long long>(ticks / 100000),
-                  static_cast<long long>(ticks % 100000));
-    buf += ctime;
+    AppendTicks(buf, clock_.next_ticks());
     buf += '\t';
     buf += std::to_string(row.instant);
     buf += '\t';
@@ -589,24 +631,63 @@ Status PgHistory::store_synced_reporting(const std::string& node_id,
   return store_row_by_row(node, rows, new_position, refused);
 }
 
+Result<bool> PgHistory::move_position(const std::string& node_id, double position) {
+  auto r = conn_->exec("store_synced (position)", kMovePositionSql, Params().text(node_id).real(position),
+                       Conn::Mode::kInTransaction);
+  if (!r.ok()) return make_error(r.error());
+  return PQntuples(r->get()) > 0;
+}
+
+Status PgHistory::store_small_page(const std::string& node_id, const std::vector<HistoryRow>& rows,
+                                   double new_position) {
+  std::string tokens = "{", codes = "{", etimes = "{", ctimes = "{", instants = "{", data = "{";
+  const std::int64_t now = std::time(nullptr);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const HistoryRow& row = rows[i];
+    if (i > 0) {
+      for (std::string* a : {&tokens, &codes, &etimes, &ctimes, &instants, &data}) *a += ',';
+    }
+    if (row.token) AppendArrayText(tokens, *row.token);
+    else tokens += "NULL";
+    codes += std::to_string(row.code);
+    etimes += std::to_string(row.etime != 0 ? row.etime : now);
+    AppendTicks(ctimes, clock_.next_ticks());
+    instants += std::to_string(row.instant);
+    AppendArrayText(data, row.data);
+  }
+  for (std::string* a : {&tokens, &codes, &etimes, &ctimes, &instants, &data}) *a += '}';
+  Params p;
+  p.text(std::move(tokens)).text(std::move(codes)).text(std::move(etimes)).text(std::move(ctimes));
+  p.text(std::move(instants)).text(std::move(data));
+  const bool position = new_position != 0;
+  if (position) p.text(node_id).real(new_position);
+  auto r = conn_->exec("store_synced", position ? kInsertUnnestAndPositionSql : kInsertUnnestSql, p);
+  return r.ok() ? Status::success() : Status::failure(r.error());
+}
+
 Status PgHistory::store_page(const std::string& node_id, const std::vector<HistoryRow>& rows,
                              double new_position) {
+  if (!rows.empty() && rows.size() <= kSmallPageRows) {
+    std::size_t bytes = 0;
+    for (const auto& row : rows) bytes += row.data.size() + (row.token ? row.token->size() : 0);
+    if (bytes <= kSmallPageBytes) return store_small_page(node_id, rows, new_position);
+  }
   // Only BEGIN may be retried after a reconnection: once rows are sent, a lost
   // connection means the server rolled everything back and the caller asks again.
   Status st = conn_->begin("store_synced");
   if (!st.ok()) return st;
+  if (new_position != 0) {
+    auto moved = move_position(node_id, new_position);
+    if (!moved.ok() || !*moved) {
+      conn_->rollback();
+      return moved.ok() ? Status::success() : Status::failure(moved.error());
+    }
+  }
   if (!rows.empty()) {
     st = conn_->copy_start(
         "store_synced (COPY)",
         "COPY gorgone_history (token, code, etime, ctime, instant, data) FROM STDIN");
     if (st.ok()) st = copy_rows(rows);
-  }
-  if (st.ok() && new_position != 0) {
-    auto r = conn_->exec("store_synced (position)",
-                         "INSERT INTO gorgone_synchistory (id, ctime) VALUES ($1, $2) "
-                         "ON CONFLICT (id) DO UPDATE SET ctime = EXCLUDED.ctime",
-                         Params().text(node_id).real(new_position), Conn::Mode::kInTransaction);
-    if (!r.ok()) st = Status::failure(r.error());
   }
   if (st.ok()) st = conn_->commit("store_synced");
   if (!st.ok()) conn_->rollback();
@@ -624,6 +705,14 @@ Status PgHistory::store_row_by_row(const std::string& node_id, const std::vector
   };
   Status st = conn_->begin(what);
   if (!st.ok()) return fail(st.message());
+  if (new_position != 0) {
+    auto moved = move_position(node_id, new_position);
+    if (!moved.ok()) return fail(moved.error());
+    if (!*moved) {
+      conn_->rollback();
+      return Status::success();
+    }
+  }
   const std::int64_t now = std::time(nullptr);
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const HistoryRow& row = rows[i];
@@ -660,13 +749,6 @@ Status PgHistory::store_row_by_row(const std::string& node_id, const std::vector
     auto k = conn_->exec(what + " (KO row)", kInsertRowSql, ko, Mode::kInTransaction);
     if (!k.ok()) return fail(k.error());
     refused.push_back(RefusedRow{i, std::move(reason)});
-  }
-  if (new_position != 0) {
-    auto r = conn_->exec("store_synced (position)",
-                         "INSERT INTO gorgone_synchistory (id, ctime) VALUES ($1, $2) "
-                         "ON CONFLICT (id) DO UPDATE SET ctime = EXCLUDED.ctime",
-                         Params().text(node_id).real(new_position), Mode::kInTransaction);
-    if (!r.ok()) return fail(r.error());
   }
   st = conn_->commit(what);
   if (!st.ok()) return fail(st.message());

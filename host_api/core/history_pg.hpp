@@ -68,8 +68,13 @@ class PgHistory : public History {
 
   // REQUIRES: mu_ held and a COPY ... FROM STDIN in progress.
   Status copy_rows(const std::vector<HistoryRow>& rows);
-  // The two ways of store_synced. REQUIRES: mu_ held; rows and node_id sanitized.
+  // The ways of store_synced. REQUIRES: mu_ held; rows and node_id sanitized.
+  // A page: one statement when small (store_small_page), else a transaction around a COPY.
   Status store_page(const std::string& node_id, const std::vector<HistoryRow>& rows, double new_position);
+  Status store_small_page(const std::string& node_id, const std::vector<HistoryRow>& rows, double new_position);
+  // In the caller's transaction: sets the node's position; false when it was there already
+  // (the page is stored: this is a second run of the same store_synced).
+  Result<bool> move_position(const std::string& node_id, double position);
   Status store_row_by_row(const std::string& node_id, const std::vector<HistoryRow>& rows,
                           double new_position, std::vector<RefusedRow>& refused);
 

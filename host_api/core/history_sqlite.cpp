@@ -390,19 +390,26 @@ Status SqliteHistory::insert_row(const std::string& what, const HistoryRow& row,
   return Status::success();
 }
 
-Status SqliteHistory::set_position(const std::string& node_id, double position) {
+Result<bool> SqliteHistory::set_position(const std::string& node_id, double position) {
   const std::string what = "store_synced (position)";
-  auto update = statement(what, "UPDATE gorgone_synchistory SET ctime = ?2 WHERE id = ?1");
-  if (!update.ok()) return Status::failure(update.error());
+  auto update = statement(what, "UPDATE gorgone_synchistory SET ctime = ?2 WHERE id = ?1 AND ctime IS NOT ?2");
+  if (!update.ok()) return make_error(update.error());
   update->text(node_id).real(position);
   auto changed = run_change(what, *update);
-  if (!changed.ok()) return Status::failure(changed.error());
-  if (*changed > 0) return Status::success();
+  if (!changed.ok()) return make_error(changed.error());
+  if (*changed > 0) return true;
+  auto there = statement(what, "SELECT 1 FROM gorgone_synchistory WHERE id = ?1");
+  if (!there.ok()) return make_error(there.error());
+  there->text(node_id);
+  int rc = there->step();
+  if (rc == SQLITE_ROW) return false;
+  if (rc != SQLITE_DONE) return Failure(what, there->error());
   auto insert = statement(what, "INSERT INTO gorgone_synchistory (id, ctime) VALUES (?1, ?2)");
-  if (!insert.ok()) return Status::failure(insert.error());
+  if (!insert.ok()) return make_error(insert.error());
   insert->text(node_id).real(position);
   auto inserted = run_change(what, *insert);
-  return inserted.ok() ? Status::success() : Status::failure(inserted.error());
+  if (!inserted.ok()) return make_error(inserted.error());
+  return true;
 }
 
 Result<std::int64_t> SqliteHistory::add(const HistoryRow& original) {
@@ -522,6 +529,14 @@ Status SqliteHistory::store_synced_reporting(const std::string& node_id, const s
   };
   Status st = exec("store_synced (BEGIN)", "BEGIN IMMEDIATE");
   if (!st.ok()) return st;
+  if (new_position != 0) {
+    auto moved = set_position(node, new_position);
+    if (!moved.ok()) return fail(Status::failure(moved.error()));
+    if (!*moved) {  // the same page again: stored already
+      rollback();
+      return Status::success();
+    }
+  }
   const std::int64_t now = std::time(nullptr);
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const HistoryRow& row = rows[i];
@@ -541,10 +556,6 @@ Status SqliteHistory::store_synced_reporting(const std::string& node_id, const s
     Status k = insert_row("store_synced (KO row)", ko, clock_.next(), now);
     if (!k.ok()) return fail(k);
     refused.push_back(RefusedRow{i, std::move(reason)});
-  }
-  if (new_position != 0) {
-    st = set_position(node, new_position);
-    if (!st.ok()) return fail(st);
   }
   st = exec("store_synced (COMMIT)", "COMMIT");
   if (!st.ok()) return fail(st);

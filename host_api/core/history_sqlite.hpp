@@ -107,8 +107,9 @@ class SqliteHistory : public History {
   // Inserts one row of gorgone_history. REQUIRES: mu_ held.
   Status insert_row(const std::string& what, const HistoryRow& row, double ctime, std::int64_t now);
   // Moves a node's position (UPDATE, else INSERT: works whether or not the file has
-  // Gorgone's unique index on gorgone_synchistory.id). REQUIRES: mu_ held.
-  Status set_position(const std::string& node_id, double position);
+  // Gorgone's unique index on gorgone_synchistory.id); false when it was there already.
+  // REQUIRES: mu_ held.
+  Result<bool> set_position(const std::string& node_id, double position);
   // A statement changing rows: runs it, returns how many it changed. REQUIRES: mu_ held.
   Result<std::int64_t> run_change(const std::string& what, Stmt& stmt);
 

@@ -68,6 +68,9 @@ class History {
   // Nothing is stored when it fails. A row the store refuses on its own (PgHistory: after
   // its text was made valid UTF-8) does not fail the call: it is replaced by a KO row
   // with its token and a message naming the node and the reason, and the rest goes in.
+  // When the node's position is already new_position (non-zero), nothing is stored and the
+  // call succeeds: only this page can have set it, so this is the same page again (a
+  // statement run again after a connection lost before its answer).
   virtual Status store_synced(const std::string& node_id, const std::vector<HistoryRow>& rows,
                               double new_position) = 0;
 

@@ -66,6 +66,12 @@ GetlogFilter Everything() {
   return f;
 }
 
+GetlogFilter TokenFilter(const std::string& token) {
+  GetlogFilter f;
+  f.token = token;
+  return f;
+}
+
 std::vector<std::int64_t> Ids(const std::vector<HistoryRow>& rows) {
   std::vector<std::int64_t> ids;
   for (const auto& r : rows) ids.push_back(r.id);
@@ -554,6 +560,67 @@ std::string SpecialData(int i) {
   return out;
 }
 
+// A live sync's small page goes in one statement (PgHistory: arrays of text), not a COPY:
+// the same bytes must arrive, with the texts an array literal treats specially.
+TEST_P(HistoryTest, StoreSyncedSmallPagesArriveByteIdentical) {
+  const char* const kTexts[] = {"NULL", "null", "", " ", " padded ", "{", "}", "{}", "{a,b}", ",", "\"", "\\",
+                                "\\\"", "a\"b\\c", "(1,2)", "[1:2]={3}"};
+  std::vector<HistoryRow> rows;
+  for (int i = 0; i < 64; ++i) {
+    std::optional<std::string> token;
+    if (i % 4 == 1) token = kTexts[i % 16];
+    if (i % 4 == 2) token = "tok\t\\n\n" + std::to_string(i);
+    std::string data = i < 16 ? std::string(kTexts[i]) : SpecialData(i) + kTexts[i % 16];
+    rows.push_back(Row(token, i % 5, data, 1700000000 + i, i % 2));
+  }
+  for (std::size_t page = 0; page < rows.size(); page += 16)
+    ASSERT_TRUE(history_->store_synced("node", std::vector<HistoryRow>(rows.begin() + page, rows.begin() + page + 16),
+                                       100.0 + page).ok());
+  auto stored = All();
+  ASSERT_EQ(stored.size(), rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(stored[i].token, rows[i].token) << i;
+    EXPECT_EQ(stored[i].data, rows[i].data) << i;
+    EXPECT_EQ(stored[i].code, rows[i].code) << i;
+    EXPECT_EQ(stored[i].etime, rows[i].etime) << i;
+    EXPECT_EQ(stored[i].instant, rows[i].instant) << i;
+    if (i > 0) {
+      EXPECT_GT(stored[i].ctime, stored[i - 1].ctime) << i;
+    }
+  }
+  EXPECT_EQ(history_->sync_position("node").value(), 148.0);
+}
+
+// A store_synced whose first run was committed but whose answer was lost (the connection
+// dropped) is run again: the page must not be stored twice. The node's position is already
+// the page's end then, which only that page can have set. Small pages, large ones (COPY) and
+// the row-by-row way alike; a page with a new position still goes in.
+TEST_P(HistoryTest, StoreSyncedRunAgainAtItsPositionStoresNothing) {
+  ASSERT_EQ(Exec(store_->refuse_data_longer_than("data_size", 1000)), "");
+  auto page = [](const std::string& token, int n) {
+    std::vector<HistoryRow> rows(n, Row(token, 0, "{}"));
+    rows.back().data = "last";
+    return rows;
+  };
+  auto count = [&](const std::string& token) { return history_->getlog(TokenFilter(token)).value().size(); };
+  const std::vector<HistoryRow> small = page("small", 3), large = page("large", 500);
+  std::vector<HistoryRow> refusing = page("refusing", 3);
+  refusing[1].data = std::string(2000, 'x');  // refused: stored row by row, a KO row in its place
+  for (int run = 0; run < 2; ++run) {
+    ASSERT_TRUE(history_->store_synced("5", small, 10).ok());
+    ASSERT_TRUE(history_->store_synced("6", large, 20).ok());
+    std::vector<RefusedRow> refused;
+    ASSERT_TRUE(history_->store_synced_reporting("7", refusing, 30, refused).ok());
+    EXPECT_EQ(refused.size(), run == 0 ? 1u : 0u) << "run " << run;
+  }
+  EXPECT_EQ(count("small"), 3u);
+  EXPECT_EQ(count("large"), 500u);
+  EXPECT_EQ(count("refusing"), 3u);
+  ASSERT_TRUE(history_->store_synced("5", small, 11).ok());
+  EXPECT_EQ(count("small"), 6u);
+  EXPECT_EQ(history_->sync_position("5").value(), 11.0);
+}
+
 TEST_P(HistoryTest, StoreSynced10000RowsArriveByteIdentical) {
   std::vector<HistoryRow> rows;
   for (int i = 0; i < 10000; ++i) {
@@ -811,14 +878,14 @@ TEST_P(HistoryWriterTest, RowsGoInOrderAndAJobQueuedAfterThemSeesThem) {
   for (int i = 0; i < n; ++i) ASSERT_TRUE(writer.add(Row("t", 0, std::to_string(i))));
   std::size_t seen = 0;
   bool ended = false;
-  writer.job([&](History& store) { seen = store.getlog(GetlogFilter{{}, std::string("t")}).value().size(); },
+  writer.job([&](History& store) { seen = store.getlog(TokenFilter("t")).value().size(); },
              [&] { ended = true; });
   ASSERT_TRUE(eventually([&] { return wakes.load() > 0; }));
   EXPECT_FALSE(ended) << "a job's end ran on the history thread";
   writer.run_done();
   EXPECT_TRUE(ended);
   EXPECT_EQ(seen, static_cast<std::size_t>(n));
-  auto rows = h.value()->getlog(GetlogFilter{{}, std::string("t")});
+  auto rows = h.value()->getlog(TokenFilter("t"));
   ASSERT_TRUE(rows.ok()) << rows.error();
   ASSERT_EQ(rows->size(), static_cast<std::size_t>(n));
   for (int i = 0; i < n; ++i) ASSERT_EQ((*rows)[i].data, std::to_string(i)) << "row " << i << " out of order";
