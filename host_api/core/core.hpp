@@ -69,6 +69,11 @@ class Core final : public Host {
   void post(std::function<void()> job) override;
 
   static constexpr const char* kInternalEndpoint = "inproc://gorgone-internal";
+  // Any thread (the REST log endpoint): GETLOG's answer (code, data JSON) for the filter
+  // `data`, read on the history thread after everything queued before it (so after the rows
+  // of a sync stored before the call). Straight to the history thread: the loop is not
+  // involved, the calling thread waits. nullopt when it took longer than `timeout`.
+  std::optional<std::pair<int, std::string>> read_log(std::string data, std::chrono::milliseconds timeout);
   const std::map<std::string, std::string>& api_endpoints() const { return api_endpoints_; }
   const CoreConfig& config() const { return config_; }
 

@@ -1,6 +1,7 @@
 // The core's own actions (Gorgone's internal actions): PING, CONSTATUS, GETLOG, PUTLOG,
 // SYNCLOGS, SETCOREID, GETTHUMBPRINT, INFORMATION, BCAST*, and the counters INFORMATION shows.
-// Loop thread only.
+// Loop thread only, but for read_log (any thread).
+#include <condition_variable>
 #include <memory>
 #include <utility>
 
@@ -79,6 +80,34 @@ std::string Core::constatus_json() {
   Status s = p->hooks.get_constatus_result(out);
   if (!s) return "";
   return out;
+}
+
+std::optional<std::pair<int, std::string>> Core::read_log(std::string data, std::chrono::milliseconds timeout) {
+  struct Answer {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool ready = false;
+    int code = code::kActionFinishKo;
+    std::string data;
+  };
+  auto answer = std::make_shared<Answer>();
+  writer_->job(
+      [answer, data = std::move(data), id = core_info().id, max_rows = config_.getlog_max_rows,
+       max_bytes = config_.getlog_max_bytes](History& h) {
+        int c = code::kActionFinishKo;
+        std::string reply = getlog_reply(h, data, id, max_rows, max_bytes, c);
+        {
+          std::lock_guard<std::mutex> lock(answer->mu);
+          answer->code = c;
+          answer->data = std::move(reply);
+          answer->ready = true;
+        }
+        answer->cv.notify_one();
+      },
+      nullptr);
+  std::unique_lock<std::mutex> lock(answer->mu);
+  if (!answer->cv.wait_for(lock, timeout, [&] { return answer->ready; })) return std::nullopt;
+  return std::make_pair(answer->code, std::move(answer->data));
 }
 
 std::string Core::getlog_reply(History& history, const std::string& data, const std::string& id,

@@ -145,6 +145,8 @@ class DeadlineStream final : public httplib::Stream {
   }
 
   ssize_t read(char* ptr, std::size_t size) override {
+    // What was written goes out before waiting for the client (a "100 Continue").
+    if (!flush()) return -1;
     if (pos_ == len_) {
       if (!read_deadline_) read_deadline_ = Clock::now() + kBudget;
       ssize_t n = transfer(buf_, nullptr, sizeof(buf_), *read_deadline_);
@@ -158,10 +160,37 @@ class DeadlineStream final : public httplib::Stream {
     return static_cast<ssize_t>(n);
   }
 
+  // cpp-httplib writes an answer's head and its body separately: small writes are kept
+  // and go out together at the next flush (after each request, or before a read), one
+  // segment instead of two on the wire and one send instead of two.
   ssize_t write(const char* ptr, std::size_t size) override {
     if (size == 0) return 0;
     if (!write_deadline_) write_deadline_ = Clock::now() + kBudget;
+    if (out_.size() + size <= kOutBuffer) {
+      out_.append(ptr, size);
+      return static_cast<ssize_t>(size);
+    }
+    if (!flush()) return -1;
+    if (size <= kOutBuffer) {
+      out_.append(ptr, size);
+      return static_cast<ssize_t>(size);
+    }
     return transfer(nullptr, ptr, std::min<std::size_t>(size, 1 << 30), *write_deadline_);
+  }
+
+  // Sends what write() kept. False when it could not all go (the connection is over).
+  bool flush() {
+    std::size_t done = 0;
+    while (done < out_.size()) {
+      ssize_t n = transfer(nullptr, out_.data() + done, out_.size() - done, *write_deadline_);
+      if (n <= 0) {
+        out_.clear();
+        return false;
+      }
+      done += static_cast<std::size_t>(n);
+    }
+    out_.clear();
+    return true;
   }
 
   void get_remote_ip_and_port(std::string& ip, int& port) const override { address_of(sock_, true, ip, port); }
@@ -170,6 +199,7 @@ class DeadlineStream final : public httplib::Stream {
 
  private:
   static constexpr auto kBudget = std::chrono::seconds(RestServer::kRequestSeconds);
+  static constexpr std::size_t kOutBuffer = 64 * 1024;
 
   // One recv into `in` or send from `out` (SSL_read/SSL_write with TLS), waiting as the socket
   // or TLS asks until `deadline`. > 0: bytes moved; 0: the peer closed; -1: error or deadline.
@@ -204,6 +234,7 @@ class DeadlineStream final : public httplib::Stream {
   char buf_[4096];
   std::size_t pos_ = 0, len_ = 0;
   std::optional<Clock::time_point> read_deadline_, write_deadline_;
+  std::string out_;  // written, not sent yet (flush)
   bool expired_ = false;
 };
 
@@ -299,6 +330,8 @@ class TunedServer final : public Base {
         ret = this->process_request(strm, left == 1, closed, [ssl](httplib::Request& req) { req.ssl = ssl; });
       else
         ret = this->process_request(strm, left == 1, closed, nullptr);
+      // Whatever the outcome, the answer written goes out (a refusal ends with ret false).
+      if (!strm.flush()) ret = false;
       if (!ret || closed) break;
     }
     return ret;
@@ -375,8 +408,9 @@ Status RestServer::start() {
   server_->new_task_queue = [] { return new httplib::ThreadPool(kWorkerThreads); };
   // Connections are served by TunedServer's DeadlineStream; these settings only keep what
   // cpp-httplib still does itself (the Keep-Alive header it sends) in line with it.
-  // Headers and body go out in two writes: without TCP_NODELAY the second waits for the
-  // client's delayed ACK, 40 ms per answer (measured: 25 requests/s for one client).
+  // An answer goes out in one send (DeadlineStream::flush), but a large one in several:
+  // without TCP_NODELAY a later one would wait for the client's delayed ACK, 40 ms each
+  // (measured when head and body went separately: 25 requests/s for one client).
   // Every answer, refusals included, counted by status (GET /api/internal/metrics).
   server_->set_logger([this](const httplib::Request&, const httplib::Response& res) {
     if (res.status >= 0 && res.status < static_cast<int>(statuses_.size())) statuses_[res.status].fetch_add(1, std::memory_order_relaxed);
@@ -390,8 +424,14 @@ Status RestServer::start() {
   server_->set_payload_max_length(config_.max_body_size);
 
   // Runs once the request line and headers are read, before anything reads the body.
+  // A GET without a body is answered here too: past this point cpp-httplib matches the path
+  // against each route's std::regex, even a catch-all one (the host's top user-space
+  // symbol under REST load). Requests with a body need the routes: their reader comes there.
   server_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    return admit(req, res) ? httplib::Server::HandlerResponse::Unhandled : httplib::Server::HandlerResponse::Handled;
+    if (!admit(req, res)) return httplib::Server::HandlerResponse::Handled;
+    if (req.method != "GET" || declares_body(req)) return httplib::Server::HandlerResponse::Unhandled;
+    handle(req, res, nullptr);
+    return httplib::Server::HandlerResponse::Handled;
   });
   // "Expect: 100-continue" is answered before the pre-routing handler: same checks, so that
   // a refused client is told so instead of being invited to send its body.
@@ -504,9 +544,9 @@ void RestServer::handle(const httplib::Request& req, httplib::Response& res,
   const rest::Params& params = req.params;
 
   auto get_log = [&](const std::string& target, const std::string& token) {
-    CoreChannel& ch = thread_channel(ctx);
     if (!target.empty()) {
       // The proxy answers when the sync this caused (or joined) is stored, or refused.
+      CoreChannel& ch = thread_channel(ctx);
       std::string sync_token = protocol::generate_token();
       ch.send(protocol::Frame{"GETLOG", sync_token, target, "{}"});
       (void)ch.wait_end(sync_token, std::chrono::microseconds(
@@ -523,11 +563,9 @@ void RestServer::handle(const httplib::Request& req, httplib::Response& res,
       w.String(v.c_str(), static_cast<rapidjson::SizeType>(v.size()));
     }
     w.EndObject();
-    // The frame's own token is ours: the client's token (any text but a line break) only
-    // travels inside the JSON, where the writer escapes it.
-    std::string logtoken = protocol::generate_token();
-    ch.send(protocol::Frame{"GETLOG", logtoken, "", std::string(sb.GetString(), sb.GetSize())});
-    auto r = ch.wait(logtoken, std::chrono::seconds(5));
+    // The client's token (any text but a line break) only travels inside the JSON, where
+    // the writer escapes it. Read on the history thread, after the sync above was stored.
+    auto r = core_.read_log(std::string(sb.GetString(), sb.GetSize()), std::chrono::seconds(5));
 
     auto answer = [&](bool found, const json::Value* rows) {
       rapidjson::StringBuffer out;
@@ -552,12 +590,11 @@ void RestServer::handle(const httplib::Request& req, httplib::Response& res,
     };
     if (!r) return answer(false, nullptr);
     json::Document doc;
-    if (!json::parse(doc, r->json) || !doc.IsObject())
+    if (!json::parse(doc, r->second) || !doc.IsObject())
       return send_json(res, 400, rest::error_json("decode_error", "Cannot decode response"));
-    if (!doc.HasMember("data") || !doc["data"].IsObject() || !doc["data"].HasMember("result") ||
-        !doc["data"]["result"].IsArray() || doc["data"]["result"].Empty())
-      return answer(false, nullptr);
-    answer(true, &doc["data"]["result"]);
+    auto result = doc.FindMember("result");
+    if (result == doc.MemberEnd() || !result->value.IsArray() || result->value.Empty()) return answer(false, nullptr);
+    answer(true, &result->value);
   };
 
   auto call = [&](const std::string& event, const std::string& target, bool internal,

@@ -44,6 +44,12 @@ class RawConnection {
     ssize_t n = ::recv(fd_, &c, 1, MSG_DONTWAIT);
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
   }
+  // What one read brings (up to 15 s of silence: then "").
+  std::string read_some() {
+    char buf[4096];
+    ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+  }
   // Everything until the server closes the connection (or 15 s of silence).
   std::string read_all() {
     std::string out;
@@ -274,6 +280,27 @@ TEST(Rest, ABodyOverTheCapIsRefusedBeforeAuthWithoutBeingRead) {
   EXPECT_EQ(status_of(answer), 413) << answer;
   EXPECT_EQ(error_of(body_of(answer)), "http_error_413") << answer;
   EXPECT_TRUE(fleet.daemon("1").alive());
+}
+
+// The server keeps what it writes until the answer is complete (one send per answer), but
+// a "100 Continue" must reach the client before the server waits for the body, or a client
+// that waits for it before sending (curl does) and the server wait for each other.
+TEST(Rest, AClientWaitingForContinueIsInvitedThenAnswered) {
+  Fleet fleet;
+  fleet.declare(api_host());
+  fleet.start("1");
+  RawConnection c(fleet.http_port("1"));
+  ASSERT_TRUE(c.connected());
+  const std::string body = "[{\"command\":\"true\"}]";
+  ASSERT_TRUE(c.send("POST /api/core/action/command HTTP/1.1\r\nHost: gorgone\r\nContent-Type: application/json\r\n"
+                     "Expect: 100-continue\r\nConnection: close\r\nContent-Length: " +
+                     std::to_string(body.size()) + "\r\n\r\n"));
+  std::string invited = c.read_some();
+  ASSERT_EQ(invited.rfind("HTTP/1.1 100 Continue\r\n\r\n", 0), 0u) << invited;
+  ASSERT_TRUE(c.send(body));
+  std::string answer = invited.substr(std::strlen("HTTP/1.1 100 Continue\r\n\r\n")) + c.read_all();
+  EXPECT_EQ(status_of(answer), 200) << answer;
+  EXPECT_NE(body_of(answer).find("\"token\""), std::string::npos) << answer;
 }
 
 TEST(Rest, SlowClientsDoNotStarveTheApi) {
