@@ -560,6 +560,22 @@ std::string SpecialData(int i) {
   return out;
 }
 
+// Every synced row stored byte for byte, in order, each with a fresh increasing ctime.
+// Stops at the first row that differs (a page of 10 000 would print 10 000 failures).
+void ExpectSyncedAsSent(const std::vector<HistoryRow>& stored, const std::vector<HistoryRow>& rows) {
+  ASSERT_EQ(stored.size(), rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    ASSERT_EQ(stored[i].token, rows[i].token) << i;
+    ASSERT_EQ(stored[i].data, rows[i].data) << i;
+    ASSERT_EQ(stored[i].code, rows[i].code) << i;
+    ASSERT_EQ(stored[i].etime, rows[i].etime) << i;
+    ASSERT_EQ(stored[i].instant, rows[i].instant) << i;
+    if (i > 0) {
+      ASSERT_GT(stored[i].ctime, stored[i - 1].ctime) << i;
+    }
+  }
+}
+
 // A live sync's small page goes in one statement (PgHistory: arrays of text), not a COPY:
 // the same bytes must arrive, with the texts an array literal treats specially.
 TEST_P(HistoryTest, StoreSyncedSmallPagesArriveByteIdentical) {
@@ -576,18 +592,7 @@ TEST_P(HistoryTest, StoreSyncedSmallPagesArriveByteIdentical) {
   for (std::size_t page = 0; page < rows.size(); page += 16)
     ASSERT_TRUE(history_->store_synced("node", std::vector<HistoryRow>(rows.begin() + page, rows.begin() + page + 16),
                                        100.0 + page).ok());
-  auto stored = All();
-  ASSERT_EQ(stored.size(), rows.size());
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    EXPECT_EQ(stored[i].token, rows[i].token) << i;
-    EXPECT_EQ(stored[i].data, rows[i].data) << i;
-    EXPECT_EQ(stored[i].code, rows[i].code) << i;
-    EXPECT_EQ(stored[i].etime, rows[i].etime) << i;
-    EXPECT_EQ(stored[i].instant, rows[i].instant) << i;
-    if (i > 0) {
-      EXPECT_GT(stored[i].ctime, stored[i - 1].ctime) << i;
-    }
-  }
+  ExpectSyncedAsSent(All(), rows);
   EXPECT_EQ(history_->sync_position("node").value(), 148.0);
 }
 
@@ -636,18 +641,7 @@ TEST_P(HistoryTest, StoreSynced10000RowsArriveByteIdentical) {
   std::cout << "[ info ] store_synced: 10000 rows in " << elapsed * 1000 << " ms ("
             << static_cast<long>(10000 / elapsed) << " rows/s)" << std::endl;
 
-  auto stored = All();
-  ASSERT_EQ(stored.size(), rows.size());
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    ASSERT_EQ(stored[i].token, rows[i].token) << i;
-    ASSERT_EQ(stored[i].data, rows[i].data) << i;
-    ASSERT_EQ(stored[i].code, rows[i].code) << i;
-    ASSERT_EQ(stored[i].etime, rows[i].etime) << i;
-    ASSERT_EQ(stored[i].instant, rows[i].instant) << i;
-    if (i > 0) {
-      ASSERT_GT(stored[i].ctime, stored[i - 1].ctime) << i;
-    }
-  }
+  ExpectSyncedAsSent(All(), rows);
   EXPECT_EQ(history_->sync_position("node").value(), 1795634441.27626);
 }
 
