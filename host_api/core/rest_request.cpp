@@ -16,10 +16,14 @@ bool all_digits(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return c >= '0' && c <= '9'; });
 }
 
+// An IPv6 zone ("%eth0", "%3") is dropped: allowed_hosts names networks, not interfaces, and
+// Asio keeps a numeric zone in a type narrower than it reads it with, so a large one would not
+// come back as written.
 std::optional<ip::address> parse_address(std::string_view text) {
   boost::system::error_code ec;
   ip::address a = ip::make_address(std::string(text), ec);
   if (ec) return std::nullopt;
+  if (a.is_v6() && a.to_v6().scope_id() != 0) return ip::address(ip::address_v6(a.to_v6().to_bytes()));
   return a;
 }
 

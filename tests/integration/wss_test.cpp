@@ -35,8 +35,9 @@ class Wss : public ::testing::Test {
   std::unique_ptr<WsClient> poller(const std::string& id, const std::string& token = kToken, bool tls = false) {
     auto c = std::make_unique<WsClient>(port_, tls);
     EXPECT_TRUE(c->connect(token)) << "cannot connect to the listener";
-    if (!id.empty())
+    if (!id.empty()) {
       EXPECT_TRUE(c->send("[REGISTERNODES] [] [] {\"nodes\":[{\"type\":\"wss\",\"identity\":\"" + id + "\",\"id\":\"" + id + "\"}]}"));
+    }
     return c;
   }
   bool central_logged(const std::string& text) { return read_file(fleet_.log_path("1")).find(text) != std::string::npos; }

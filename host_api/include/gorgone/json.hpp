@@ -35,8 +35,10 @@ struct TextCheck {
 // table of cached powers for a value beyond ~1e308 written with many digits, and overflows an
 // int on exponents of ten digits, computes table indexes out of range below ~1e-320, and a value
 // of 1e308 or more would become infinity, which no writer can put back, and it misreads a zero
-// with a large exponent. So a number must be within [1e-300, 1e308) in magnitude, or a zero with
-// an exponent of at most 22: no Gorgone peer writes anything else.
+// with a large exponent. So a number must be within [1e-300, 1e308] in magnitude, or a zero with
+// an exponent of at most 22: no Gorgone peer writes anything else. 1e308 itself is in because a
+// value just under it (9.99...e307 with enough nines) is read as 1e308, and what was accepted
+// must be accepted again once written back.
 inline std::string check_number(std::string_view n) {
   if (n.size() > 400) return "JSON number longer than 400 characters";
   std::size_t i = 0;
@@ -46,10 +48,16 @@ inline std::string check_number(std::string_view n) {
   long leading_fraction_zeros = 0;
   char head[21];  // the first 21 significant digits, decimal point left out
   std::size_t head_size = 0;
+  bool nonzero_after_first = false;  // a significant digit after the first one is not 0
+  auto keep = [&](char digit) {
+    if (head_size > 0 && digit != '0') nonzero_after_first = true;
+    if (head_size < sizeof head) head[head_size] = digit;
+    ++head_size;
+  };
   for (; i < n.size() && n[i] >= '0' && n[i] <= '9'; ++i)
     if (significant || n[i] != '0') {
       significant = true, ++magnitude;
-      if (head_size < sizeof head) head[head_size++] = n[i];
+      keep(n[i]);
     }
   if (i < n.size() && n[i] == '.')
     for (++i; i < n.size() && n[i] >= '0' && n[i] <= '9'; ++i) {
@@ -57,11 +65,11 @@ inline std::string check_number(std::string_view n) {
         if (n[i] == '0') ++leading_fraction_zeros;
         else significant = true;
       }
-      if (significant && head_size < sizeof head) head[head_size++] = n[i];
+      if (significant) keep(n[i]);
     }
   // Its DiyFp path reads up to 20 significant digits into a uint64 and rounds up on the next one:
   // 18446744073709551615 followed by a digit of 5 or more wraps to zero (a clz(0), garbage out).
-  if (head_size == sizeof head && std::string_view(head, 20) == "18446744073709551615" && head[20] >= '5')
+  if (head_size >= sizeof head && std::string_view(head, 20) == "18446744073709551615" && head[20] >= '5')
     return "JSON number with 2^64-1 as its leading digits, which this parser cannot read exactly";
   if (magnitude == 0) magnitude = -leading_fraction_zeros;
   long exponent = 0;
@@ -78,7 +86,8 @@ inline std::string check_number(std::string_view n) {
   // A zero is read right only on the fast path (power of ten within 22): "0e300" came out -1.7e-21.
   long power = exponent - leading_fraction_zeros;  // as the parser scales a zero
   if (!significant) return power > 22 || power < -22 ? "JSON number out of range" : std::string();
-  if (magnitude + exponent > 308 || magnitude + exponent < -300) return "JSON number out of range";
+  const bool exactly_1e308 = magnitude + exponent == 309 && head[0] == '1' && !nonzero_after_first;
+  if ((magnitude + exponent > 308 && !exactly_1e308) || magnitude + exponent < -300) return "JSON number out of range";
   return std::string();
 }
 

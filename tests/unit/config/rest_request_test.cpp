@@ -45,6 +45,14 @@ TEST(RestRequest, PeersMatchSubnetsOfTheirFamily) {
   EXPECT_TRUE(peer_allowed("127.0.0.1", subnets({"::ffff:127.0.0.0/104"})));
   EXPECT_TRUE(peer_allowed("::ffff:127.0.0.1", subnets({"::ffff:127.0.0.1"})));
 
+  // A zone names an interface, not a network: it neither narrows nor widens a match, however
+  // large its number (one past 2^32 once made an entry that did not match its own address).
+  auto link = subnets({"fe80::/10", "fe80::1%1844674407370000095"});
+  EXPECT_TRUE(peer_allowed("fe80::7%eth0", link));
+  EXPECT_TRUE(peer_allowed("fe80::1%2", subnets({"fe80::1%1844674407370000095"})));
+  EXPECT_TRUE(peer_allowed("fe80::1", subnets({"fe80::1%lo"})));
+  EXPECT_FALSE(peer_allowed("fe80::2%1844674407370000095", subnets({"fe80::1%1844674407370000095"})));
+
   EXPECT_FALSE(peer_allowed("10.0.0.1", {})) << "an empty list lets no one in";
   EXPECT_TRUE(peer_allowed("203.0.113.9", subnets({"0.0.0.0/0"})));
   EXPECT_FALSE(peer_allowed("2001:db8::1", subnets({"0.0.0.0/0"})));

@@ -1,6 +1,7 @@
 // json::parse on hostile text: nesting and size limits, clear errors, no recursion.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <string>
 
 #include "gorgone/json.hpp"
@@ -91,6 +92,27 @@ TEST(Json, RefusesNumbersTheParserWouldMishandle) {
   EXPECT_EQ(d[0].GetDouble(), 0.0);
   EXPECT_EQ(d[2].GetDouble(), 1e300);
   EXPECT_TRUE(d[4].IsUint64());
+}
+
+TEST(Json, WhatIsAcceptedIsAcceptedAgainOnceWritten) {
+  // 28 nines then digits, times 1e200: just under 1e308, read as 1e308 and written "1e308"
+  // (found by the fuzzer: the second parse refused what the first had accepted).
+  Document d, again;
+  std::string error;
+  const std::string near = "[" + std::string(28, '9') + std::string(80, '0') + "e200, 9.9999999999999999999e307]";
+  ASSERT_TRUE(parse(d, near, &error)) << error;
+  EXPECT_EQ(dump(d), "[1e308,1e308]");
+  ASSERT_TRUE(parse(again, dump(d), &error)) << error;
+  EXPECT_EQ(again[0].GetDouble(), 1e308);
+  for (const char* n : {"1e308", "-1E+308", "10e307", "0.1e309", "1.000000000000000000000000000000e308"}) {
+    EXPECT_TRUE(parse(d, std::string("[") + n + "]", &error)) << n << ": " << error;
+    EXPECT_EQ(std::abs(d[0].GetDouble()), 1e308) << n;
+  }
+  // Anything above it stays out, however it is written.
+  for (const char* n : {"1.0000000000000000000000001e308", "2e308", "11e307", "1e309", "10.000000000000000000001e307"}) {
+    EXPECT_FALSE(parse(d, std::string("[") + n + "]", &error)) << n;
+    EXPECT_EQ(error, "JSON number out of range") << n;
+  }
 }
 
 TEST(Json, CtimeComesBackBitForBit) {
