@@ -207,8 +207,6 @@ void AppendCopyText(std::string& out, std::string_view v) {
   }
 }
 
-
-
 // A small page of synced rows, and the node's new position, in one statement (one round
 // trip, one implicit transaction) instead of BEGIN, COPY, position and COMMIT: a live sync
 // carries a few rows, and those five round trips were most of its cost to both sides.
@@ -217,22 +215,24 @@ void AppendCopyText(std::string& out, std::string_view v) {
 // node's position is already the page's end (kMovePositionSql), which only this page can
 // have set. The host's own rows (no position) are doubled in that case, as a retried
 // COMMIT of the writer's batch would double them.
-constexpr const char* kMovePositionSql =
-    "INSERT INTO gorgone_synchistory (id, ctime) VALUES ($1, $2) "
-    "ON CONFLICT (id) DO UPDATE SET ctime = EXCLUDED.ctime "
-    "WHERE gorgone_synchistory.ctime IS DISTINCT FROM EXCLUDED.ctime RETURNING 1";
+// The node's position set, returning a row only when it changed. $1 node, $2 position
+// (the one-statement form numbers them after its six arrays).
+#define GORGONE_MOVE_POSITION(id, ctime)                                                        \
+  "INSERT INTO gorgone_synchistory (id, ctime) VALUES (" id ", " ctime ") "                     \
+  "ON CONFLICT (id) DO UPDATE SET ctime = EXCLUDED.ctime "                                      \
+  "WHERE gorgone_synchistory.ctime IS DISTINCT FROM EXCLUDED.ctime RETURNING 1"
+constexpr const char* kMovePositionSql = GORGONE_MOVE_POSITION("$1", "$2");
 constexpr std::size_t kSmallPageRows = 64;
 constexpr std::size_t kSmallPageBytes = 256 * 1024;
 constexpr const char* kInsertUnnestSql =
     "INSERT INTO gorgone_history (token, code, etime, ctime, instant, data) "
     "SELECT * FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::double precision[], $5::integer[], $6::text[])";
 constexpr const char* kInsertUnnestAndPositionSql =
-    "WITH position AS (INSERT INTO gorgone_synchistory (id, ctime) VALUES ($7, $8) "
-    "ON CONFLICT (id) DO UPDATE SET ctime = EXCLUDED.ctime "
-    "WHERE gorgone_synchistory.ctime IS DISTINCT FROM EXCLUDED.ctime RETURNING 1) "
+    "WITH position AS (" GORGONE_MOVE_POSITION("$7", "$8") ") "
     "INSERT INTO gorgone_history (token, code, etime, ctime, instant, data) "
     "SELECT * FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::double precision[], $5::integer[], $6::text[]) "
     "WHERE EXISTS (SELECT 1 FROM position)";
+#undef GORGONE_MOVE_POSITION
 
 // A fresh ctime as its exact decimal: the server reads it as ticks / 1e5, as clock_.next().
 void AppendTicks(std::string& out, std::int64_t ticks) {

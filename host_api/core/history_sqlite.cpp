@@ -93,8 +93,6 @@ Error Failure(const std::string& what, const std::string& detail) {
 
 std::string Errno(int e) { return std::strerror(e); }
 
-
-
 std::string Trim(const std::string& s) {
   std::size_t b = s.find_first_not_of(" \t\r\n");
   if (b == std::string::npos) return std::string();
